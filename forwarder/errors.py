@@ -1,0 +1,47 @@
+"""The forwarder's errors: each names the thing it failed on and where.
+
+ForwarderError
+├── ConfigError        a setting is missing or malformed (names the variable, never its value)
+├── UnsupportedEvent   the Lambda event has a shape no trigger recognises
+├── InputError         an object or log batch could not be read or split (names object and position)
+└── DeliveryError      events could not be delivered to the intake
+"""
+
+from __future__ import annotations
+
+
+class ForwarderError(Exception):
+    """Base class of every error the forwarder raises on purpose."""
+
+
+class ConfigError(ForwarderError):
+    """A setting is missing or invalid. Messages name the variable and never echo a secret."""
+
+
+class UnsupportedEvent(ForwarderError):
+    """The event matches no trigger shape; the message names the keys that were seen."""
+
+
+class InputError(ForwarderError):
+    """Bad input: corrupt compression, a truncated stream, an unparsable record.
+
+    `origin` names the object (s3://bucket/key) or log batch (log group/stream);
+    `position` says how far reading got (compressed byte offset, record index or line number).
+    """
+
+    def __init__(self, origin: str, position: str, reason: str) -> None:
+        super().__init__(f"{origin}: {reason} (at {position})")
+        self.origin = origin
+        self.position = position
+        self.reason = reason
+
+
+class DeliveryError(ForwarderError):
+    """A batch could not be delivered; `status` is the intake's HTTP status, None when none came."""
+
+    def __init__(self, reason: str, status: int | None = None, answer: str = "") -> None:
+        detail = f" (HTTP {status}: {answer[:500]})" if status is not None else ""
+        super().__init__(f"{reason}{detail}")
+        self.reason = reason
+        self.status = status
+        self.answer = answer

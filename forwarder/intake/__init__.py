@@ -1,0 +1,1 @@
+"""Wire formats and the HTTP client that delivers batches to the intake."""

@@ -1,0 +1,186 @@
+"""Every setting, read once from the environment into one frozen object.
+
+Names follow the Datadog Forwarder (`DD_*`) where it has the same setting, so its users switch
+without relearning; settings it lacks are `FORWARDER_*`. The API key is the one value not read here:
+it is resolved lazily (Secrets Manager or SSM through Powertools Parameters, cached), so a missing
+key is a clear error at the first invocation instead of a crash at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import orjson
+
+from forwarder import __version__
+from forwarder.errors import ConfigError
+
+API_KEY_CACHE_SECONDS = 300
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _number(env, name, default, low, high)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {env[name]!r}")
+    return int(value)
+
+
+def _tags(raw: str) -> tuple[str, ...]:
+    return tuple(tag.strip() for tag in raw.split(",") if tag.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The forwarder's configuration; see the README's table for each variable."""
+
+    site: str = "datadoghq.com"
+    url: str = ""
+    port: int = 443
+    api_key: str = ""
+    api_key_secret_arn: str = ""
+    api_key_ssm_name: str = ""
+    tags: tuple[str, ...] = ()
+    source_override: str = ""
+    use_compression: bool = True
+    compression_level: int = 6
+    skip_ssl_validation: bool = False
+    max_workers: int = 4
+    http_timeout_seconds: float = 10.0
+    max_attempts: int = 6
+    deadline_margin_seconds: float = 5.0
+    batch_max_entries: int = 1000
+    batch_max_bytes: int = 5_000_000
+    entry_max_bytes: int = 1_000_000
+    read_chunk_bytes: int = 1 << 20
+    function_name: str = "security-log-forwarder"
+    region: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; errors name the variable, never a secret's value."""
+        env = os.environ if env is None else env
+        settings = cls(
+            site=env.get("DD_SITE", "").strip() or "datadoghq.com",
+            url=env.get("DD_URL", "").strip(),
+            port=_integer(env, "DD_PORT", 443, 1, 65535),
+            api_key=env.get("DD_API_KEY", "").strip(),
+            api_key_secret_arn=env.get("DD_API_KEY_SECRET_ARN", "").strip(),
+            api_key_ssm_name=env.get("DD_API_KEY_SSM_NAME", "").strip(),
+            tags=_tags(env.get("DD_TAGS", "")),
+            source_override=env.get("DD_SOURCE", "").strip(),
+            use_compression=_flag(env, "DD_USE_COMPRESSION", True),
+            compression_level=_integer(env, "DD_COMPRESSION_LEVEL", 6, 0, 9),
+            skip_ssl_validation=_flag(env, "DD_SKIP_SSL_VALIDATION", False),
+            max_workers=_integer(env, "DD_MAX_WORKERS", 4, 1, 64),
+            http_timeout_seconds=_number(env, "FORWARDER_HTTP_TIMEOUT_SECONDS", 10.0, 0.1, 900),
+            max_attempts=_integer(env, "FORWARDER_MAX_ATTEMPTS", 6, 1, 100),
+            deadline_margin_seconds=_number(env, "FORWARDER_DEADLINE_MARGIN_SECONDS", 5.0, 0, 900),
+            batch_max_entries=_integer(env, "FORWARDER_BATCH_MAX_ENTRIES", 1000, 1, 1000),
+            batch_max_bytes=_integer(env, "FORWARDER_BATCH_MAX_BYTES", 5_000_000, 1024, 5_000_000),
+            entry_max_bytes=_integer(env, "FORWARDER_ENTRY_MAX_BYTES", 1_000_000, 1024, 1_000_000),
+            read_chunk_bytes=_integer(env, "FORWARDER_READ_CHUNK_BYTES", 1 << 20, 4096, 64 << 20),
+            function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or "security-log-forwarder",
+            region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
+        )
+        settings._check_intake_url()
+        if settings.entry_max_bytes + 2 > settings.batch_max_bytes:
+            raise ConfigError("FORWARDER_ENTRY_MAX_BYTES must be smaller than FORWARDER_BATCH_MAX_BYTES")
+        return settings
+
+    @property
+    def intake_url(self) -> str:
+        """DD_URL as a full URL, or a bare host (https and DD_PORT), or the site's v2 logs intake."""
+        if "://" in self.url:
+            return self.url
+        if self.url:
+            return f"https://{self.url}:{self.port}/api/v2/logs"
+        return f"https://http-intake.logs.{self.site}/api/v2/logs"
+
+    @property
+    def version(self) -> str:
+        return __version__
+
+    def _check_intake_url(self) -> None:
+        parts = urlsplit(self.intake_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {self.url!r}")
+
+    def resolve_api_key(self) -> str:
+        """The API key from DD_API_KEY, else Secrets Manager, else SSM; fetched once and cached."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_secret_arn:
+            return _key_from_secret(self.api_key_secret_arn)
+        if self.api_key_ssm_name:
+            return _key_from_ssm(self.api_key_ssm_name)
+        raise ConfigError("no API key: set DD_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME")
+
+
+def _key_from_secret(arn: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_secret(arn, max_age=API_KEY_CACHE_SECONDS)
+    except Exception as exc:  # Powertools wraps every boto3 failure; keep the cause, not the value
+        raise ConfigError(f"DD_API_KEY_SECRET_ARN: could not read secret {arn}: {type(exc).__name__}") from exc
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    if text.lstrip().startswith("{"):
+        try:
+            text = str(orjson.loads(text).get("DD_API_KEY", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            raise ConfigError(f"DD_API_KEY_SECRET_ARN: secret {arn} is neither a key nor JSON") from None
+    return _non_empty(text, "DD_API_KEY_SECRET_ARN")
+
+
+def _key_from_ssm(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_parameter(name, decrypt=True, max_age=API_KEY_CACHE_SECONDS)
+    except Exception as exc:
+        raise ConfigError(f"DD_API_KEY_SSM_NAME: could not read parameter {name}: {type(exc).__name__}") from exc
+    return _non_empty(str(value), "DD_API_KEY_SSM_NAME")
+
+
+def _non_empty(key: str, variable: str) -> str:
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"{variable}: the stored API key is empty")
+    return key
+
+
+@functools.cache
+def load_settings() -> Settings:
+    """The settings of this container, read on first use."""
+    return Settings.from_env()
