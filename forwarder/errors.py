@@ -45,3 +45,7 @@ class DeliveryError(ForwarderError):
         self.reason = reason
         self.status = status
         self.answer = answer
+
+
+class IncompleteInvocation(ForwarderError):
+    """Some events were not delivered: raised so that AWS retries the invocation, never a silent success."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import orjson
@@ -67,7 +67,7 @@ class Settings:
     site: str = "datadoghq.com"
     url: str = ""
     port: int = 443
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     api_key_secret_arn: str = ""
     api_key_ssm_name: str = ""
     tags: tuple[str, ...] = ()

@@ -1,0 +1,279 @@
+"""The Datadog Logs API v2 wire format and the HTTP client that delivers batches to it.
+
+A request is the batch's JSON array, gzip-compressed when DD_USE_COMPRESSION is on, with the API key
+in the `DD-API-KEY` header. The intake answers 202 when it accepted the batch. Timeouts, 408, 429 and
+5xx are worth retrying; any other 4xx (bad payload, bad key, too large) would fail again, so it fails
+at once. Retries never outlive the invocation: the Lambda deadline bounds every wait and request.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import requests
+from isal import igzip
+from requests.adapters import HTTPAdapter
+
+from forwarder.errors import ConfigError, DeliveryError
+from forwarder.model import Batch, Deadline
+from forwarder.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ANSWER_MAX_CHARS = 1000
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def gzip_level(compression_level: int) -> int:
+    """Map DD_COMPRESSION_LEVEL (zlib's 0-9) onto ISA-L's 0-3: 0 → 0, 1-3 → 1, 4-6 → 2, 7-9 → 3.
+
+    ISA-L has no "stored" mode, so 0 is its fastest real compression rather than none; zlib's
+    default 6 lands on ISA-L's trade-off level 2, and 9 on its best, 3.
+    """
+    if not 0 <= compression_level <= 9:
+        raise ValueError(f"compression level must be between 0 and 9, got {compression_level}")
+    return (compression_level + 2) // 3
+
+
+def compress(body: bytes, compression_level: int) -> bytes:
+    """Plain single-member gzip (RFC 1952), as `Content-Encoding: gzip` promises."""
+    return igzip.compress(body, gzip_level(compression_level))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to try a request again and how long to wait first.
+
+    Backoff is exponential with full jitter (a uniform wait between 0 and
+    min(backoff_cap, backoff_base * 2**(attempt - 1))), so concurrent senders hitting the same
+    overloaded intake spread out. A `Retry-After` answer (seconds or an HTTP date) replaces the
+    backoff. Pure: randomness and the wall clock are passed in, so tests need no sleeping.
+    """
+
+    max_attempts: int = 6
+    backoff_base: float = 0.2
+    backoff_cap: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+
+    def retryable(self, status: int | None) -> bool:
+        """None stands for no answer at all (connection error or timeout): always worth retrying."""
+        return status is None or status in RETRYABLE_STATUSES or 500 <= status <= 599
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """The jittered wait after the `attempt`-th (1-based) attempt failed."""
+        return rand() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+
+    def delay(
+        self,
+        attempt: int,
+        retry_after: str | None = None,
+        rand: Callable[[], float] = random.random,
+        now: Callable[[], float] = time.time,
+    ) -> float:
+        """Seconds to wait before the next attempt: the intake's `Retry-After` if usable, else backoff."""
+        asked = parse_retry_after(retry_after, now) if retry_after else None
+        return self.backoff(attempt, rand) if asked is None else asked
+
+
+def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float | None:
+    """`Retry-After` as seconds from now; None when it is neither a number nor an HTTP date."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now()
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class DatadogIntake:
+    """A keep-alive client for one intake URL, safe to share between the delivery threads.
+
+    TLS certificates are verified unless DD_SKIP_SSL_VALIDATION is set. The API key lives only in
+    the session's headers: it is never part of an error, a log line or this object's repr.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: str,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        _check_api_key(api_key)
+        self.url = settings.intake_url
+        self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
+        self._timeout = settings.http_timeout_seconds
+        self._compression_level = settings.compression_level if settings.use_compression else None
+        self._sleep = sleep
+        self._rand = rand
+        self._now = now
+        self._redact = _redactor(api_key)
+        self._session = _session(settings, api_key)
+
+    def __enter__(self) -> DatadogIntake:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def encode(self, batch: Batch) -> bytes:
+        """The request body: the batch's JSON array, compressed when compression is on."""
+        body = batch.body()
+        return body if self._compression_level is None else compress(body, self._compression_level)
+
+    def send(self, batch: Batch, deadline: Deadline) -> None:
+        """Deliver one batch, retrying what is worth retrying; raise DeliveryError when it cannot."""
+        payload = self.encode(batch)
+        for attempt in itertools.count(1):
+            left = deadline.seconds_left()
+            if left <= 0:
+                raise DeliveryError("no time left before the invocation's deadline to send the batch")
+            try:
+                response = self._post(payload, left)
+            except DeliveryError as failure:
+                self._before_retry(failure, attempt, None, deadline)
+                continue
+            if 200 <= response.status_code < 300:
+                return
+            self._before_retry(self._rejection(response), attempt, response.headers.get("Retry-After"), deadline)
+
+    def _before_retry(self, failure: DeliveryError, attempt: int, retry_after: str | None, deadline: Deadline) -> None:
+        """Wait before the next attempt, or raise the final DeliveryError when there should be none."""
+        if not self.policy.retryable(failure.status):
+            raise _final(failure, "not retried")
+        if attempt >= self.policy.max_attempts:
+            raise _final(failure, f"gave up after {attempt} attempts")
+        pause = self.policy.delay(attempt, retry_after, self._rand, self._now)
+        if pause >= deadline.seconds_left():
+            raise _final(failure, f"gave up after {attempt} attempts: waiting {pause:.1f} s would pass the deadline")
+        logger.warning("intake delivery attempt %d failed, retrying in %.2f s: %s", attempt, pause, failure)
+        self._sleep(pause)
+
+    def _post(self, payload: bytes, left: float) -> requests.Response:
+        """One POST, timed out within `left` seconds; DeliveryError when no answer came."""
+        seconds = max(0.001, min(self._timeout, left))
+        try:
+            return self._session.post(self.url, data=payload, timeout=(seconds, seconds))
+        except requests.Timeout as exc:
+            raise DeliveryError(f"no answer from the intake within {seconds:.1f} s ({type(exc).__name__})") from exc
+        except requests.RequestException as exc:
+            raise DeliveryError(f"could not reach the intake at {_host(self.url)} ({type(exc).__name__})") from exc
+
+    def _rejection(self, response: requests.Response) -> DeliveryError:
+        answer = self._redact(response.text[:ANSWER_MAX_CHARS])
+        return DeliveryError(f"the intake answered {response.status_code}", response.status_code, answer)
+
+
+def deliver(
+    intake: DatadogIntake, batches: Iterable[Batch], deadline: Deadline, max_in_flight: int
+) -> Iterator[tuple[Batch, DeliveryError | None]]:
+    """Send batches concurrently and yield each with its outcome (None when delivered) as it completes.
+
+    Batches are pulled lazily and only while fewer than `max_in_flight` are being sent, so at most
+    max_in_flight + 1 batches exist at once. Each batch given is yielded exactly once. When producing
+    the batches raises (bad input upstream), the batches already sent are still awaited and yielded
+    first, so the events read before the error are delivered and accounted; then the error is raised.
+    """
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    source = iter(batches)
+    upstream_error: Exception | None = None
+    exhausted = False
+    in_flight: dict[Future[None], Batch] = {}
+    with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="deliver") as pool:
+        while True:
+            while not exhausted and len(in_flight) < max_in_flight:
+                try:
+                    batch = next(source)
+                except StopIteration:
+                    exhausted = True
+                except Exception as exc:  # re-raised below, once the batches in flight are accounted
+                    upstream_error, exhausted = exc, True
+                else:
+                    in_flight[pool.submit(intake.send, batch, deadline)] = batch
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield in_flight.pop(future), _outcome(future)
+    if upstream_error is not None:
+        raise upstream_error
+
+
+def _outcome(future: Future[None]) -> DeliveryError | None:
+    """The send's failure; an unexpected exception still fails its batch so no event goes unaccounted."""
+    exc = future.exception()
+    if exc is None or isinstance(exc, DeliveryError):
+        return exc
+    error = DeliveryError(f"unexpected error while sending ({type(exc).__name__})")
+    error.__cause__ = exc
+    return error
+
+
+def _session(settings: Settings, api_key: str) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.verify = not settings.skip_ssl_validation
+    session.headers.update(
+        {
+            "DD-API-KEY": api_key,
+            "Content-Type": "application/json",
+            "User-Agent": f"security-log-forwarder/{settings.version}",
+        }
+    )
+    if settings.use_compression:
+        session.headers["Content-Encoding"] = "gzip"
+    return session
+
+
+def _check_api_key(api_key: str) -> None:
+    """Reject a key requests would refuse as a header, before requests echoes it in its error."""
+    if not api_key or not api_key.isascii() or not api_key.isprintable() or any(c.isspace() for c in api_key):
+        raise ConfigError("the API key is empty or has characters not allowed in an HTTP header")
+
+
+def _redactor(api_key: str) -> Callable[[str], str]:
+    return lambda text: text.replace(api_key, "[redacted]")
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
+def _final(failure: DeliveryError, how: str) -> DeliveryError:
+    """The error `send` raises: the last failure, saying why it was the last; chained to its cause."""
+    error = DeliveryError(f"{failure.reason}; {how}", failure.status, failure.answer)
+    error.__cause__ = failure.__cause__
+    return error

@@ -1,0 +1,109 @@
+import orjson
+import pytest
+
+from forwarder.enrich import RESERVED, Enricher, Invoker, container_metadata
+from forwarder.model import LogBatch, RawEvent, S3Object, Source
+from forwarder.settings import Settings
+
+ARN = "arn:aws:lambda:eu-west-1:123456789012:function:Forwarder"
+SETTINGS = Settings(tags=("env:prod",), function_name="Forwarder")
+OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/eu-west-1/2024/12/04/f.json.gz")
+
+
+def enricher(source: Source | None = None, settings: Settings = SETTINGS, container=OBJECT) -> Enricher:
+    source = source or Source("cloudtrail", "cloudtrail", "trail-bucket")
+    return Enricher(source, container_metadata(container), Invoker.from_arn(ARN), settings, owner=3)
+
+
+def record_event(record: dict, position: int = 0) -> RawEvent:
+    raw = orjson.dumps(record)
+    return RawEvent(position=position, record=raw, fields=orjson.loads(raw))
+
+
+def test_cloudtrail_record_fields_sit_beside_the_metadata() -> None:
+    record = {"eventVersion": "1.08", "eventTime": "2024-12-04T12:00:00Z", "eventName": "GetObject"}
+    entry = enricher().entry(record_event(record))
+    body = orjson.loads(entry.body)
+    assert entry.owner == 3 and not entry.truncated
+    assert {key: body[key] for key in record} == record
+    assert body["ddsource"] == "cloudtrail" and body["service"] == "cloudtrail"
+    assert body["host"] == "trail-bucket" and body["ddsourcecategory"] == "aws"
+    assert body["timestamp"] == 1733313600000
+    assert body["aws"] == {
+        "s3": {"bucket": "trail-bucket", "key": OBJECT.key},
+        "invoked_function_arn": ARN,
+    }
+    assert body["ddtags"].split(",") == [
+        "env:prod",
+        "forwardername:forwarder",
+        "forwarder_version:0.1.0",
+        "aws_account:123456789012",
+        "region:eu-west-1",
+    ]
+
+
+def test_pretty_printed_record_bytes_are_spliced_not_reserialised() -> None:
+    raw = b'{\n  "eventName": "A",\n  "nested": {"x": [1, 2]}\n}'
+    entry = enricher().entry(RawEvent(position=0, record=raw, fields=orjson.loads(raw)))
+    assert entry.body.endswith(b'\n  "eventName": "A",\n  "nested": {"x": [1, 2]}\n}')
+    assert orjson.loads(entry.body)["nested"] == {"x": [1, 2]}
+
+
+def test_empty_record_gives_metadata_only() -> None:
+    body = orjson.loads(enricher().entry(record_event({})).body)
+    assert set(body) == {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "aws"}
+
+
+def test_clashing_event_fields_move_to_original_fields() -> None:
+    record = {"host": "10.0.0.1", "aws": {"x": 1}, "original_fields": "y", "eventName": "Put"}
+    body = orjson.loads(enricher().entry(record_event(record)).body)
+    assert body["host"] == "trail-bucket" and body["eventName"] == "Put"
+    assert body["original_fields"] == {"host": "10.0.0.1", "aws": {"x": 1}, "original_fields": "y"}
+
+
+def test_cloudwatch_message_kept_byte_for_byte_with_its_timestamp() -> None:
+    batch = LogBatch("123456789012", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), ())
+    source = Source("kubernetes.audit", "kubernetes.audit", batch.log_group, ("kube_cluster_name:prod",))
+    message = '{"kind":"Event","stageTimestamp":"2018-10-25T13:58:26.867116Z","note":"caf\\u00e9 \\"q\\""}'
+    entry = enricher(source, container=batch).entry(RawEvent(0, message=message, timestamp_ms=5))
+    body = orjson.loads(entry.body)
+    assert body["message"] == message
+    assert body["timestamp"] == 1540475906867
+    assert body["aws"]["awslogs"] == {"logGroup": batch.log_group, "logStream": batch.log_stream, "owner": batch.owner}
+    assert body["ddtags"].endswith(",kube_cluster_name:prod")
+
+
+def test_plain_text_uses_the_container_timestamp() -> None:
+    body = orjson.loads(enricher().entry(RawEvent(0, message="START RequestId: x", timestamp_ms=1234)).body)
+    assert body["timestamp"] == 1234 and body["message"] == "START RequestId: x"
+
+
+@pytest.mark.parametrize("limit", [1024, 4096, 100_000])
+def test_oversize_record_is_truncated_with_marker_and_small_fields_kept(limit: int) -> None:
+    record = {"eventName": "CreateTrustAnchor", "eventID": "e-1", "requestParameters": {"pem": "x\"é" * 200_000}}
+    raw = record_event(record)
+    entry = enricher(settings=Settings(entry_max_bytes=limit)).entry(raw)
+    body = orjson.loads(entry.body)
+    assert entry.truncated and len(entry.body) <= limit
+    assert body["forwarder"]["truncated"] is True
+    assert body["forwarder"]["original_bytes"] > len(raw.record)
+    assert body["eventName"] == "CreateTrustAnchor" and "requestParameters" not in body
+    assert raw.record.decode().startswith(body["message"])
+    assert body["ddsource"] == "cloudtrail"
+
+
+def test_oversize_message_is_truncated() -> None:
+    entry = enricher(settings=Settings(entry_max_bytes=2048)).entry(RawEvent(7, message="a" * 10_000))
+    body = orjson.loads(entry.body)
+    assert entry.truncated and len(entry.body) <= 2048
+    assert body["message"] == "a" * len(body["message"]) and len(body["message"]) > 1000
+
+
+def test_reserved_names_cover_every_metadata_key() -> None:
+    body = orjson.loads(enricher().entry(RawEvent(0, message="m", timestamp_ms=1)).body)
+    assert set(body) <= RESERVED
+
+
+def test_invoker_without_arn_has_no_account_tag() -> None:
+    invoker = Invoker.from_arn("", "us-east-1")
+    assert invoker.account == "" and invoker.region == "us-east-1"
