@@ -16,15 +16,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check forwarder tests
-	$(VENV)/bin/ruff format --check forwarder tests
+	$(VENV)/bin/ruff check forwarder tests scripts
+	$(VENV)/bin/ruff format --check forwarder tests scripts
 	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m forwarder.demo
+	$(PY) scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

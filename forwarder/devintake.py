@@ -81,8 +81,8 @@ class LocalIntake:
     """A Datadog-compatible intake on a background thread; use it as a context manager.
 
     `port=0` picks a free port; `url` is then the full intake URL. `entries` are the accepted log
-    objects in arrival order; `requests` counts every request, `rejected` the non-2xx answers and
-    `peak_concurrency` the most requests handled at once.
+    objects in arrival order; `requests` counts every request, `rejected` the non-2xx answers,
+    `connections` the TCP connections accepted and `peak_concurrency` the most requests handled at once.
     """
 
     def __init__(
@@ -99,6 +99,7 @@ class LocalIntake:
         self.delay_seconds = delay_seconds
         self.requests = 0
         self.rejected = 0
+        self.connections = 0
         self.peak_concurrency = 0
         self._on_request = on_request
         self._out_path = Path(out_path) if out_path is not None else None
@@ -138,7 +139,9 @@ class LocalIntake:
     def start(self) -> LocalIntake:
         if self._out_path is not None:
             self._out = self._out_path.open("ab")
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-intake", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="local-intake", daemon=True
+        )  # a short poll interval makes stop() quick: tests start and stop many intakes
         self._thread.start()
         return self
 
@@ -159,6 +162,10 @@ class LocalIntake:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def _connected(self) -> None:
+        with self._changed:
+            self.connections += 1
 
     def _begin(self) -> Fault | None:
         with self._changed:
@@ -236,35 +243,42 @@ def _handler_for(intake: LocalIntake) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keep-alive, as the forwarder's session expects
         server_version = "local-intake"
 
+        def setup(self) -> None:
+            super().setup()
+            intake._connected()
+
         def do_POST(self) -> None:
             wire = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fault = intake._begin()
             headers = {name: value for name, value in self.headers.items() if name.lower() != "dd-api-key"}
-            received = Received(HTTPStatus.ACCEPTED, len(wire), headers)
+            received = Received(HTTPStatus.INTERNAL_SERVER_ERROR, len(wire), headers, reason="local intake failed")
             entries: list[dict[str, Any]] = []
             try:
                 time.sleep(intake.delay_seconds + (fault.delay_seconds if fault else 0.0))
-                if fault is not None and fault.drop:
-                    self.close_connection = True
-                    received = Received(0, len(wire), headers, reason="dropped the connection")
-                elif fault is not None and fault.status is not None:
-                    received = Received(fault.status, len(wire), headers, reason="scripted")
-                    self._answer(fault.status, _error(fault.status, "scripted"), fault.retry_after)
-                else:
-                    received, entries = self._check(wire, headers)
-            finally:
+                received, entries = self._outcome(fault, wire, headers)
+            finally:  # recorded before answering, so a client that got 202 finds its entries here
                 intake._end(received, entries)
+            if fault is not None and fault.drop:
+                self.close_connection = True
+            elif received.status == HTTPStatus.ACCEPTED:
+                self._answer(received.status, b"{}")
+            else:
+                retry_after = fault.retry_after if fault is not None else None
+                self._answer(received.status, _error(received.status, received.reason), retry_after)
 
-        def _check(self, wire: bytes, headers: dict[str, str]) -> tuple[Received, list[dict[str, Any]]]:
+        def _outcome(
+            self, fault: Fault | None, wire: bytes, headers: dict[str, str]
+        ) -> tuple[Received, list[dict[str, Any]]]:
+            if fault is not None and fault.drop:
+                return Received(0, len(wire), headers, reason="dropped the connection"), []
+            if fault is not None and fault.status is not None:
+                return Received(fault.status, len(wire), headers, reason="scripted"), []
             if urlsplit(self.path).path != PATH:
-                self._answer(HTTPStatus.NOT_FOUND, _error(HTTPStatus.NOT_FOUND, f"no such path; use {PATH}"))
-                return Received(HTTPStatus.NOT_FOUND, len(wire), headers, reason="wrong path"), []
+                return Received(HTTPStatus.NOT_FOUND, len(wire), headers, reason=f"no such path; use {PATH}"), []
             try:
                 body_bytes, entries = intake._accept(self.headers, wire)
             except _Rejection as rejection:
-                self._answer(rejection.status, _error(rejection.status, rejection.reason))
                 return Received(rejection.status, len(wire), headers, reason=rejection.reason), []
-            self._answer(HTTPStatus.ACCEPTED, b"{}")
             return Received(HTTPStatus.ACCEPTED, len(wire), headers, body_bytes, _sources(entries)), entries
 
         def do_GET(self) -> None:

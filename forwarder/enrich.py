@@ -57,9 +57,7 @@ def container_metadata(container: S3Object | LogBatch) -> dict[str, Any]:
     """AWS metadata naming where the events came from."""
     if isinstance(container, S3Object):
         return {"s3": {"bucket": container.bucket, "key": container.key}}
-    return {
-        "awslogs": {"logGroup": container.log_group, "logStream": container.log_stream, "owner": container.owner}
-    }
+    return {"awslogs": {"logGroup": container.log_group, "logStream": container.log_stream, "owner": container.owner}}
 
 
 class Enricher:

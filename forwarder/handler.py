@@ -54,12 +54,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle(event, context, load_settings())
 
 
-def handle(event: dict[str, Any], context: Any, settings: Settings) -> dict[str, Any]:
-    """Forward what `event` points at; the summary, or the SQS partial batch response."""
+def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally | None = None) -> dict[str, Any]:
+    """Forward what `event` points at; the summary, or the SQS partial batch response.
+
+    `tally` lets a caller (the demo, tests) see the counts behind an SQS response.
+    """
     invocation = triggers.parse_event(event)
     deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin_seconds)
     invoker = Invoker.from_arn(getattr(context, "invoked_function_arn", ""), settings.region)
-    tally = Tally()
+    tally = Tally() if tally is None else tally
     failed_messages = forward(invocation, settings, invoker, deadline, tally)
     summary = {**tally.summary(), "failed_messages": len(failed_messages)}
     logger.info("invocation summary", extra=summary)
@@ -72,16 +75,15 @@ def handle(event: dict[str, Any], context: Any, settings: Settings) -> dict[str,
     if failed_messages:
         raise IncompleteInvocation(
             f"{tally.total('failed')} of {tally.events_read} events not delivered, "
-            f"{tally.input_errors} unreadable inputs: see the error log lines; the invocation fails so AWS retries it"
+            f"{tally.input_errors} unreadable inputs; the invocation fails so AWS retries it. "
+            + "; ".join(tally.problems)
         )
     return summary
 
 
-def forward(
-    invocation: Invocation, settings: Settings, invoker: Invoker, deadline: Deadline, tally: Tally
-) -> set[int]:
+def forward(invocation: Invocation, settings: Settings, invoker: Invoker, deadline: Deadline, tally: Tally) -> set[int]:
     """Run every work item of the invocation through the pipeline; the indexes of failed messages."""
-    failed = _unreadable_messages(invocation)
+    failed = _unreadable_messages(invocation, tally)
     units = _units(invocation, tally)
     if units:
         entries = _entries(units, settings, invoker, tally)
@@ -97,11 +99,12 @@ def forward(
     return failed
 
 
-def _unreadable_messages(invocation: Invocation) -> set[int]:
+def _unreadable_messages(invocation: Invocation, tally: Tally) -> set[int]:
     failed = set()
     for index, message in enumerate(invocation.messages):
         if message.error:
             logger.error("message not understood", extra={"message_id": message.message_id, "reason": message.error})
+            tally.note_problem(f"message {message.message_id}: {message.error}")
             failed.add(index)
     return failed
 
@@ -138,6 +141,7 @@ def _entries(units: list[Unit], settings: Settings, invoker: Invoker, tally: Tal
         except InputError as exc:
             unit.failed = True
             tally.input_errors += 1
+            tally.note_problem(str(exc))
             logger.error(
                 "input not readable",
                 extra={"origin": exc.origin, "position": exc.position, "reason": exc.reason, "trigger": unit.trigger},
@@ -167,6 +171,7 @@ def _open(
 
 def _count_batch(entries: list[Entry], error: DeliveryError | None, units: list[Unit], tally: Tally) -> None:
     if error is not None:
+        tally.note_problem(f"{len(entries)} events not delivered: {error}")
         logger.error(
             "batch not delivered",
             extra={"events": len(entries), "reason": error.reason, "status": error.status, "answer": error.answer},

@@ -13,6 +13,7 @@ from typing import Any
 
 NAMESPACE = "SecurityLogForwarder"
 OUTCOMES = ("delivered", "truncated", "failed")
+MAX_PROBLEMS = 3
 
 Label = tuple[str, str]  # (trigger, ddsource)
 
@@ -23,6 +24,12 @@ class Tally:
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     input_errors: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def note_problem(self, description: str) -> None:
+        """Keep the first few failures' descriptions for the invocation's error message."""
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(description)
 
     def count_read(self, label: Label) -> None:
         self.read[label] += 1
@@ -48,6 +55,8 @@ class Tally:
         self.outcomes.update(other.outcomes)
         self.skipped.update(other.skipped)
         self.input_errors += other.input_errors
+        for problem in other.problems:
+            self.note_problem(problem)
 
     def summary(self) -> dict[str, Any]:
         """A flat summary for the invocation's log line."""

@@ -15,7 +15,8 @@ envelope around one of those (SNS without raw delivery). Key casing of SNS field
 (`SigningCertUrl`) and SNS inside SQS (`SigningCertURL`), so only `Message` is read.
 
 Each SQS record is its own Message (identified by `messageId`) so that one bad body fails only itself in the
-partial batch response; every other trigger is one unit and fails as a whole.
+partial batch response; other triggers' messages carry no id and fail the invocation as a whole. Later triggers
+(the `{"retry": true}` replay event) are one more branch in `parse_event`; until then they are UnsupportedEvent.
 """
 
 from __future__ import annotations

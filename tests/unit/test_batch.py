@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 from hypothesis import given
@@ -16,16 +18,17 @@ def entry(size: int, owner: int = 0) -> Entry:
     return Entry(b'"' + b"x" * (size - 2) + b'"', owner=owner)
 
 
+json_values = st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=40))  # orjson: 64-bit integers only
 json_entries = st.lists(
-    st.dictionaries(st.text(max_size=5), st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=40)), max_size=4).map(
-        lambda value: Entry(orjson.dumps(value))
-    ),
+    st.dictionaries(st.text(max_size=5), json_values, max_size=4).map(lambda value: Entry(orjson.dumps(value))),
     max_size=60,
 )
 
 
 @given(entries=json_entries, max_entries=st.integers(1, 12), slack=st.integers(0, 300))
-def test_batches_keep_every_entry_in_order_within_both_limits(entries: list[Entry], max_entries: int, slack: int):
+def test_batches_keep_every_entry_in_order_within_both_limits(
+    entries: list[Entry], max_entries: int, slack: int
+) -> None:
     max_bytes = max((len(e.body) for e in entries), default=0) + 2 + slack
     out = list(batches(entries, max_entries, max_bytes))
     assert [e for b in out for e in b.entries] == entries
@@ -36,38 +39,38 @@ def test_batches_keep_every_entry_in_order_within_both_limits(entries: list[Entr
 
 
 @given(sizes=st.lists(st.integers(2, 50), max_size=40), max_entries=st.integers(1, 5), slack=st.integers(0, 60))
-def test_each_batch_is_full_before_the_next_starts(sizes: list[int], max_entries: int, slack: int):
+def test_each_batch_is_full_before_the_next_starts(sizes: list[int], max_entries: int, slack: int) -> None:
     """Greedy packing: the next batch's first entry did not fit in the previous batch."""
     entries = [entry(size, owner=i) for i, size in enumerate(sizes)]
     max_bytes = 52 + slack
     out = list(batches(entries, max_entries, max_bytes))
-    for previous, following in zip(out, out[1:], strict=False):
+    for previous, following in itertools.pairwise(out):
         first = following.entries[0]
         assert len(previous.entries) == max_entries or previous.size + 1 + len(first.body) > max_bytes
 
 
-def test_no_entries_no_batches():
+def test_no_entries_no_batches() -> None:
     assert list(batches([], 10, 100)) == []
 
 
-def test_exact_byte_fit_is_allowed():
+def test_exact_byte_fit_is_allowed() -> None:
     # [aa,bb] is 7 bytes: two 2-byte entries, a comma and brackets.
     out = list(batches([entry(2), entry(2), entry(2)], 10, 7))
     assert [len(b.entries) for b in out] == [2, 1]
     assert out[0].size == 7
 
 
-def test_count_limit_splits_batches():
+def test_count_limit_splits_batches() -> None:
     out = list(batches([entry(3) for _ in range(5)], 2, 1000))
     assert [len(b.entries) for b in out] == [2, 2, 1]
 
 
-def test_entry_alone_too_large_is_a_bug_upstream():
+def test_entry_alone_too_large_is_a_bug_upstream() -> None:
     with pytest.raises(ValueError, match="12 bytes"):
         list(batches([entry(5), entry(12)], 10, 13))
 
 
-def test_lazy_yields_a_full_batch_before_reading_further():
+def test_lazy_yields_a_full_batch_before_reading_further() -> None:
     """A full batch is handed on before the next entry is read, so delivery starts early."""
     read: list[int] = []
 
@@ -82,7 +85,7 @@ def test_lazy_yields_a_full_batch_before_reading_further():
     assert read == [0, 1]
 
 
-def test_batch_full_by_bytes_is_yielded_without_waiting():
+def test_batch_full_by_bytes_is_yielded_without_waiting() -> None:
     read: list[int] = []
 
     def source():
@@ -95,12 +98,12 @@ def test_batch_full_by_bytes_is_yielded_without_waiting():
     assert read == [0]
 
 
-def test_invalid_max_entries():
+def test_invalid_max_entries() -> None:
     with pytest.raises(ValueError):
         list(batches([entry(3)], 0, 100))
 
 
-def test_batch_body_is_a_json_array():
+def test_batch_body_is_a_json_array() -> None:
     out = next(batches([Entry(b'{"a":1}'), Entry(b'{"b":2}')], 10, 100))
     assert isinstance(out, Batch)
     assert orjson.loads(out.body()) == [{"a": 1}, {"b": 2}]

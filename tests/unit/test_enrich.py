@@ -80,7 +80,7 @@ def test_plain_text_uses_the_container_timestamp() -> None:
 
 @pytest.mark.parametrize("limit", [1024, 4096, 100_000])
 def test_oversize_record_is_truncated_with_marker_and_small_fields_kept(limit: int) -> None:
-    record = {"eventName": "CreateTrustAnchor", "eventID": "e-1", "requestParameters": {"pem": "x\"é" * 200_000}}
+    record = {"eventName": "CreateTrustAnchor", "eventID": "e-1", "requestParameters": {"pem": 'x"é' * 200_000}}
     raw = record_event(record)
     entry = enricher(settings=Settings(entry_max_bytes=limit)).entry(raw)
     body = orjson.loads(entry.body)

@@ -19,7 +19,12 @@ def batch(group: str, stream: str) -> LogBatch:
         ("/aws/eks/prod/cluster", "authenticator-0a1b2c", "aws-iam-authenticator", ("kube_cluster_name:prod",)),
         ("/aws/eks/prod/cluster", "kube-controller-manager-0a", "kube-controller-manager", ("kube_cluster_name:prod",)),
         ("/aws/eks/prod/cluster", "kube-scheduler-0a", "kube-scheduler", ("kube_cluster_name:prod",)),
-        ("/aws/eks/prod/cluster", "cloud-controller-manager-0a", "cloud-controller-manager", ("kube_cluster_name:prod",)),
+        (
+            "/aws/eks/prod/cluster",
+            "cloud-controller-manager-0a",
+            "cloud-controller-manager",
+            ("kube_cluster_name:prod",),
+        ),
         ("/aws/lambda/my-function", "2024/12/04/[$LATEST]abc", "lambda", ()),
         ("aws-cloudtrail-logs-123456789123-c81b5193", "123456789123_CloudTrail_us-east-1", "cloudtrail", ()),
         ("my-trail-group", "123456789123_CloudTrail_us-east-1", "cloudtrail", ()),

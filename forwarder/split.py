@@ -1,0 +1,379 @@
+"""Split stage: decompressed chunks (or a decoded log batch) in, one `RawEvent` per event out.
+
+CloudTrail files are a single JSON document, `{"Records":[...]}`, up to gigabytes, usually on one
+line. Parsing it whole would hold it all in memory, and a Python loop per byte is far too slow, so
+records are cut out of the stream: a regex proposes where a record ends, `orjson` confirms it (a
+JSON object is prefix-free, so the first prefix that parses is the record), and an exact tokenizer
+takes over when proposals keep failing. Everything else is split into lines.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from forwarder.errors import InputError
+from forwarder.model import LogBatch, RawEvent
+
+DEFAULT_MAX_EVENT_BYTES = 64 << 20
+SNIFF_BYTES = 512
+"""How many non-whitespace leading bytes `split_object` gathers before deciding the format."""
+SNIFF_LIMIT = 64 * 1024
+"""Gathering stops here even if it is all whitespace, so a blank object cannot fill memory."""
+
+_BOM = b"\xef\xbb\xbf"
+_WS = b" \t\r\n"
+_CLOUDTRAIL = re.compile(rb'\{[ \t\r\n]*"Records"[ \t\r\n]*(?::|\Z)')
+_DIGEST_KEYS = (b'"awsAccountId"', b'"digestStartTime"')
+_HEAD = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"Records"[ \t\r\n]*:[ \t\r\n]*\[')
+_HEAD_LIMIT = 1 << 20
+_NON_WS = re.compile(rb"[^ \t\r\n]")
+_FIRST_KEY = re.compile(rb'\{[ \t\r\n]*("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
+_ANY_SEPARATOR_PATTERN = rb"\}[ \t\r\n]*,[ \t\r\n]*(\{)"
+_ANY_SEPARATOR = re.compile(_ANY_SEPARATOR_PATTERN)
+# A whole string, or a structural byte; a lone quote means the string runs past the data so far.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]"]', re.DOTALL)
+_OPEN = frozenset(b"{[")
+_QUOTE = ord('"')
+_MAX_PROPOSALS = 4
+"""Failed end proposals tolerated per record before the exact tokenizer takes over."""
+_PROPOSAL_REACH = 1 << 20
+"""How far past a record's start a proposal is looked for before the exact tokenizer takes over."""
+
+
+class Format(enum.Enum):
+    """How an object's content is split into events."""
+
+    CLOUDTRAIL = "cloudtrail"
+    DIGEST = "digest"
+    LINES = "lines"
+
+
+def sniff(head: bytes) -> Format:
+    """Recognise a CloudTrail log file (first key "Records") or digest file from its first bytes."""
+    text = head.removeprefix(_BOM).lstrip(_WS)
+    if _CLOUDTRAIL.match(text):
+        return Format.CLOUDTRAIL
+    if text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS):
+        return Format.DIGEST
+    return Format.LINES
+
+
+def split_object(
+    chunks: Iterable[bytes], origin: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> tuple[Format, Iterator[RawEvent]]:
+    """Sniff the format from the leading bytes, then split the whole stream accordingly.
+
+    Digest files yield no events: they describe log files, and the caller skips and counts them.
+    """
+    stream = iter(chunks)
+    head = _gather_head(stream)
+    form = sniff(head)
+    rest = itertools.chain((head,), stream)
+    if form is Format.CLOUDTRAIL:
+        return form, split_records(rest, origin, max_event_bytes)
+    if form is Format.LINES:
+        return form, split_lines(rest, origin, max_event_bytes)
+    return form, iter(())
+
+
+def split_records(
+    chunks: Iterable[bytes], origin: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> Iterator[RawEvent]:
+    """One event per element of a CloudTrail file's "Records" array, streamed.
+
+    `record` holds the element's bytes as they appear in the input (invalid UTF-8 replaced by U+FFFD),
+    `position` its 0-based index. Keys after the array are ignored.
+    """
+    return _Records(chunks, origin, max_event_bytes).split()
+
+
+def split_lines(
+    chunks: Iterable[bytes], origin: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> Iterator[RawEvent]:
+    """One event per non-blank line; `position` is the 1-based line number.
+
+    Lines end at LF, with an optional CR before it; invalid UTF-8 is replaced, never fatal; a
+    leading byte-order mark is dropped.
+    """
+    parts: list[bytes] = []
+    pending = 0
+    number = 0
+    for chunk in chunks:
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            pending += len(chunk)
+            if pending > max_event_bytes:
+                raise _too_long(origin, number + 1, max_event_bytes)
+            parts.append(chunk)
+            continue
+        parts.append(chunk[:last])
+        block = b"".join(parts)
+        parts = [chunk[last + 1 :]]
+        pending = len(parts[0])
+        for line in block.split(b"\n"):
+            number += 1
+            event = _line_event(line, number, origin, max_event_bytes)
+            if event is not None:
+                yield event
+    line = b"".join(parts)
+    if line:
+        event = _line_event(line, number + 1, origin, max_event_bytes)
+        if event is not None:
+            yield event
+
+
+def split_log_batch(batch: LogBatch) -> Iterator[RawEvent]:
+    """One event per CloudWatch Logs `logEvents` entry, its message unchanged."""
+    for index, event in enumerate(batch.log_events):
+        yield RawEvent(position=index, message=event.message, timestamp_ms=event.timestamp, event_id=event.id)
+
+
+def _gather_head(stream: Iterator[bytes]) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < SNIFF_LIMIT:
+        chunk = next(stream, None)
+        if chunk is None:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= SNIFF_BYTES and len(b"".join(parts).removeprefix(_BOM).lstrip(_WS)) >= SNIFF_BYTES:
+            break
+    return b"".join(parts)
+
+
+def _line_event(line: bytes, number: int, origin: str, max_event_bytes: int) -> RawEvent | None:
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line or line.isspace():
+        return None
+    if len(line) > max_event_bytes:
+        raise _too_long(origin, number, max_event_bytes)
+    if number == 1:
+        line = line.removeprefix(_BOM)
+    return RawEvent(position=number, message=line.decode("utf-8", "replace"))
+
+
+def _too_long(origin: str, number: int, max_event_bytes: int) -> InputError:
+    return InputError(origin, f"line {number}", f"line longer than {max_event_bytes} bytes")
+
+
+class _Records:
+    """The state of one pass over a CloudTrail document.
+
+    `data` holds the unconsumed part of the stream, starting at absolute offset `base`. It is only
+    ever refilled with at least as many new bytes as it keeps (`_refill`), so re-reading what is kept
+    stays linear however small the chunks or large the record.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], origin: str, max_event_bytes: int) -> None:
+        self.chunks = iter(chunks)
+        self.origin = origin
+        self.max_event_bytes = max_event_bytes
+        self.data = b""
+        self.base = 0
+        self.eof = False
+        self.separator = _ANY_SEPARATOR
+
+    def split(self) -> Iterator[RawEvent]:
+        start = self._open_array()
+        index = 0
+        while True:
+            start = self._next_record(start, index)
+            if start < 0:
+                return
+            if index:
+                index, start = yield from self._fast(start, index)
+            record, fields, start = self._careful(start, index)
+            if index == 0:
+                self._learn_separator(record)
+            yield RawEvent(position=index, record=record, fields=fields)
+            index += 1
+
+    def _fast(self, start: int, index: int) -> Generator[RawEvent, None, tuple[int, int]]:
+        """Records whose proposed end parses at the first try: the hot loop, one regex search each."""
+        data = self.data
+        search = self.separator.search
+        loads = orjson.loads
+        limit = self.max_event_bytes
+        while True:
+            found = search(data, start + 1)
+            if found is None:
+                break
+            end = found.start() + 1
+            if end - start > limit:
+                break
+            record = data[start:end]
+            try:
+                fields = loads(record)
+            except orjson.JSONDecodeError:
+                break
+            yield RawEvent(position=index, record=record, fields=fields)
+            index += 1
+            start = found.start(1)
+        return index, start
+
+    def _careful(self, start: int, index: int) -> tuple[bytes, dict[str, Any], int]:
+        """The record at `start` (a "{"), reading more as needed: `(record, fields, end)`.
+
+        Proposals are tried first; after a few failures, or none within reach, the tokenizer finds
+        the exact end, and a record that still does not parse is repaired (UTF-8) or reported.
+        """
+        proposals = 0
+        search_from = start + 1
+        while proposals < _MAX_PROPOSALS:
+            found = self.separator.search(self.data, search_from)
+            if found is not None:
+                end = found.start() + 1
+                parsed = self._parse_prefix(start, end)
+                if parsed is not None and parsed[2] == end:
+                    return parsed
+                self.separator = _ANY_SEPARATOR  # a learned first key that misleads is no help
+                if parsed is not None:
+                    return parsed
+                proposals += 1
+                search_from = end
+                continue
+            reach = len(self.data) - start
+            if self.eof or reach >= min(_PROPOSAL_REACH, self.max_event_bytes):
+                break
+            last_brace = self.data.rfind(b"}", search_from)
+            search_from = (last_brace if last_brace >= 0 else len(self.data)) - start
+            self._refill(start)
+            start = 0
+        self.separator = _ANY_SEPARATOR
+        start, end = self._exact_end(start, index)
+        return self._parse_exact(start, end, index)
+
+    def _parse_prefix(self, start: int, end: int) -> tuple[bytes, dict[str, Any], int] | None:
+        """Parse data[start:end], or the complete object orjson found inside it, if either is one."""
+        if end - start > self.max_event_bytes:
+            return None
+        record = self.data[start:end]
+        try:
+            return record, orjson.loads(record), end
+        except orjson.JSONDecodeError as exc:
+            cut = exc.pos
+        if not 0 < cut < len(record):
+            return None
+        if not record.isascii():  # orjson counts characters, not bytes
+            cut = len(record.decode()[:cut].encode())
+        record = record[:cut].rstrip(_WS)
+        if not record.endswith(b"}"):
+            return None
+        try:
+            return record, orjson.loads(record), start + len(record)
+        except orjson.JSONDecodeError:
+            return None
+
+    def _parse_exact(self, start: int, end: int, index: int) -> tuple[bytes, dict[str, Any], int]:
+        if end - start > self.max_event_bytes:
+            raise self._error(index, start, f"record longer than {self.max_event_bytes} bytes")
+        record = self.data[start:end]
+        try:
+            return record, orjson.loads(record), end
+        except orjson.JSONDecodeError as exc:
+            error = exc
+        try:
+            record.decode()
+        except UnicodeDecodeError:
+            record = record.decode("utf-8", "replace").encode()
+            try:
+                return record, orjson.loads(record), end
+            except orjson.JSONDecodeError as exc:
+                error = exc
+        raise self._error(index, start, f"record is not valid JSON: {error}")
+
+    def _exact_end(self, start: int, index: int) -> tuple[int, int]:
+        """Tokenize from `start` to the matching close: `(start, end)` after any refills."""
+        depth = 0
+        at = start
+        while True:
+            for token in _TOKEN.finditer(self.data, at):
+                first = self.data[token.start()]
+                if first == _QUOTE:
+                    if token.end() - token.start() == 1:
+                        at = token.start()
+                        break
+                elif first in _OPEN:
+                    depth += 1
+                else:
+                    depth -= 1
+                    if depth == 0:
+                        return start, token.end()
+            else:
+                at = len(self.data)
+            if self.eof:
+                raise self._error(index, start, "document ends inside a record, before the Records array closes")
+            if len(self.data) - start > self.max_event_bytes:
+                raise self._error(index, start, f"record longer than {self.max_event_bytes} bytes")
+            at -= start
+            self._refill(start)
+            start = 0
+
+    def _next_record(self, start: int, index: int) -> int:
+        """From the end of the previous element, the start of the next record, or -1 after "]"."""
+        start = self._skip_space(start, index)
+        if index:
+            if self.data[start] == ord("]"):
+                return -1
+            if self.data[start] != ord(","):
+                raise self._error(index, start, "expected ',' or ']' after a record")
+            start = self._skip_space(start + 1, index)
+        elif self.data[start] == ord("]"):
+            return -1
+        if self.data[start] != ord("{"):
+            raise self._error(index, start, "expected a record (a JSON object)")
+        return start
+
+    def _skip_space(self, start: int, index: int) -> int:
+        while True:
+            found = _NON_WS.search(self.data, start)
+            if found is not None:
+                return found.start()
+            if self.eof:
+                raise self._error(index, start, "document ends before the Records array closes")
+            self._refill(len(self.data))
+            start = 0
+
+    def _open_array(self) -> int:
+        while True:
+            found = _HEAD.match(self.data)
+            if found is not None:
+                return found.end()
+            if self.eof or len(self.data) > _HEAD_LIMIT:
+                raise InputError(self.origin, "decompressed byte 0", 'not a CloudTrail file: no {"Records": [')
+            self._refill(0)
+
+    def _learn_separator(self, record: bytes) -> None:
+        """Expect later records to start with the first record's first key, as CloudTrail writes them.
+
+        `},{"eventVersion"` is then almost never a false end: a string cannot contain that quote.
+        """
+        key = _FIRST_KEY.match(record)
+        if key is not None:
+            self.separator = re.compile(_ANY_SEPARATOR_PATTERN + rb"[ \t\r\n]*" + re.escape(key.group(1)))
+
+    def _refill(self, keep: int) -> None:
+        """Drop data before `keep` and append at least as many new bytes as are kept (or up to EOF)."""
+        kept = self.data[keep:]
+        parts = [kept]
+        wanted = max(len(kept), 1)
+        while wanted > 0:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                self.eof = True
+                break
+            parts.append(chunk)
+            wanted -= len(chunk)
+        self.base += keep
+        self.data = b"".join(parts)
+
+    def _error(self, index: int, at: int, reason: str) -> InputError:
+        return InputError(self.origin, f"record {index} (decompressed byte {self.base + at})", reason)

@@ -1,0 +1,408 @@
+"""intake.datadog: the wire format, the retrying client and concurrent delivery, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import orjson
+import pytest
+
+from forwarder.devintake import DROP, Fault, LocalIntake, Received
+from forwarder.errors import ConfigError, DeliveryError, InputError
+from forwarder.intake.datadog import DatadogIntake, RetryPolicy, compress, deliver, gzip_level, parse_retry_after
+from forwarder.model import Batch, Deadline, Entry
+from forwarder.settings import Settings
+
+KEY = "test-key-0123456789abcdef"
+FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.02)
+
+
+class Sleeps(list[float]):
+    """A fake sleep that records the waits asked for instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def deadline(seconds: float = 60.0) -> Deadline:
+    return Deadline(lambda: int(seconds * 1000), margin_seconds=0.0)
+
+
+def settings_for(url: str, **overrides: object) -> Settings:
+    return Settings(url=url, **overrides)  # type: ignore[arg-type]
+
+
+def make_batch(*messages: str, source: str = "cloudtrail") -> Batch:
+    entries = [Entry(orjson.dumps({"ddsource": source, "message": message})) for message in messages]
+    return Batch(entries, size=len(b"[" + b",".join(e.body for e in entries) + b"]"))
+
+
+@pytest.fixture
+def received() -> list[Received]:
+    return []
+
+
+@pytest.fixture
+def intake(received: list[Received]) -> Iterator[LocalIntake]:
+    with LocalIntake(api_key=KEY, on_request=received.append) as server:
+        yield server
+
+
+def client(url: str, sleep: Sleeps | None = None, policy: RetryPolicy = FAST, **overrides: object) -> DatadogIntake:
+    return DatadogIntake(settings_for(url, **overrides), KEY, policy=policy, sleep=Sleeps() if sleep is None else sleep)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api/v2/logs"
+
+
+# --- wire format --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "isal_level"),
+    [(0, 0), (1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2), (7, 3), (8, 3), (9, 3)],
+)
+def test_compression_level_maps_zlib_levels_onto_isal(level: int, isal_level: int) -> None:
+    assert gzip_level(level) == isal_level
+
+
+@pytest.mark.parametrize("level", range(10))
+def test_compressed_body_is_plain_gzip(level: int) -> None:
+    body = orjson.dumps([{"message": "x" * 1000, "n": i} for i in range(50)])
+    assert gzip.decompress(compress(body, level)) == body
+
+
+def test_compression_level_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        gzip_level(10)
+
+
+@pytest.mark.parametrize("use_compression", [True, False], ids=["gzip", "plain"])
+def test_send_delivers_the_exact_entries(intake: LocalIntake, received: list[Received], use_compression: bool) -> None:
+    batch = make_batch("one", "two", "three")
+    with client(intake.url, use_compression=use_compression) as dd:
+        dd.send(batch, deadline())
+    assert intake.entries == orjson.loads(batch.body())
+    (request,) = received
+    assert request.headers.get("Content-Encoding") == ("gzip" if use_compression else None)
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == "security-log-forwarder/0.1.0"
+    assert request.body_bytes == batch.size
+
+
+def test_tls_verification_is_on_unless_disabled() -> None:
+    url = "https://intake.invalid/api/v2/logs"
+    assert client(url)._session.verify is True
+    assert client(url, skip_ssl_validation=True)._session.verify is False
+
+
+def test_keep_alive_reuses_one_connection(intake: LocalIntake) -> None:
+    with client(intake.url) as dd:
+        for i in range(3):
+            dd.send(make_batch(str(i)), deadline())
+    assert len(intake.entries) == 3
+    assert intake.connections == 1
+
+
+# --- answers that are not retried ---------------------------------------------------------------
+
+
+def test_wrong_api_key_is_403_not_retried_and_the_key_never_shows(intake: LocalIntake, caplog) -> None:
+    secret = "the-real-secret-key-value"
+    dd = DatadogIntake(settings_for(intake.url), secret, policy=FAST, sleep=Sleeps())
+    with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryError) as failure:
+        dd.send(make_batch("x"), deadline())
+    assert failure.value.status == 403
+    assert intake.requests == 1
+    assert "not retried" in str(failure.value)
+    for text in (str(failure.value), repr(failure.value), failure.value.answer, caplog.text, repr(dd)):
+        assert secret not in text
+
+
+class EchoKey(BaseHTTPRequestHandler):
+    """An intake that quotes the API key back in its 400 answer, as a careless proxy might."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = f"bad request from key {self.headers['DD-API-KEY']}".encode()
+        self.send_response(400)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_answer_quoting_the_key_is_redacted() -> None:
+    server = HTTPServer(("127.0.0.1", 0), EchoKey)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(DeliveryError) as failure:
+            client(f"http://127.0.0.1:{server.server_address[1]}/api/v2/logs").send(make_batch("x"), deadline())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failure.value.answer == "bad request from key [redacted]"
+    assert KEY not in str(failure.value)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
+def test_client_errors_are_not_retried(intake: LocalIntake, status: int) -> None:
+    intake.script([status])
+    sleeps = Sleeps()
+    with pytest.raises(DeliveryError) as failure:
+        client(intake.url, sleeps).send(make_batch("x"), deadline())
+    assert failure.value.status == status
+    assert '"errors"' in failure.value.answer
+    assert (intake.requests, sleeps) == (1, [])
+
+
+def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as failure:
+        DatadogIntake(settings_for("http://127.0.0.1:9/api/v2/logs"), "secret\nvalue")
+    assert "secret" not in str(failure.value)
+
+
+# --- retries ------------------------------------------------------------------------------------
+
+
+def test_server_errors_are_retried_until_accepted(intake: LocalIntake) -> None:
+    intake.script([500, 503])
+    sleeps = Sleeps()
+    client(intake.url, sleeps).send(make_batch("x"), deadline())
+    assert (intake.requests, len(intake.entries), len(sleeps)) == (3, 1, 2)
+
+
+def test_retries_stop_after_max_attempts(intake: LocalIntake) -> None:
+    intake.script([500] * 10)
+    with pytest.raises(DeliveryError) as failure:
+        client(intake.url).send(make_batch("x"), deadline())
+    assert failure.value.status == 500
+    assert "after 4 attempts" in str(failure.value)
+    assert intake.requests == FAST.max_attempts
+
+
+def test_max_attempts_comes_from_settings(intake: LocalIntake) -> None:
+    intake.script([500] * 10)
+    dd = DatadogIntake(settings_for(intake.url, max_attempts=2), KEY, sleep=Sleeps())
+    with pytest.raises(DeliveryError):
+        dd.send(make_batch("x"), deadline())
+    assert intake.requests == 2
+
+
+def test_429_retry_after_seconds_is_honoured(intake: LocalIntake) -> None:
+    intake.script([429], retry_after="7")
+    sleeps = Sleeps()
+    client(intake.url, sleeps).send(make_batch("x"), deadline())
+    assert sleeps == [7.0]
+    assert len(intake.entries) == 1
+
+
+def test_retry_after_for_real(intake: LocalIntake) -> None:
+    """One real wait of a second: the default sleep honours Retry-After too."""
+    intake.script([503], retry_after="1")
+    started = time.monotonic()
+    DatadogIntake(settings_for(intake.url), KEY, policy=FAST).send(make_batch("x"), deadline())
+    assert 1.0 <= time.monotonic() - started < 2.0
+    assert intake.requests == 2
+
+
+def test_408_is_retried(intake: LocalIntake) -> None:
+    intake.script([408])
+    client(intake.url).send(make_batch("x"), deadline())
+    assert intake.requests == 2
+
+
+def test_connection_refused_is_retried_then_fails() -> None:
+    sleeps = Sleeps()
+    with pytest.raises(DeliveryError) as failure:
+        client(closed_port_url(), sleeps).send(make_batch("x"), deadline())
+    assert failure.value.status is None
+    assert "could not reach the intake" in str(failure.value)
+    assert isinstance(failure.value.__cause__, Exception)
+    assert len(sleeps) == FAST.max_attempts - 1
+
+
+def test_dropped_connection_is_retried(intake: LocalIntake) -> None:
+    intake.script([DROP])
+    client(intake.url).send(make_batch("x"), deadline())
+    assert (intake.requests, len(intake.entries)) == (2, 1)
+
+
+def test_read_timeout_on_a_slow_intake_is_retried(intake: LocalIntake) -> None:
+    intake.script([Fault(status=503, delay_seconds=0.6)])
+    client(intake.url, http_timeout_seconds=0.2).send(make_batch("x"), deadline())
+    assert intake.requests == 2
+    assert len(intake.entries) == 1
+
+
+def test_timeout_failure_says_no_answer(intake: LocalIntake) -> None:
+    intake.delay_seconds = 0.4
+    policy = RetryPolicy(max_attempts=1)
+    with pytest.raises(DeliveryError, match=r"no answer from the intake within 0\.1 s"):
+        client(intake.url, policy=policy, http_timeout_seconds=0.1).send(make_batch("x"), deadline())
+
+
+# --- the deadline -------------------------------------------------------------------------------
+
+
+def test_no_retry_when_the_wait_would_pass_the_deadline(intake: LocalIntake) -> None:
+    intake.script([429], retry_after="5")
+    sleeps = Sleeps()
+    with pytest.raises(DeliveryError) as failure:
+        client(intake.url, sleeps).send(make_batch("x"), deadline(seconds=2))
+    assert failure.value.status == 429
+    assert "would pass the deadline" in str(failure.value)
+    assert (intake.requests, sleeps) == (1, [])
+
+
+def test_nothing_is_sent_past_the_deadline(intake: LocalIntake) -> None:
+    with pytest.raises(DeliveryError, match="no time left"):
+        client(intake.url).send(make_batch("x"), deadline(seconds=0))
+    assert intake.requests == 0
+
+
+def test_request_timeout_never_exceeds_the_time_left(intake: LocalIntake) -> None:
+    intake.delay_seconds = 1.0
+    with pytest.raises(DeliveryError, match=r"within 0\.2 s"):
+        client(intake.url, policy=RetryPolicy(max_attempts=1)).send(make_batch("x"), deadline(seconds=0.2))
+
+
+# --- the retry policy, without a server ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        *[(None, True), (408, True), (429, True), (500, True), (502, True), (503, True), (504, True)],
+        *[(400, False), (401, False), (403, False), (404, False), (413, False), (202, False)],
+    ],
+)
+def test_what_is_retried(status: int | None, retryable: bool) -> None:
+    assert RetryPolicy().retryable(status) is retryable
+
+
+def test_backoff_is_exponential_full_jitter_and_capped() -> None:
+    policy = RetryPolicy(backoff_base=0.2, backoff_cap=10.0)
+    assert [policy.backoff(n, rand=lambda: 1.0) for n in range(1, 9)] == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0]
+    assert policy.backoff(5, rand=lambda: 0.0) == 0.0
+    assert policy.backoff(3, rand=lambda: 0.5) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        (" 0 ", 0.0),
+        ("1.5", 1.5),
+        ("-4", 0.0),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("", None),
+    ],
+)
+def test_parse_retry_after(header: str, expected: float | None) -> None:
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert parse_retry_after(header, now=lambda: now) == expected
+
+
+def test_retry_after_replaces_backoff_and_garbage_falls_back_to_it() -> None:
+    policy = RetryPolicy(backoff_base=1.0)
+    assert policy.delay(1, "9", rand=lambda: 0.5) == 9.0
+    assert policy.delay(1, "garbage", rand=lambda: 0.5) == 0.5
+    assert policy.delay(1, None, rand=lambda: 0.5) == 0.5
+
+
+def test_policy_needs_an_attempt() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+# --- deliver(): concurrency, accounting, upstream errors ----------------------------------------
+
+
+def test_deliver_bounds_requests_in_flight_and_batches_alive(intake: LocalIntake) -> None:
+    intake.delay_seconds = 0.1
+    produced = 0
+    done = 0
+
+    def source() -> Iterator[Batch]:
+        nonlocal produced
+        for i in range(10):
+            produced += 1
+            assert produced - done <= 3 + 1, "more than max_in_flight + 1 batches alive"
+            yield make_batch(f"m{i}")
+
+    with client(intake.url, max_workers=3) as dd:
+        outcomes = []
+        for outcome in deliver(dd, source(), deadline(), max_in_flight=3):
+            done += 1
+            outcomes.append(outcome)
+    assert 2 <= intake.peak_concurrency <= 3
+    assert all(error is None for _, error in outcomes)
+    assert len(intake.entries) == 10
+
+
+def test_deliver_yields_every_batch_exactly_once(intake: LocalIntake) -> None:
+    intake.script([400, 500, 500, 500, 500])
+    batches = [make_batch(f"m{i}") for i in range(12)]
+    with client(intake.url) as dd:
+        outcomes = list(deliver(dd, iter(batches), deadline(), max_in_flight=4))
+    assert sorted(id(batch) for batch, _ in outcomes) == sorted(id(batch) for batch in batches)
+    failed = [error for _, error in outcomes if error is not None]
+    assert 1 <= len(failed) <= 2
+    assert all(isinstance(error, DeliveryError) for error in failed)
+    assert len(intake.entries) == 12 - len(failed)
+
+
+def test_upstream_error_propagates_after_in_flight_batches_are_yielded(intake: LocalIntake) -> None:
+    intake.delay_seconds = 0.2
+    bad_input = InputError("s3://bucket/key", "record 3", "truncated gzip stream")
+
+    def source() -> Iterator[Batch]:
+        yield make_batch("a")
+        yield make_batch("b")
+        raise bad_input
+
+    outcomes = []
+    with client(intake.url) as dd, pytest.raises(InputError) as failure:
+        for outcome in deliver(dd, source(), deadline(), max_in_flight=4):
+            outcomes.append(outcome)
+    assert failure.value is bad_input
+    assert [error for _, error in outcomes] == [None, None]
+    assert sorted(entry["message"] for entry in intake.entries) == ["a", "b"]
+
+
+def test_deliver_turns_an_unexpected_send_failure_into_a_delivery_error() -> None:
+    class Broken:
+        def send(self, batch: Batch, deadline: Deadline) -> None:
+            raise RuntimeError("bug")
+
+    ((_, error),) = deliver(Broken(), [make_batch("x")], deadline(), max_in_flight=1)
+    assert isinstance(error, DeliveryError)
+    assert "RuntimeError" in str(error)
+    assert isinstance(error.__cause__, RuntimeError)
+
+
+def test_deliver_with_nothing_to_send(intake: LocalIntake) -> None:
+    assert list(deliver(client(intake.url), [], deadline(), max_in_flight=2)) == []
+    assert intake.requests == 0
+
+
+def test_deliver_needs_room_for_one_request(intake: LocalIntake) -> None:
+    with pytest.raises(ValueError):
+        list(deliver(client(intake.url), [], deadline(), max_in_flight=0))
