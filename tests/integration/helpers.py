@@ -60,7 +60,8 @@ def records_of(document: bytes) -> list[dict[str, Any]]:
 def trail_key(name: str, region: str = "us-east-1") -> str:
     """A key where a trail would deliver; the file's 16-character suffix is derived from `name`."""
     suffix = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"AWSLogs/{ACCOUNT}/CloudTrail/{region}/2024/12/04/{ACCOUNT}_CloudTrail_{region}_20241204T1200Z_{suffix}.json.gz"
+    file_name = f"{ACCOUNT}_CloudTrail_{region}_20241204T1200Z_{suffix}.json.gz"
+    return f"AWSLogs/{ACCOUNT}/CloudTrail/{region}/2024/12/04/{file_name}"
 
 
 def put(s3: Any, bucket: str, key: str, body: bytes, compress: bool = True) -> None:
