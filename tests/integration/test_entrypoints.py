@@ -1,0 +1,123 @@
+"""The ways in: `lambda_handler` itself, the API key from Secrets Manager or SSM, every envelope, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from forwarder import handler, triggers
+from forwarder.devintake import LocalIntake
+from forwarder.model import S3Object
+from forwarder.settings import load_settings
+
+from .helpers import API_KEY, FIXTURES, cloudtrail_documents, context, put, records_of, s3_event, settings_for
+
+ROOT = Path(__file__).parent.parent.parent
+DOCUMENT = cloudtrail_documents()["aws.persistence.iam-create-admin-user"]
+
+
+@pytest.fixture
+def intake() -> Iterator[LocalIntake]:
+    with LocalIntake(api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def lambda_env(intake: LocalIntake, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DD_URL", intake.url)
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "forwarder-test")
+    load_settings.cache_clear()
+    yield
+    load_settings.cache_clear()
+
+
+def test_lambda_handler_reads_settings_from_the_environment(s3: Any, intake: LocalIntake, lambda_env: None) -> None:
+    key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/handler.json.gz"
+    put(s3, "handler-bucket", key, DOCUMENT)
+
+    summary = handler.lambda_handler(s3_event("handler-bucket", key), context())
+
+    assert summary["events_delivered"] == len(records_of(DOCUMENT)) == len(intake.entries)
+    assert "forwardername:forwarder-test" in intake.entries[0]["ddtags"]
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json-secret", "plain-secret"])
+def test_api_key_from_secrets_manager(s3: Any, intake: LocalIntake, as_json: bool) -> None:
+    secrets = boto3.client("secretsmanager")
+    value = json.dumps({"DD_API_KEY": API_KEY}) if as_json else API_KEY
+    arn = secrets.create_secret(Name=f"forwarder/api-key-{as_json}", SecretString=value)["ARN"]
+    key = f"AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/secret-{as_json}.json.gz"
+    put(s3, "secret-bucket", key, DOCUMENT)
+
+    settings = settings_for(intake.url, DD_API_KEY="", DD_API_KEY_SECRET_ARN=arn)
+    handler.handle(s3_event("secret-bucket", key), context(), settings)
+
+    assert len(intake.entries) == len(records_of(DOCUMENT))
+
+
+def test_api_key_from_ssm_parameter(s3: Any, intake: LocalIntake) -> None:
+    boto3.client("ssm").put_parameter(Name="/forwarder/api-key", Value=API_KEY, Type="SecureString")
+    key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/ssm.json.gz"
+    put(s3, "ssm-bucket", key, DOCUMENT)
+
+    settings = settings_for(intake.url, DD_API_KEY="", DD_API_KEY_SSM_NAME="/forwarder/api-key")
+    handler.handle(s3_event("ssm-bucket", key), context(), settings)
+
+    assert len(intake.entries) == len(records_of(DOCUMENT))
+
+
+ENVELOPES = sorted(
+    path
+    for folder in ("s3", "sns")
+    for path in (FIXTURES / "envelopes" / folder).glob("*.json")
+    if path.name != "powertools_snsSqsEvent.json"
+)
+
+
+@pytest.mark.parametrize("path", ENVELOPES, ids=[path.stem for path in ENVELOPES])
+def test_every_envelope_fixture_delivers_the_objects_it_names(s3: Any, intake: LocalIntake, path: Path) -> None:
+    # moto cannot create an object under a chosen version id, so the fixtures' ids are dropped.
+    event = json.loads(re.sub(r'\\?"versionId\\?":\s*\\?"[^"\\]*\\?",?', "", path.read_text()))
+    if "s3Bucket" in event:  # CloudTrail's own SNS message: wrap it as SNS delivers it
+        event = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(event)}}]}
+    objects = [
+        item for message in triggers.parse_event(event).messages for item in message.items if isinstance(item, S3Object)
+    ]
+    assert objects, f"{path.name} names no object"
+    for obj in objects:
+        put(s3, obj.bucket, obj.key, DOCUMENT)
+
+    result = handler.handle(event, context(), settings_for(intake.url))
+
+    assert result.get("batchItemFailures", []) == []
+    assert len(intake.entries) == len(objects) * len(records_of(DOCUMENT))
+
+
+def test_cli_invokes_the_handler_on_an_event_file(s3: Any, intake: LocalIntake, tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(s3_event("cli-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/cli.json.gz")))
+    put(s3, "cli-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/cli.json.gz", DOCUMENT)
+    env = {**os.environ, "DD_URL": intake.url, "DD_API_KEY": API_KEY, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+    run = subprocess.run(
+        [sys.executable, "-m", "forwarder.cli", "invoke", str(event)], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["events_delivered"] == len(records_of(DOCUMENT))
+    assert API_KEY not in run.stdout + run.stderr
+
+
+def test_sample_events_all_parse() -> None:
+    for path in sorted((ROOT / "events").glob("*.json")):
+        assert triggers.parse_event(json.loads(path.read_text())).messages, path.name

@@ -1,0 +1,286 @@
+"""The read stage: S3 bodies in chunks, decompression by magic bytes, CloudWatch Logs payloads."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import urllib3.exceptions
+import zstandard
+
+from forwarder.errors import InputError
+from forwarder.model import LogBatch, LogEvent, S3Object, Skip
+from forwarder.read import PIECE_BYTES, decode_awslogs, decompress, open_object
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+CLOUDWATCH = FIXTURES / "envelopes" / "cloudwatch-logs"
+ORIGIN = "s3://bucket/key.json.gz"
+PAYLOAD = b"".join(b'{"line":%d,"noise":"%s"}\n' % (n, os.urandom(8).hex().encode()) for n in range(400))
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
+
+
+def zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def read_all(data: bytes, size: int = 4096) -> bytes:
+    return b"".join(decompress(chunked(data, size), ORIGIN))
+
+
+def read_until_error(data: bytes, size: int = 4096) -> tuple[bytes, InputError]:
+    received: list[bytes] = []
+    with pytest.raises(InputError) as caught:
+        received.extend(decompress(chunked(data, size), ORIGIN))
+    return b"".join(received), caught.value
+
+
+HALF = len(PAYLOAD) // 2
+ENCODINGS = {
+    "plain": PAYLOAD,
+    "gzip": gzip.compress(PAYLOAD),
+    "gzip_multi_member": gzip.compress(PAYLOAD[:HALF]) + gzip.compress(PAYLOAD[HALF:]),
+    "gzip_many_members": b"".join(gzip.compress(part) for part in chunked(PAYLOAD, 1000)),
+    "zstd": zstd(PAYLOAD),
+    "zstd_multi_frame": zstd(PAYLOAD[:HALF]) + zstd(PAYLOAD[HALF:]),
+    "zlib": zlib.compress(PAYLOAD),
+}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096, 1 << 20])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decompress_by_magic_bytes_at_any_chunking(encoding: str, chunk_size: int) -> None:
+    assert read_all(ENCODINGS[encoding], chunk_size) == PAYLOAD
+
+
+def test_gzip_multi_member_split_exactly_at_member_boundary() -> None:
+    first, second = gzip.compress(PAYLOAD[:HALF]), gzip.compress(PAYLOAD[HALF:])
+    assert b"".join(decompress([first, second], ORIGIN)) == PAYLOAD
+
+
+@pytest.mark.parametrize("chunks", [[], [b""], [b"", b""]], ids=["no_chunks", "one_empty", "two_empty"])
+def test_empty_object_yields_nothing(chunks: list[bytes]) -> None:
+    assert list(decompress(chunks, ORIGIN)) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["loki_lambda-promtail_cloudtrail-log-file.json.gz", next((FIXTURES / "cloudtrail").glob("trailscraper_*")).name]
+)
+def test_real_gzipped_cloudtrail_files(name: str) -> None:
+    data = (FIXTURES / "cloudtrail" / name).read_bytes()
+    assert read_all(data, 100) == gzip.decompress(data)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, zstd], ids=["gzip", "zstd"])
+def test_compression_bomb_yields_capped_pieces(compress: Any) -> None:
+    bomb = compress(bytes(64 << 20))
+    sizes = [len(piece) for piece in decompress(chunked(bomb, 1 << 20), ORIGIN)]
+    assert sum(sizes) == 64 << 20
+    assert max(sizes) <= PIECE_BYTES
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (gzip.compress(PAYLOAD)[:-100], "gzip"),
+        ((gzip.compress(PAYLOAD[:HALF]) + gzip.compress(PAYLOAD[HALF:]))[:-100], "gzip"),
+        (zstd(PAYLOAD[:HALF]) + zstd(PAYLOAD[HALF:])[:-10], "zstd"),
+        (zlib.compress(PAYLOAD)[:-20], "zlib"),
+    ],
+    ids=["gzip", "gzip_second_member", "zstd_second_frame", "zlib"],
+)
+def test_truncated_stream_names_offset_after_yielding_what_came_before(data: bytes, kind: str) -> None:
+    received, error = read_until_error(data)
+    assert f"truncated {kind}" in error.reason
+    assert error.origin == ORIGIN
+    assert error.position == f"compressed byte {len(data)}"
+    assert len(received) > HALF // 2
+    assert PAYLOAD.startswith(received)
+
+
+def test_corrupt_middle_of_gzip_is_an_error_after_earlier_data() -> None:
+    data = bytearray(gzip.compress(PAYLOAD[:HALF]) + gzip.compress(PAYLOAD[HALF:]))
+    middle = len(data) * 3 // 4
+    data[middle : middle + 16] = b"\xff" * 16
+    received, error = read_until_error(bytes(data), 256)
+    assert "gzip" in error.reason
+    assert error.position.startswith("compressed byte ")
+    assert PAYLOAD[:HALF] == received[:HALF]
+
+
+def test_corrupt_zstd_frame_is_an_error() -> None:
+    data = bytearray(zstandard.ZstdCompressor(write_checksum=True).compress(PAYLOAD))  # as the zstd CLI writes
+    data[len(data) // 2 : len(data) // 2 + 8] = b"\x00" * 8
+    _, error = read_until_error(bytes(data))
+    assert "corrupt zstd" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (gzip.compress(PAYLOAD), "gzip"),
+        (zstd(PAYLOAD), "zstd"),
+        (zlib.compress(PAYLOAD), "zlib"),
+    ],
+)
+@pytest.mark.parametrize("garbage", [b"not gzip", b"\x00" * 8])
+def test_trailing_garbage_names_its_offset(data: bytes, kind: str, garbage: bytes) -> None:
+    received, error = read_until_error(data + garbage)
+    assert received == PAYLOAD
+    assert error.position == f"compressed byte {len(data)}"
+    assert f"trailing data after the {kind} stream" in error.reason
+
+
+def test_plain_text_passes_through_unchanged() -> None:
+    chunks = [b"x", b"yz\n", b"{}"]
+    assert list(decompress(chunks, ORIGIN)) == [b"xyz\n", b"{}"]
+
+
+class TestOpenObject:
+    def test_reads_back_in_small_chunks(self, s3_client: Any) -> None:
+        s3_client.create_bucket(Bucket="read-chunks")
+        body = gzip.compress(PAYLOAD)
+        s3_client.put_object(Bucket="read-chunks", Key="AWSLogs/a b+c.json.gz", Body=body)
+        chunks = list(open_object(s3_client, S3Object("read-chunks", "AWSLogs/a b+c.json.gz"), 1000))
+        assert b"".join(chunks) == body
+        assert len(chunks) > 1
+        assert max(len(chunk) for chunk in chunks) <= 1000
+
+    def test_reads_the_requested_version(self, s3_client: Any) -> None:
+        s3_client.create_bucket(Bucket="read-versions")
+        s3_client.put_bucket_versioning(Bucket="read-versions", VersioningConfiguration={"Status": "Enabled"})
+        first = s3_client.put_object(Bucket="read-versions", Key="k", Body=b"first")["VersionId"]
+        s3_client.put_object(Bucket="read-versions", Key="k", Body=b"second")
+        obj = S3Object("read-versions", "k", version_id=first)
+        assert b"".join(open_object(s3_client, obj, 1024)) == b"first"
+
+    def test_missing_key_is_an_input_error_at_byte_zero(self, s3_client: Any) -> None:
+        s3_client.create_bucket(Bucket="read-missing")
+        with pytest.raises(InputError) as caught:
+            list(open_object(s3_client, S3Object("read-missing", "nope"), 1024))
+        assert caught.value.origin == "s3://read-missing/nope"
+        assert caught.value.position == "byte 0"
+        assert "NoSuchKey" in caught.value.reason
+        assert isinstance(caught.value.__cause__, Exception)
+
+    def test_connection_lost_midway_names_bytes_received_and_closes_body(self) -> None:
+        body = FakeBody([b"abc", b"defg"], fail=urllib3.exceptions.ProtocolError("connection reset"))
+        received = []
+        with pytest.raises(InputError) as caught:
+            received.extend(open_object(FakeS3(body), S3Object("b", "k"), 4))
+        assert received == [b"abc", b"defg"]
+        assert caught.value.position == "byte 7"
+        assert "ProtocolError" in caught.value.reason
+        assert body.closed
+
+    def test_body_closed_when_reader_stops_early(self) -> None:
+        body = FakeBody([b"abc", b"def"])
+        reader = open_object(FakeS3(body), S3Object("b", "k"), 4)
+        assert next(reader) == b"abc"
+        reader.close()
+        assert body.closed
+
+
+class FakeBody:
+    """A StreamingBody stand-in whose connection can drop after its chunks."""
+
+    def __init__(self, chunks: list[bytes], fail: Exception | None = None) -> None:
+        self.chunks = chunks
+        self.fail = fail
+        self.closed = False
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        yield from self.chunks
+        if self.fail is not None:
+            raise self.fail
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeS3:
+    def __init__(self, body: FakeBody) -> None:
+        self.body = body
+
+    def get_object(self, **request: str) -> dict[str, Any]:
+        return {"Body": self.body}
+
+
+def awslogs_data(name: str) -> str:
+    return str(orjson.loads((CLOUDWATCH / name).read_bytes())["awslogs"]["data"])
+
+
+def encode(payload: object, compress: Any = gzip.compress) -> str:
+    return base64.b64encode(compress(orjson.dumps(payload))).decode()
+
+
+EXPECTED_BATCH = LogBatch(
+    owner="123456789123",
+    log_group="testLogGroup",
+    log_stream="testLogStream",
+    subscription_filters=("testFilter",),
+    log_events=(
+        LogEvent("eventId1", 1440442987000, "[ERROR] First test message"),
+        LogEvent("eventId2", 1440442987001, "[ERROR] Second test message"),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["powertools_cloudWatchLogEvent.json", "powertools_cloudWatchLogEventWithPolicyLevel.json"]
+)
+def test_decode_awslogs_gzip_and_zlib(name: str) -> None:
+    assert decode_awslogs(awslogs_data(name)) == EXPECTED_BATCH
+
+
+def test_decode_awslogs_control_message_is_skipped() -> None:
+    firehose = orjson.loads((CLOUDWATCH / "sam-cli_KinesisFirehoseCloudwatchLogsProcessor.json").read_bytes())
+    skip = decode_awslogs(firehose["records"][0]["data"])
+    assert skip == Skip("control_message", "CWL CONTROL MESSAGE: Checking health of destination Firehose.")
+
+
+def test_decode_awslogs_keeps_messages_byte_for_byte() -> None:
+    message = ' {"a": "é\\u0000"}\t\r\n'
+    data = encode(
+        {
+            "messageType": "DATA_MESSAGE",
+            "owner": "1",
+            "logGroup": "/aws/eks/c/cluster",
+            "logStream": "kube-apiserver-audit-1",
+            "subscriptionFilters": [],
+            "logEvents": [{"id": "9" * 56, "timestamp": 1, "message": message}],
+        }
+    )
+    batch = decode_awslogs(data)
+    assert isinstance(batch, LogBatch)
+    assert batch.log_events == (LogEvent("9" * 56, 1, message),)
+    assert batch.subscription_filters == ()
+
+
+@pytest.mark.parametrize(
+    ("data", "stage"),
+    [
+        ("not base64!", "base64"),
+        (base64.b64encode(b"plain text").decode(), "decompress"),
+        (base64.b64encode(gzip.compress(PAYLOAD)[:-8]).decode(), "decompress"),
+        (base64.b64encode(gzip.compress(b"not json")).decode(), "json"),
+        (encode([1, 2]), "json"),
+        (encode({"messageType": "DATA_MESSAGE", "owner": "1"}), "fields"),
+        (encode({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": "s", "logEvents": [{}]}), "fields"),
+    ],
+    ids=["bad_base64", "not_compressed", "truncated_gzip", "not_json", "not_an_object", "missing_keys", "bad_event"],
+)
+def test_decode_awslogs_malformed_names_the_stage(data: str, stage: str) -> None:
+    with pytest.raises(InputError) as caught:
+        decode_awslogs(data)
+    assert caught.value.origin == "awslogs payload"
+    assert caught.value.position == stage
