@@ -110,7 +110,11 @@ def test_cli_invokes_the_handler_on_an_event_file(s3: Any, intake: LocalIntake, 
     env = {**os.environ, "DD_URL": intake.url, "DD_API_KEY": API_KEY, "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
     run = subprocess.run(
-        [sys.executable, "-m", "forwarder.cli", "invoke", str(event)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "forwarder.cli", "invoke", str(event)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert run.returncode == 0, run.stderr

@@ -6,7 +6,7 @@ import base64
 import gzip
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ def test_empty_object_yields_nothing(chunks: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["loki_lambda-promtail_cloudtrail-log-file.json.gz", next((FIXTURES / "cloudtrail").glob("trailscraper_*")).name]
+    "name",
+    ["loki_lambda-promtail_cloudtrail-log-file.json.gz", next((FIXTURES / "cloudtrail").glob("trailscraper_*")).name],
 )
 def test_real_gzipped_cloudtrail_files(name: str) -> None:
     data = (FIXTURES / "cloudtrail" / name).read_bytes()
@@ -174,7 +175,7 @@ class TestOpenObject:
 
     def test_connection_lost_midway_names_bytes_received_and_closes_body(self) -> None:
         body = FakeBody([b"abc", b"defg"], fail=urllib3.exceptions.ProtocolError("connection reset"))
-        received = []
+        received: list[bytes] = []
         with pytest.raises(InputError) as caught:
             received.extend(open_object(FakeS3(body), S3Object("b", "k"), 4))
         assert received == [b"abc", b"defg"]
@@ -185,6 +186,7 @@ class TestOpenObject:
     def test_body_closed_when_reader_stops_early(self) -> None:
         body = FakeBody([b"abc", b"def"])
         reader = open_object(FakeS3(body), S3Object("b", "k"), 4)
+        assert isinstance(reader, Generator)
         assert next(reader) == b"abc"
         reader.close()
         assert body.closed
@@ -275,7 +277,10 @@ def test_decode_awslogs_keeps_messages_byte_for_byte() -> None:
         (base64.b64encode(gzip.compress(b"not json")).decode(), "json"),
         (encode([1, 2]), "json"),
         (encode({"messageType": "DATA_MESSAGE", "owner": "1"}), "fields"),
-        (encode({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": "s", "logEvents": [{}]}), "fields"),
+        (
+            encode({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": "s", "logEvents": [{}]}),
+            "fields",
+        ),
     ],
     ids=["bad_base64", "not_compressed", "truncated_gzip", "not_json", "not_an_object", "missing_keys", "bad_event"],
 )

@@ -1,0 +1,395 @@
+"""The split stage: CloudTrail records streamed out of `{"Records":[...]}`, lines, and log batches."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forwarder.errors import InputError
+from forwarder.model import LogBatch, LogEvent, RawEvent
+from forwarder.split import Format, sniff, split_lines, split_log_batch, split_object, split_records
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+CLOUDTRAIL = FIXTURES / "cloudtrail"
+ORIGIN = "s3://bucket/AWSLogs/1/CloudTrail/x.json.gz"
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+def records(doc: bytes, size: int = 1 << 20, max_event_bytes: int = 64 << 20) -> list[RawEvent]:
+    return list(split_records(chunked(doc, size), ORIGIN, max_event_bytes))
+
+
+def record_error(doc: bytes, size: int = 1 << 20) -> tuple[list[RawEvent], InputError]:
+    events: list[RawEvent] = []
+    with pytest.raises(InputError) as caught:
+        events.extend(split_records(chunked(doc, size), ORIGIN))
+    return events, caught.value
+
+
+def cloudtrail_fixture(name: str) -> bytes:
+    """A fixture as a CloudTrail file body: stratus-red-team files are bare arrays, `.gz` ones gzipped."""
+    data = (CLOUDTRAIL / name).read_bytes()
+    if name.endswith(".gz"):
+        return gzip.decompress(data)
+    if name.startswith("stratus-red-team/"):
+        return b'{"Records": ' + data + b"}"
+    return data
+
+
+CLOUDTRAIL_FIXTURES = sorted(
+    [f"stratus-red-team/{path.name}" for path in (CLOUDTRAIL / "stratus-red-team").glob("*.json")]
+    + ["plaso_aws_cloudtrail.json", "streamalert_cloudtrail_insights.json"]
+    + [path.name for path in CLOUDTRAIL.glob("*.json.gz")]
+)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 1000, 1 << 20])
+@pytest.mark.parametrize("name", CLOUDTRAIL_FIXTURES)
+def test_cloudtrail_fixture_records_equal_parsed_document(name: str, chunk_size: int) -> None:
+    doc = cloudtrail_fixture(name)
+    form, events = split_object(chunked(doc, chunk_size), ORIGIN)
+    expected = orjson.loads(doc)["Records"]
+    got = list(events)
+    assert form is Format.CLOUDTRAIL
+    assert [event.fields for event in got] == expected
+    assert [orjson.loads(event.record or b"") for event in got] == expected
+    assert [event.position for event in got] == list(range(len(expected)))
+    assert all(event.record in doc for event in got if event.record)
+
+
+def test_minified_record_bytes_are_exact() -> None:
+    doc = cloudtrail_fixture("plaso_aws_cloudtrail.json")
+    expected = [orjson.dumps(record) for record in orjson.loads(doc)["Records"]]
+    assert [event.record for event in records(doc)] == expected
+    assert b"[" + b",".join(expected) + b"]" in doc
+
+
+@pytest.mark.parametrize(
+    "name", ["awsdocs_cloudtrail-digest_example.json", "awsdocs_cloudtrail-digest_empty-hour.json"]
+)
+def test_digest_files_sniff_as_digest_and_yield_nothing(name: str) -> None:
+    data = (CLOUDTRAIL / name).read_bytes()
+    assert sniff(data[:512]) is Format.DIGEST
+    form, events = split_object(chunked(data, 3), ORIGIN)
+    assert form is Format.DIGEST
+    assert list(events) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "k8s-audit/audit2rbac_demo.log",
+        "cloudtrail/otrf_ec2_proxy_s3_exfiltration_2020-09-14011940.ndjson",
+        "cloudtrail/plaso_lookup-events_aws_cloudtrail.jsonl",
+    ],
+)
+def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
+    data = (FIXTURES / path).read_bytes()
+    form, events = split_object(chunked(data, 333), ORIGIN)
+    expected = [line.decode() for line in data.splitlines() if line.strip()]
+    assert form is Format.LINES
+    assert [event.message for event in events] == expected
+
+
+@pytest.mark.parametrize(
+    ("head", "form"),
+    [
+        (b'{"Records":[{"eventVersion":"1.08"', Format.CLOUDTRAIL),
+        (b'\xef\xbb\xbf\n  {\n  "Records" : [\n', Format.CLOUDTRAIL),
+        (b'{"Records"', Format.CLOUDTRAIL),
+        (b'{"awsAccountId":"1","digestStartTime":"2015-08-17T14:01:31Z"', Format.DIGEST),
+        (b'{"eventVersion":"1.08","Records":[]}\n', Format.LINES),
+        (b'{"foo":1,"Records":[]}', Format.LINES),
+        (b'{"RecordsX":[]}', Format.LINES),
+        (b'["Records"]', Format.LINES),
+        (b"plain text\n", Format.LINES),
+        (b"", Format.LINES),
+    ],
+    ids=[
+        "minified",
+        "bom_and_pretty",
+        "cut_after_key",
+        "digest",
+        "ndjson_cloudtrail",
+        "records_not_first",
+        "other_key",
+        "array",
+        "text",
+        "empty",
+    ],
+)
+def test_sniff(head: bytes, form: Format) -> None:
+    assert sniff(head) is form
+
+
+def test_split_object_sniffs_past_leading_whitespace_in_tiny_chunks() -> None:
+    doc = b" " * 2000 + b'{"Records":[{"a":1}]}'
+    form, events = split_object(chunked(doc, 1), ORIGIN)
+    assert form is Format.CLOUDTRAIL
+    assert [event.fields for event in events] == [{"a": 1}]
+
+
+HOSTILE_RECORDS: dict[str, list[dict[str, Any]]] = {
+    "record_with_braces_inside_strings": [{"a": "},{", "b": "}, {", "c": "{[}]"}, {"a": "}]}"}],
+    "escaped_quotes": [{"a": 'x\\"},{\\"y', "b": '"'}, {"c": '\\"'}],
+    "backslash_before_closing_quote": [{"a": "\\"}, {"b": "\\\\"}, {"c": "},{\\"}],
+    "event_version_inside_values": [
+        {"eventVersion": "1", "v": '},{"eventVersion":"2"}'},
+        {"eventVersion": "3", "nested": {"eventVersion": "4"}},
+        {"eventVersion": "5", "list": [{"eventVersion": "6"}, {"eventVersion": "7"}]},
+    ],
+    "nested_arrays_of_objects": [
+        {"eventVersion": "1", "items": [{"id": n} for n in range(50)]},
+        {"eventVersion": "2", "items": [[{}], [{}, {"x": [{"y": {}}]}]]},
+    ],
+    "unicode_and_escapes": [{"ключ": "значение ☃ 🎉", "u": "\u0000\u001f\u2028\ud7ff"}, {"e": "tab\there\nnl"}],
+    "empty_records": [{}, {}, {"a": {}}],
+    "first_keys_differ": [{"b": 1}, {"a": 2}, {"c": 3}, {"a": 4}, {"b": 5}],
+    "non_object_values": [{"n": None, "t": True, "f": 1.5e300, "i": -(2**63), "s": ""}],
+}
+
+
+@pytest.mark.parametrize("indent", [False, True], ids=["minified", "pretty"])
+@pytest.mark.parametrize("chunk_size", [1, 2, 5, 64, 1 << 20])
+@pytest.mark.parametrize("case", HOSTILE_RECORDS)
+def test_hostile_records_round_trip(case: str, chunk_size: int, indent: bool) -> None:
+    expected = HOSTILE_RECORDS[case]
+    doc = orjson.dumps({"Records": expected}, option=orjson.OPT_INDENT_2 if indent else None)
+    events = records(doc, chunk_size)
+    assert [event.fields for event in events] == expected
+    if not indent:
+        assert [event.record for event in events] == [orjson.dumps(record) for record in expected]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [b'{"Records":[]}', b'{ "Records" : [ ] }\n', b'{"Records":[]}trailing junk'],
+    ids=["minified", "spaced", "junk_after"],
+)
+def test_empty_records_array_yields_nothing(doc: bytes) -> None:
+    assert records(doc, 1) == []
+
+
+def test_keys_after_the_records_array_are_ignored() -> None:
+    doc = b'{"Records":[{"a":1}], "Other":[{"b":2}], "x": {"y": "}"}}'
+    assert [event.fields for event in records(doc, 3)] == [{"a": 1}]
+
+
+def test_whitespace_between_records_in_any_style() -> None:
+    doc = b'\xef\xbb\xbf {\r\n\t"Records"\n:\n[ \n{"a":1}\n\t,\r\n{"b":2} , {"c":3}\n]\n}\n'
+    assert [event.fields for event in records(doc, 2)] == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+
+@pytest.mark.parametrize(
+    ("doc", "index", "offset", "reason"),
+    [
+        (b'{"Records":[{"a":1},{"b":2', 1, 20, "document ends inside a record"),
+        (b'{"Records":[{"a":1},{"b":"}', 1, 20, "document ends inside a record"),
+        (b'{"Records":[{"a":1},{"b":2}', 2, 27, "before the Records array closes"),
+        (b'{"Records":[{"a":1},', 1, 20, "before the Records array closes"),
+        (b'{"Records":[{"a":1}{"b":2}]}', 1, 19, "expected ',' or ']'"),
+        (b'{"Records":[{"a":1},{"b":x}]}', 1, 20, "not valid JSON"),
+        (b'{"Records":[{"a":1},{"b":1,}]}', 1, 20, "not valid JSON"),
+        (b'{"Records":[{"a":1},[1]]}', 1, 20, "expected a record"),
+        (b'{"Records":[{"a":1},,{"b":2}]}', 1, 20, "expected a record"),
+    ],
+    ids=[
+        "truncated_mid_record",
+        "truncated_mid_string",
+        "truncated_before_close",
+        "truncated_after_comma",
+        "missing_comma",
+        "bad_value",
+        "trailing_comma",
+        "array_element",
+        "double_comma",
+    ],
+)
+@pytest.mark.parametrize("chunk_size", [1, 1 << 20])
+def test_invalid_document_names_record_and_offset(
+    doc: bytes, index: int, offset: int, reason: str, chunk_size: int
+) -> None:
+    events, error = record_error(doc, chunk_size)
+    assert [event.fields for event in events] == [{"a": 1}, {"b": 2}][:index]
+    assert error.origin == ORIGIN
+    assert error.position == f"record {index} (decompressed byte {offset})"
+    assert reason in error.reason
+
+
+def test_not_a_records_document_is_an_error() -> None:
+    with pytest.raises(InputError, match="not a CloudTrail file"):
+        records(b'{"Records": {"a": 1}}')
+
+
+def test_invalid_utf8_inside_a_record_is_replaced() -> None:
+    doc = b'{"Records":[{"eventVersion":"1","a":"caf\xe9 \xff"},{"eventVersion":"2"}]}'
+    events = records(doc, 4)
+    assert events[0].fields == {"eventVersion": "1", "a": "caf\ufffd \ufffd"}
+    assert events[0].record == '{"eventVersion":"1","a":"caf\ufffd \ufffd"}'.encode()
+    assert events[1].fields == {"eventVersion": "2"}
+
+
+def test_record_over_the_size_cap_is_an_error() -> None:
+    doc = orjson.dumps({"Records": [{"a": "small"}, {"b": "x" * 5000}, {"c": 1}]})
+    events: list[RawEvent] = []
+    with pytest.raises(InputError) as caught:
+        events.extend(split_records(chunked(doc, 100), ORIGIN, max_event_bytes=1000))
+    error = caught.value
+    assert [event.fields for event in events] == [{"a": "small"}]
+    assert error.position.startswith("record 1 ")
+    assert "longer than 1000 bytes" in error.reason
+
+
+def test_many_false_boundaries_in_one_record_stay_correct() -> None:
+    hostile = {"eventVersion": "1", "items": [{"eventVersion": str(n)} for n in range(2000)]}
+    expected = [hostile, {"eventVersion": "2"}, hostile]
+    doc = orjson.dumps({"Records": expected})
+    assert [event.fields for event in records(doc, 4096)] == expected
+
+
+def test_huge_record_in_small_chunks_is_linear() -> None:
+    """A record far larger than a chunk must not be re-copied or re-scanned per chunk."""
+    big = {"eventVersion": "1", "requestParameters": {"blob": "a},{\\" * 2_000_000}}
+    doc = orjson.dumps({"Records": [big, {"eventVersion": "2"}]})
+    started = time.perf_counter()
+    events = records(doc, 4096)
+    assert time.perf_counter() - started < 10
+    assert [event.fields for event in events] == [big, {"eventVersion": "2"}]
+
+
+JSON_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.sampled_from(["},{", "}, {", '"', "\\", '\\"', '},{"eventVersion":', "]}", "{", "[", "\\u0041"])
+)
+JSON_VALUE = st.recursive(
+    JSON_LEAF,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+RECORD = st.dictionaries(
+    st.sampled_from(["eventVersion", "a", "}", '"', ""]) | st.text(max_size=8), JSON_VALUE, max_size=5
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(expected=st.lists(RECORD, max_size=6), indent=st.booleans(), data=st.data())
+def test_property_records_round_trip_at_any_chunking(expected: list[dict[str, Any]], indent: bool, data: Any) -> None:
+    doc = orjson.dumps({"Records": expected}, option=orjson.OPT_INDENT_2 if indent else None)
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(doc)), max_size=20))
+    whole = list(split_records([doc], ORIGIN))
+    assert [event.fields for event in whole] == expected
+    assert [event.position for event in whole] == list(range(len(expected)))
+    if not indent:
+        assert [event.record for event in whole] == [orjson.dumps(record) for record in expected]
+    assert list(split_records(split_at(doc, cuts), ORIGIN)) == whole
+    assert list(split_records(chunked(doc, 1), ORIGIN)) == whole
+
+
+def test_lines_basic() -> None:
+    data = b'{"a":1}\n\n   \n{"b":2}\r\nlast line without newline'
+    events = list(split_lines([data], ORIGIN))
+    assert [(event.position, event.message) for event in events] == [
+        (1, '{"a":1}'),
+        (4, '{"b":2}'),
+        (5, "last line without newline"),
+    ]
+
+
+def test_crlf_split_across_chunks() -> None:
+    events = list(split_lines([b"one\r", b"\ntwo\r", b"\n", b"\r\n", b"three"], ORIGIN))
+    assert [event.message for event in events] == ["one", "two", "three"]
+    assert [event.position for event in events] == [1, 2, 4]
+
+
+def test_line_split_across_many_chunks_comes_out_whole() -> None:
+    line = b"x" * 10_000
+    events = list(split_lines([*chunked(line + b"\n" + line, 7), b"\n"], ORIGIN))
+    assert [event.message for event in events] == [line.decode(), line.decode()]
+
+
+def test_invalid_utf8_in_a_line_is_replaced_not_fatal() -> None:
+    events = list(split_lines([b"caf\xe9\n\xff\xfe\nok\n"], ORIGIN))
+    assert [event.message for event in events] == ["caf\ufffd", "\ufffd\ufffd", "ok"]
+
+
+def test_bom_at_the_start_of_lines_is_dropped() -> None:
+    events = list(split_lines([b"\xef\xbb", b"\xbf{}\n{}\n"], ORIGIN))
+    assert [event.message for event in events] == ["{}", "{}"]
+
+
+def test_line_over_the_size_cap_names_the_line() -> None:
+    chunks = [b"short\n", b"y" * 600, b"y" * 600, b"\n"]
+    with pytest.raises(InputError) as caught:
+        list(split_lines(chunks, ORIGIN, max_event_bytes=1000))
+    assert caught.value.position == "line 2"
+
+
+def test_long_line_inside_one_chunk_over_the_cap() -> None:
+    with pytest.raises(InputError) as caught:
+        list(split_lines([b"ok\n" + b"z" * 2000 + b"\nok\n"], ORIGIN, max_event_bytes=1000))
+    assert caught.value.position == "line 2"
+
+
+LINE_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\n\r\ufeff"), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(LINE_TEXT, max_size=12),
+    endings=st.lists(st.sampled_from(["\n", "\r\n"]), min_size=12),
+    data=st.data(),
+)
+def test_property_lines_at_any_chunking(lines: list[str], endings: list[str], data: Any) -> None:
+    text = "".join(line + ending for line, ending in zip(lines, endings, strict=False))
+    if data.draw(st.booleans()):
+        text = text.rstrip("\r\n")
+    raw = text.encode()
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=20))
+    expected = [(number, line) for number, line in enumerate(lines, 1) if line and not line.encode().isspace()]
+    whole = list(split_lines([raw], ORIGIN))
+    assert [(event.position, event.message) for event in whole] == expected
+    assert list(split_lines(split_at(raw, cuts), ORIGIN)) == whole
+    assert list(split_lines(chunked(raw, 1), ORIGIN)) == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=200), data=st.data())
+def test_property_lines_of_arbitrary_bytes_never_fail_or_depend_on_chunking(raw: bytes, data: Any) -> None:
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=20))
+    whole = list(split_lines([raw], ORIGIN))
+    assert list(split_lines(split_at(raw, cuts), ORIGIN)) == whole
+    assert len(whole) <= raw.count(b"\n") + 1
+
+
+def test_split_log_batch_keeps_messages_and_ids() -> None:
+    batch = LogBatch(
+        owner="1",
+        log_group="/aws/eks/c/cluster",
+        log_stream="kube-apiserver-audit-1",
+        subscription_filters=(),
+        log_events=(LogEvent("e1", 1700000000000, ' {"kind":"Event"} \r\n'), LogEvent("e2", 1700000000001, "")),
+    )
+    assert list(split_log_batch(batch)) == [
+        RawEvent(position=0, message=' {"kind":"Event"} \r\n', timestamp_ms=1700000000000, event_id="e1"),
+        RawEvent(position=1, message="", timestamp_ms=1700000000001, event_id="e2"),
+    ]
