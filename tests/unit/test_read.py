@@ -147,27 +147,27 @@ def test_plain_text_passes_through_unchanged() -> None:
 
 
 class TestOpenObject:
-    def test_reads_back_in_small_chunks(self, s3_client: Any) -> None:
-        s3_client.create_bucket(Bucket="read-chunks")
+    def test_reads_back_in_small_chunks(self, s3: Any) -> None:
+        s3.create_bucket(Bucket="read-chunks")
         body = gzip.compress(PAYLOAD)
-        s3_client.put_object(Bucket="read-chunks", Key="AWSLogs/a b+c.json.gz", Body=body)
-        chunks = list(open_object(s3_client, S3Object("read-chunks", "AWSLogs/a b+c.json.gz"), 1000))
+        s3.put_object(Bucket="read-chunks", Key="AWSLogs/a b+c.json.gz", Body=body)
+        chunks = list(open_object(s3, S3Object("read-chunks", "AWSLogs/a b+c.json.gz"), 1000))
         assert b"".join(chunks) == body
         assert len(chunks) > 1
         assert max(len(chunk) for chunk in chunks) <= 1000
 
-    def test_reads_the_requested_version(self, s3_client: Any) -> None:
-        s3_client.create_bucket(Bucket="read-versions")
-        s3_client.put_bucket_versioning(Bucket="read-versions", VersioningConfiguration={"Status": "Enabled"})
-        first = s3_client.put_object(Bucket="read-versions", Key="k", Body=b"first")["VersionId"]
-        s3_client.put_object(Bucket="read-versions", Key="k", Body=b"second")
+    def test_reads_the_requested_version(self, s3: Any) -> None:
+        s3.create_bucket(Bucket="read-versions")
+        s3.put_bucket_versioning(Bucket="read-versions", VersioningConfiguration={"Status": "Enabled"})
+        first = s3.put_object(Bucket="read-versions", Key="k", Body=b"first")["VersionId"]
+        s3.put_object(Bucket="read-versions", Key="k", Body=b"second")
         obj = S3Object("read-versions", "k", version_id=first)
-        assert b"".join(open_object(s3_client, obj, 1024)) == b"first"
+        assert b"".join(open_object(s3, obj, 1024)) == b"first"
 
-    def test_missing_key_is_an_input_error_at_byte_zero(self, s3_client: Any) -> None:
-        s3_client.create_bucket(Bucket="read-missing")
+    def test_missing_key_is_an_input_error_at_byte_zero(self, s3: Any) -> None:
+        s3.create_bucket(Bucket="read-missing")
         with pytest.raises(InputError) as caught:
-            list(open_object(s3_client, S3Object("read-missing", "nope"), 1024))
+            list(open_object(s3, S3Object("read-missing", "nope"), 1024))
         assert caught.value.origin == "s3://read-missing/nope"
         assert caught.value.position == "byte 0"
         assert "NoSuchKey" in caught.value.reason
