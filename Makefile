@@ -28,3 +28,13 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The Lambda deployment zip (dist/forwarder.zip, the template's CodeUri) for ARCH=arm64|x86_64.
+ARCH ?= arm64
+package: $(STAMP)
+	$(PY) scripts/package.py --arch $(ARCH) --output dist/forwarder.zip
+
+# Interactive first deployment; later ones reuse samconfig.toml. Never run by the tests.
+deploy: package
+	sam deploy --guided --template-file template.yaml --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+		--parameter-overrides Architecture=$(ARCH)

@@ -9,6 +9,10 @@ which is what Datadog's CloudTrail pipeline expects. The record's bytes are not 
 metadata is spliced in front of them. Text events (lines, CloudWatch messages) go as `message`,
 unchanged.
 
+Every entry carries a deterministic id, `forwarder.id`, so the SIEM can drop duplicates when an
+object is forwarded twice: CloudTrail's `eventID` where present, CloudWatch's event `id`, otherwise a
+hash of bucket, key, version or ETag, and the event's position.
+
 Clash rule: the top-level names the forwarder writes (`RESERVED`) are the forwarder's. An event field
 with one of those names is moved, unchanged, into `original_fields.<name>`; nothing is lost, and the
 labels stay right.
@@ -20,6 +24,7 @@ original text as `message`, and `forwarder.truncated: true` with `forwarder.orig
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +58,13 @@ class Invoker:
         return cls(function_arn=arn, region=fallback_region)
 
 
+def id_base(container: S3Object | LogBatch) -> str:
+    """What, with an event's position, identifies the event when it has no id of its own."""
+    if isinstance(container, S3Object):
+        return f"s3://{container.bucket}/{container.key}#{container.version_id or container.etag or ''}"
+    return f"{container.log_group}/{container.log_stream}"
+
+
 def container_metadata(container: S3Object | LogBatch) -> dict[str, Any]:
     """AWS metadata naming where the events came from."""
     if isinstance(container, S3Object):
@@ -64,7 +76,7 @@ class Enricher:
     """Turns one container's raw events into entries; the metadata is serialised once per container."""
 
     def __init__(
-        self, source: Source, aws: dict[str, Any], invoker: Invoker, settings: Settings, owner: int = 0
+        self, source: Source, container: S3Object | LogBatch, invoker: Invoker, settings: Settings, owner: int = 0
     ) -> None:
         tags = [
             *settings.tags,
@@ -82,43 +94,56 @@ class Enricher:
             "service": source.service,
             "host": source.host,
             "ddtags": ",".join(tags),
-            "aws": {**aws, "invoked_function_arn": invoker.function_arn},
+            "aws": {**container_metadata(container), "invoked_function_arn": invoker.function_arn},
         }
+        self._id_base = id_base(container)
         self._prefix = orjson.dumps(self._meta)[:-1]
         self._entry_max = settings.entry_max_bytes
         self._owner = owner
         self._parse_messages = source.ddsource == "kubernetes.audit"
 
     def entry(self, raw: RawEvent) -> Entry:
+        event_id = self._event_id(raw)
         if raw.record is not None:
-            body = self._structured(raw.record, raw.fields or {}, raw.timestamp_ms)
+            body = self._structured(raw.record, raw.fields or {}, raw.timestamp_ms, event_id)
         else:
-            body = self._text(raw.message or "", raw.timestamp_ms)
+            body = self._text(raw.message or "", raw.timestamp_ms, event_id)
         if len(body) > self._entry_max:
-            return Entry(self._truncated(raw, len(body)), self._owner, truncated=True)
+            return Entry(self._truncated(raw, len(body), event_id), self._owner, truncated=True)
         return Entry(body, self._owner)
 
-    def _structured(self, record: bytes, fields: dict[str, Any], container_ms: int | None) -> bytes:
+    def _event_id(self, raw: RawEvent) -> str:
+        own = (raw.fields or {}).get("eventID") or raw.event_id
+        if isinstance(own, str) and own:
+            return own
+        return hashlib.blake2b(f"{self._id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
+
+    def _head(self, timestamp: int | None, event_id: str) -> bytes:
+        """The metadata object, still open: `{"ddsource":...,"forwarder":{"id":...}`."""
+        head = self._prefix if timestamp is None else self._prefix + b',"timestamp":%d' % timestamp
+        return head + b',"forwarder":{"id":' + orjson.dumps(event_id) + b"}"
+
+    def _structured(self, record: bytes, fields: dict[str, Any], container_ms: int | None, event_id: str) -> bytes:
         timestamp = _event_time(fields) or container_ms
         if not fields.keys().isdisjoint(RESERVED):
-            return orjson.dumps(self._with_moved_fields(fields, timestamp))
-        head = self._prefix if timestamp is None else self._prefix + b',"timestamp":%d' % timestamp
+            return orjson.dumps(self._with_moved_fields(fields, timestamp, event_id))
+        head = self._head(timestamp, event_id)
         if not fields:
             return head + b"}"
         return head + b"," + record.lstrip()[1:]
 
-    def _with_moved_fields(self, fields: dict[str, Any], timestamp: int | None) -> dict[str, Any]:
+    def _with_moved_fields(self, fields: dict[str, Any], timestamp: int | None, event_id: str) -> dict[str, Any]:
         merged = dict(self._meta)
         if timestamp is not None:
             merged["timestamp"] = timestamp
+        merged["forwarder"] = {"id": event_id}
         merged.update((key, value) for key, value in fields.items() if key not in RESERVED)
         merged["original_fields"] = {key: value for key, value in fields.items() if key in RESERVED}
         return merged
 
-    def _text(self, message: str, container_ms: int | None) -> bytes:
+    def _text(self, message: str, container_ms: int | None, event_id: str) -> bytes:
         timestamp = self._message_time(message) or container_ms
-        head = self._prefix if timestamp is None else self._prefix + b',"timestamp":%d' % timestamp
-        return head + b',"message":' + orjson.dumps(message) + b"}"
+        return self._head(timestamp, event_id) + b',"message":' + orjson.dumps(message) + b"}"
 
     def _message_time(self, message: str) -> int | None:
         """JSON lines (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON."""
@@ -130,7 +155,7 @@ class Enricher:
             return None
         return _event_time(fields) if isinstance(fields, dict) else None
 
-    def _truncated(self, raw: RawEvent, original_bytes: int) -> bytes:
+    def _truncated(self, raw: RawEvent, original_bytes: int, event_id: str) -> bytes:
         head = dict(self._meta)
         timestamp = _event_time(raw.fields or {}) or raw.timestamp_ms
         if timestamp is not None:
@@ -138,7 +163,7 @@ class Enricher:
         for key, value in (raw.fields or {}).items():
             if key not in RESERVED and len(orjson.dumps(value)) <= SMALL_FIELD_BYTES:
                 head[key] = value
-        marker = {"truncated": True, "original_bytes": original_bytes}
+        marker = {"id": event_id, "truncated": True, "original_bytes": original_bytes}
         text = raw.message if raw.message is not None else (raw.record or b"").decode("utf-8", "replace")
         return _fit_message({**head, "forwarder": marker}, text, self._entry_max) or _fit_message(
             {**self._meta, "forwarder": marker}, text, self._entry_max

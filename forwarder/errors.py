@@ -47,5 +47,9 @@ class DeliveryError(ForwarderError):
         self.answer = answer
 
 
+class StoreError(ForwarderError):
+    """Failed events could not be kept, or work could not be handed over: those events count as failed."""
+
+
 class IncompleteInvocation(ForwarderError):
     """Some events were not delivered: raised so that AWS retries the invocation, never a silent success."""

@@ -1,9 +1,11 @@
 """The Lambda entry point: trigger → read → split → enrich → batch → deliver → outcome.
 
-Read top to bottom, `forward` is the whole pipeline. Every event read ends in one counted outcome
-(see `metrics.Tally`); anything not delivered fails the invocation (S3, SNS, EventBridge,
-CloudWatch Logs: AWS retries it) or its SQS message (a partial batch response), never a silent
-success. Clients are created once per container and reused across invocations.
+Read top to bottom, `forward` is the whole pipeline, one work item at a time. Every event read ends
+in one counted outcome (see `metrics.Tally`): delivered, truncated, stored for replay, or failed.
+Anything failed fails the invocation (S3, SNS, EventBridge, CloudWatch Logs: AWS retries it) or its
+SQS message (a partial batch response); never a silent success. Near the deadline an object's
+remaining events are handed to a continuation message instead of being cut off.
+Clients are created once per container and reused across invocations.
 """
 
 from __future__ import annotations
@@ -15,27 +17,33 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from forwarder import read, sources, split, triggers
+from forwarder import continuation, read, sources, split, triggers
 from forwarder.batch import batches
-from forwarder.enrich import Enricher, Invoker, container_metadata
-from forwarder.errors import DeliveryError, IncompleteInvocation, InputError
+from forwarder.enrich import Enricher, Invoker
+from forwarder.errors import ConfigError, DeliveryError, IncompleteInvocation, InputError, StoreError
+from forwarder.idempotency import ObjectGuard, Verdict
 from forwarder.intake.datadog import DatadogIntake, deliver
 from forwarder.metrics import Label, Tally, publish
 from forwarder.model import (
     AwsLogs,
+    Batch,
     Deadline,
     Entry,
     Invocation,
     LogBatch,
     RawEvent,
+    Replay,
     S3Object,
     Skip,
     Source,
     WorkItem,
 )
 from forwarder.settings import Settings, load_settings
+from forwarder.store import FailureStore
 
 logger = Logger(service="security-log-forwarder")
+
+DEADLINE_CHECK_EVERY = 256  # events between two looks at the clock
 
 
 @dataclass
@@ -47,6 +55,29 @@ class Unit:
     item: WorkItem
     label: Label = ("", "")
     failed: bool = False
+    stopped_at: int | None = None  # events handled when reading stopped for the deadline
+
+
+@dataclass
+class Run:
+    """One invocation: its settings, clock, counts and the container's clients."""
+
+    settings: Settings
+    invoker: Invoker
+    deadline: Deadline
+    tally: Tally
+
+    def intake(self) -> DatadogIntake:
+        return _intake(self.settings, self.settings.resolve_api_key())
+
+    def store(self) -> FailureStore | None:
+        if not self.settings.store_failed_events:
+            return None
+        return FailureStore(_client("s3"), self.settings.store_bucket, self.settings.store_prefix)
+
+    def time_to_stop(self) -> bool:
+        """Stop reading while there is still time to finish the requests in flight."""
+        return self.deadline.seconds_left() < self.settings.http_timeout_seconds
 
 
 @logger.inject_lambda_context
@@ -60,43 +91,95 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
     `tally` lets a caller (the demo, tests) see the counts behind an SQS response.
     """
     invocation = triggers.parse_event(event)
-    deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin_seconds)
-    invoker = Invoker.from_arn(getattr(context, "invoked_function_arn", ""), settings.region)
-    tally = Tally() if tally is None else tally
-    failed_messages = forward(invocation, settings, invoker, deadline, tally)
-    summary = {**tally.summary(), "failed_messages": len(failed_messages)}
+    run = Run(
+        settings,
+        Invoker.from_arn(getattr(context, "invoked_function_arn", ""), settings.region),
+        Deadline(context.get_remaining_time_in_millis, settings.deadline_margin_seconds),
+        Tally() if tally is None else tally,
+    )
+    guard = _guard(settings)
+    if guard is not None:
+        guard.register(context)
+    failed_messages = forward(invocation, run, guard)
+    summary = {**run.tally.summary(), "failed_messages": len(failed_messages)}
     logger.info("invocation summary", extra=summary)
-    if not tally.balanced():
+    if not run.tally.balanced():
         logger.error("tally does not balance: an event has no outcome", extra=summary)
-    publish(tally, settings.function_name)
+    publish(run.tally, settings.function_name)
     if invocation.from_sqs:
         ids = [invocation.messages[index].message_id for index in sorted(failed_messages)]
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in ids]}
     if failed_messages:
         raise IncompleteInvocation(
-            f"{tally.total('failed')} of {tally.events_read} events not delivered, "
-            f"{tally.input_errors} unreadable inputs; the invocation fails so AWS retries it. "
-            + "; ".join(tally.problems)
+            f"{run.tally.total('failed')} of {run.tally.events_read} events not delivered, "
+            f"{run.tally.input_errors} unreadable inputs; the invocation fails so AWS retries it. "
+            + "; ".join(run.tally.problems)
         )
     return summary
 
 
-def forward(invocation: Invocation, settings: Settings, invoker: Invoker, deadline: Deadline, tally: Tally) -> set[int]:
+def forward(invocation: Invocation, run: Run, guard: ObjectGuard | None = None) -> set[int]:
     """Run every work item of the invocation through the pipeline; the indexes of failed messages."""
-    failed = _unreadable_messages(invocation, tally)
-    units = _units(invocation, tally)
-    if units:
-        entries = _entries(units, settings, invoker, tally)
-        outcomes = deliver(
-            _intake(settings, settings.resolve_api_key()),
-            batches(entries, settings.batch_max_entries, settings.batch_max_bytes),
-            deadline,
-            settings.max_workers,
-        )
-        for batch, error in outcomes:
-            _count_batch(batch.entries, error, units, tally)
-    failed.update(unit.message for unit in units if unit.failed)
+    failed = _unreadable_messages(invocation, run.tally)
+    for unit in _units(invocation, run.tally):
+        if isinstance(unit.item, Replay):
+            replay(run)
+        elif guard is not None and isinstance(unit.item, S3Object) and not unit.trigger.endswith("continuation"):
+            _forward_once(unit, run, guard)
+        else:
+            _forward_unit(unit, run)
+        if unit.failed:
+            failed.add(unit.message)
     return failed
+
+
+def _forward_once(unit: Unit, run: Run, guard: ObjectGuard) -> None:
+    """Forward an object unless an earlier notification of the same write already did."""
+    assert isinstance(unit.item, S3Object)
+
+    def work() -> bool:
+        _forward_unit(unit, run)
+        return not unit.failed
+
+    verdict = guard.run_once(unit.item, work)
+    if verdict is Verdict.DUPLICATE:
+        _skip(run.tally, Skip("duplicate_notification", unit.item.origin))
+    elif verdict is Verdict.IN_PROGRESS:
+        unit.failed = True
+        run.tally.note_problem(f"{unit.item.origin} is being forwarded by another invocation; retry later")
+
+
+def _forward_unit(unit: Unit, run: Run) -> None:
+    """One work item: read, split, enrich, batch, deliver, count; hand over the rest at the deadline."""
+    try:
+        if run.time_to_stop():
+            unit.stopped_at = unit.item.resume_at if isinstance(unit.item, S3Object) else 0
+        else:
+            opened = _open(unit.item, run)
+            if opened is not None:
+                entries = _entries(unit, *opened, run)
+                for batch, error in _deliver(run, entries):
+                    _settle(batch, error, unit, run)
+    except InputError as exc:
+        _unreadable(unit, exc, run)
+    if unit.stopped_at is not None and not unit.failed:
+        _hand_over(unit, run)
+
+
+def _unreadable(unit: Unit, exc: InputError, run: Run) -> None:
+    unit.failed = True
+    run.tally.input_errors += 1
+    run.tally.note_problem(str(exc))
+    logger.error(
+        "input not readable",
+        extra={"origin": exc.origin, "position": exc.position, "reason": exc.reason, "trigger": unit.trigger},
+    )
+
+
+def _deliver(run: Run, entries: Iterator[Entry]) -> Iterator[tuple[Batch, DeliveryError | None]]:
+    settings = run.settings
+    packed = batches(entries, settings.batch_max_entries, settings.batch_max_bytes)
+    return deliver(run.intake(), packed, run.deadline, settings.max_workers)
 
 
 def _unreadable_messages(invocation: Invocation, tally: Tally) -> set[int]:
@@ -125,74 +208,159 @@ def _skip(tally: Tally, skip: Skip) -> None:
     tally.count_skip(skip.reason)
 
 
-def _entries(units: list[Unit], settings: Settings, invoker: Invoker, tally: Tally) -> Iterator[Entry]:
-    """Every unit's events as intake entries, one unit after another; bad input fails only its unit."""
-    for owner, unit in enumerate(units):
-        try:
-            opened = _open(unit.item, settings, tally)
-            if opened is None:
-                continue
-            source, container, events = opened
-            unit.label = (unit.trigger, source.ddsource)
-            enricher = Enricher(source, container_metadata(container), invoker, settings, owner)
-            for raw in events:
-                tally.count_read(unit.label)
-                yield enricher.entry(raw)
-        except InputError as exc:
-            unit.failed = True
-            tally.input_errors += 1
-            tally.note_problem(str(exc))
-            logger.error(
-                "input not readable",
-                extra={"origin": exc.origin, "position": exc.position, "reason": exc.reason, "trigger": unit.trigger},
-            )
-
-
-def _open(
-    item: WorkItem, settings: Settings, tally: Tally
-) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent]] | None:
+def _open(item: WorkItem, run: Run) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent]] | None:
     """The source and raw events of one work item, or None when it is skipped (and counted)."""
     if isinstance(item, AwsLogs):
         decoded = read.decode_awslogs(item.data)
         if isinstance(decoded, Skip):
-            _skip(tally, decoded)
+            _skip(run.tally, decoded)
             return None
-        return sources.for_log_batch(decoded, settings), decoded, split.split_log_batch(decoded)
+        return sources.for_log_batch(decoded, run.settings), decoded, split.split_log_batch(decoded)
+    assert isinstance(item, S3Object)
     if sources.is_digest_key(item.key):
-        _skip(tally, Skip("cloudtrail_digest", item.origin))
+        _skip(run.tally, Skip("cloudtrail_digest", item.origin))
         return None
-    chunks = read.decompress(read.open_object(_s3_client(), item, settings.read_chunk_bytes), item.origin)
+    chunks = read.decompress(read.open_object(_client("s3"), item, run.settings.read_chunk_bytes), item.origin)
     kind, events = split.split_object(chunks, item.origin)
     if kind is split.Format.DIGEST:
-        _skip(tally, Skip("cloudtrail_digest", item.origin))
+        _skip(run.tally, Skip("cloudtrail_digest", item.origin))
         return None
-    return sources.for_object(item, kind is split.Format.CLOUDTRAIL, settings), item, events
+    return sources.for_object(item, kind is split.Format.CLOUDTRAIL, run.settings), item, events
 
 
-def _count_batch(entries: list[Entry], error: DeliveryError | None, units: list[Unit], tally: Tally) -> None:
-    if error is not None:
-        tally.note_problem(f"{len(entries)} events not delivered: {error}")
-        logger.error(
-            "batch not delivered",
-            extra={"events": len(entries), "reason": error.reason, "status": error.status, "answer": error.answer},
-        )
-    for entry in entries:
-        unit = units[entry.owner]
-        if error is not None:
-            unit.failed = True
-            tally.count_outcome(unit.label, "failed")
-        else:
-            tally.count_outcome(unit.label, "truncated" if entry.truncated else "delivered")
+def _entries(
+    unit: Unit, source: Source, container: S3Object | LogBatch, events: Iterator[RawEvent], run: Run
+) -> Iterator[Entry]:
+    """The unit's events as intake entries, counted as read; stops early when the deadline nears.
+
+    A continuation's first `resume_at` events were handled by an earlier invocation: read past, not sent.
+    Bad input ends the entries here rather than raising through the batcher, so that the events read
+    before it are still batched and delivered.
+    """
+    unit.label = (unit.trigger, source.ddsource)
+    enricher = Enricher(source, container, run.invoker, run.settings)
+    resume_at = container.resume_at if isinstance(container, S3Object) else 0
+    handled = 0
+    try:
+        for raw in events:
+            if handled < resume_at:
+                handled += 1
+                continue
+            if handled % DEADLINE_CHECK_EVERY == 0 and run.time_to_stop():
+                unit.stopped_at = handled
+                return
+            handled += 1
+            run.tally.count_read(unit.label)
+            yield enricher.entry(raw)
+    except InputError as exc:
+        _unreadable(unit, exc, run)
+
+
+def _settle(batch: Batch, error: DeliveryError | None, unit: Unit, run: Run) -> None:
+    """Count a batch's events: delivered, or else stored for replay, or else failed."""
+    if error is None:
+        truncated = sum(entry.truncated for entry in batch.entries)
+        run.tally.count_outcome(unit.label, "truncated", truncated)
+        run.tally.count_outcome(unit.label, "delivered", len(batch.entries) - truncated)
+        return
+    logger.error(
+        "batch not delivered",
+        extra={"events": len(batch.entries), "reason": error.reason, "status": error.status, "answer": error.answer},
+    )
+    if _keep(batch, error, run):
+        run.tally.count_outcome(unit.label, "stored", len(batch.entries))
+        return
+    unit.failed = True
+    run.tally.count_outcome(unit.label, "failed", len(batch.entries))
+    run.tally.note_problem(f"{len(batch.entries)} events not delivered: {error}")
+
+
+def _keep(batch: Batch, error: DeliveryError, run: Run) -> bool:
+    """Store a failed batch for replay; False when there is no store or storing failed."""
+    store = run.store()
+    if store is None:
+        return False
+    try:
+        key = store.keep([entry.body for entry in batch.entries], error)
+    except StoreError as exc:
+        logger.error("failed events not stored", extra={"reason": str(exc)})
+        run.tally.note_problem(str(exc))
+        return False
+    logger.warning("failed events stored for replay", extra={"events": len(batch.entries), "key": key})
+    return True
+
+
+def _hand_over(unit: Unit, run: Run) -> None:
+    """Send the rest of an object to the continuation queue, or fail it so AWS retries it."""
+    assert unit.stopped_at is not None
+    item = unit.item
+    where = f"{getattr(item, 'origin', 'item')} after {unit.stopped_at} events"
+    queue = run.settings.continuation_queue_url
+    if not isinstance(item, S3Object) or not queue:
+        unit.failed = True
+        run.tally.note_problem(f"deadline reached in {where}; set FORWARDER_CONTINUATION_QUEUE_URL to continue")
+        return
+    try:
+        continuation.hand_off(_client("sqs"), queue, item, unit.stopped_at)
+    except StoreError as exc:
+        unit.failed = True
+        run.tally.note_problem(str(exc))
+        return
+    logger.info("handed over to a continuation", extra={"origin": item.origin, "resume_at": unit.stopped_at})
+    run.tally.count_skip("continued_later")
+
+
+def replay(run: Run) -> None:
+    """Re-send stored batches; delete each once all its events are accepted, keep what fails again."""
+    store = run.store()
+    if store is None:
+        raise ConfigError("a replay needs DD_STORE_FAILED_EVENTS=true and DD_S3_BUCKET_NAME")
+    label = ("replay", "stored")
+    for key in store.stored():
+        if run.time_to_stop():
+            run.tally.count_skip("replay_left_for_next_run")
+            continue
+        try:
+            stored = store.load(key)
+        except InputError as exc:
+            run.tally.input_errors += 1
+            logger.error("stored batch not readable", extra={"key": key, "reason": str(exc)})
+            continue
+        run.tally.count_read(label, len(stored.entries))
+        again: list[bytes] = []
+        last_error: DeliveryError | None = None
+        for batch, error in _deliver(run, iter([Entry(body) for body in stored.entries])):
+            if error is None:
+                run.tally.count_outcome(label, "delivered", len(batch.entries))
+            else:
+                again.extend(entry.body for entry in batch.entries)
+                last_error = error
+        run.tally.count_outcome(label, "stored", len(again))
+        if last_error is None:
+            store.delete(key)
+        elif len(again) < len(stored.entries):
+            store.keep(again, last_error, key=key)
+
+
+def _guard(settings: Settings) -> ObjectGuard | None:
+    if not settings.idempotency_table:
+        return None
+    return _object_guard(settings.idempotency_table, settings.idempotency_expiry_seconds)
 
 
 @functools.cache
-def _s3_client() -> Any:
-    """One S3 client per container; boto3's default chain finds credentials and AWS_ENDPOINT_URL(_S3)."""
+def _object_guard(table: str, expiry_seconds: int) -> ObjectGuard:
+    return ObjectGuard(table, expiry_seconds)
+
+
+@functools.cache
+def _client(service: str) -> Any:
+    """One client per service and container; boto3's default chain finds credentials and AWS_ENDPOINT_URL."""
     import boto3
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
-    return boto3.client("s3", config=config)
+    return boto3.client(service, config=config)
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,8 +1,10 @@
 """The per-invocation tally, and its publication as a log line and CloudWatch EMF metrics.
 
 Invariant: every event read ends in exactly one outcome — delivered, truncated (delivered after
-truncation) or failed — so `read == delivered + truncated + failed`. Things that are not events
-(digest files, control messages, test events) are counted apart, as skips with their reason.
+truncation), stored (kept in the failure store for replay) or failed — so
+`read == delivered + truncated + stored + failed`. Things that are not events (digest files, control
+messages, test events, duplicate notifications) are counted apart, as skips with their reason;
+events a continuation reads past because an earlier invocation handled them are not read again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NAMESPACE = "SecurityLogForwarder"
-OUTCOMES = ("delivered", "truncated", "failed")
+OUTCOMES = ("delivered", "truncated", "stored", "failed")
 MAX_PROBLEMS = 3
 
 Label = tuple[str, str]  # (trigger, ddsource)
@@ -31,8 +33,8 @@ class Tally:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(description)
 
-    def count_read(self, label: Label) -> None:
-        self.read[label] += 1
+    def count_read(self, label: Label, events: int = 1) -> None:
+        self.read[label] += events
 
     def count_outcome(self, label: Label, outcome: str, events: int = 1) -> None:
         self.outcomes[(*label, outcome)] += events

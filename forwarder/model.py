@@ -15,7 +15,11 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class S3Object:
-    """An object to forward. `key` is already URL-decoded (notifications send it quoted)."""
+    """An object to forward. `key` is already URL-decoded (notifications send it quoted).
+
+    `resume_at` is a continuation's checkpoint: the number of leading events already handled by an
+    earlier invocation, which are read past without being sent again.
+    """
 
     bucket: str
     key: str
@@ -23,6 +27,7 @@ class S3Object:
     etag: str | None = None
     size: int | None = None
     sequencer: str | None = None
+    resume_at: int = 0
 
     @property
     def origin(self) -> str:
@@ -68,7 +73,12 @@ class Skip:
     detail: str = ""
 
 
-WorkItem = S3Object | AwsLogs
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Re-send the events kept in the failure store (the `{"retry": true}` event)."""
+
+
+WorkItem = S3Object | AwsLogs | Replay
 
 
 @dataclass(frozen=True, slots=True)

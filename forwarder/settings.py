@@ -83,6 +83,11 @@ class Settings:
     batch_max_bytes: int = 5_000_000
     entry_max_bytes: int = 1_000_000
     read_chunk_bytes: int = 1 << 20
+    store_failed_events: bool = False
+    store_bucket: str = ""
+    continuation_queue_url: str = ""
+    idempotency_table: str = ""
+    idempotency_expiry_seconds: int = 86400
     function_name: str = "security-log-forwarder"
     region: str = ""
 
@@ -110,10 +115,17 @@ class Settings:
             batch_max_bytes=_integer(env, "FORWARDER_BATCH_MAX_BYTES", 5_000_000, 1024, 5_000_000),
             entry_max_bytes=_integer(env, "FORWARDER_ENTRY_MAX_BYTES", 1_000_000, 1024, 1_000_000),
             read_chunk_bytes=_integer(env, "FORWARDER_READ_CHUNK_BYTES", 1 << 20, 4096, 64 << 20),
+            store_failed_events=_flag(env, "DD_STORE_FAILED_EVENTS", False),
+            store_bucket=env.get("DD_S3_BUCKET_NAME", "").strip(),
+            continuation_queue_url=env.get("FORWARDER_CONTINUATION_QUEUE_URL", "").strip(),
+            idempotency_table=env.get("FORWARDER_IDEMPOTENCY_TABLE", "").strip(),
+            idempotency_expiry_seconds=_integer(env, "FORWARDER_IDEMPOTENCY_EXPIRY_SECONDS", 86400, 60, 30 * 86400),
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or "security-log-forwarder",
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
         )
         settings._check_intake_url()
+        if settings.store_failed_events and not settings.store_bucket:
+            raise ConfigError("DD_STORE_FAILED_EVENTS is true but DD_S3_BUCKET_NAME names no bucket")
         if settings.entry_max_bytes + 2 > settings.batch_max_bytes:
             raise ConfigError("FORWARDER_ENTRY_MAX_BYTES must be smaller than FORWARDER_BATCH_MAX_BYTES")
         return settings
@@ -130,6 +142,11 @@ class Settings:
     @property
     def version(self) -> str:
         return __version__
+
+    @property
+    def store_prefix(self) -> str:
+        """Where this function keeps failed events in DD_S3_BUCKET_NAME: one prefix per function."""
+        return f"failed-events/{self.function_name}/"
 
     def _check_intake_url(self) -> None:
         parts = urlsplit(self.intake_url)

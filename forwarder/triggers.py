@@ -8,6 +8,8 @@ Shapes, outermost first (the trigger name each gets is in brackets):
     {"source": "aws.s3", "detail-type": ..., ...}        EventBridge                   ["eventbridge"]
     {"Service": "Amazon S3", "Event": "s3:TestEvent"}    S3's configuration check      ["s3"]
     {"awslogs": {"data": ...}}                           CloudWatch Logs subscription  ["cloudwatch"]
+    {"retry": true}  (or "true", as Datadog's schedule)  replay the failure store      ["replay"]
+    SQS body {"forwarder_continuation": {...}}           the rest of an object         ["sqs/continuation"]
 
 A payload carried by SNS or SQS is an S3 notification, an s3:TestEvent, an EventBridge event, or the
 `{"s3Bucket", "s3ObjectKey": [...]}` message CloudTrail itself publishes to SNS; SQS may also carry an SNS
@@ -15,8 +17,7 @@ envelope around one of those (SNS without raw delivery). Key casing of SNS field
 (`SigningCertUrl`) and SNS inside SQS (`SigningCertURL`), so only `Message` is read.
 
 Each SQS record is its own Message (identified by `messageId`) so that one bad body fails only itself in the
-partial batch response; other triggers' messages carry no id and fail the invocation as a whole. Later triggers
-(the `{"retry": true}` replay event) are one more branch in `parse_event`; until then they are UnsupportedEvent.
+partial batch response; other triggers' messages carry no id and fail the invocation as a whole.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 from urllib.parse import unquote_plus
 
+from forwarder import continuation
 from forwarder.errors import UnsupportedEvent
-from forwarder.model import AwsLogs, Invocation, Message, S3Object, Skip, WorkItem
+from forwarder.model import AwsLogs, Invocation, Message, Replay, S3Object, Skip, WorkItem
 
 Items: TypeAlias = tuple[WorkItem | Skip, ...]
 
@@ -47,6 +49,8 @@ def parse_event(event: Mapping[str, Any]) -> Invocation:
             return _records_event(event["Records"])
         if "awslogs" in event:
             return Invocation((Message(None, "cloudwatch", (_awslogs(event["awslogs"]),)),))
+        if str(event.get("retry", "")).lower() == "true":
+            return Invocation((Message(None, "replay", (Replay(),)),))
         payload = _payload(event, wrappers=())
     except _BadShape as exc:
         raise UnsupportedEvent(f"unsupported event: {exc}") from None
@@ -109,6 +113,8 @@ def _carried(text: Any, what: str, wrappers: tuple[str, ...]) -> tuple[str, Item
         raise _BadShape(f"{what} is a JSON {type(decoded).__name__}, not an object")
     if wrappers == ("sqs",) and decoded.get("Type") == "Notification" and "Message" in decoded:
         return _carried(decoded["Message"], "SNS Message inside the SQS body", wrappers=("sqs", "sns"))
+    if wrappers == ("sqs",) and continuation.MESSAGE_KEY in decoded:
+        return "sqs/continuation", (_continuation(decoded[continuation.MESSAGE_KEY]),)
     payload = _payload(decoded, wrappers)
     if payload is None:
         raise _BadShape(f"{what} has an unknown shape ({_describe(decoded)})")
@@ -201,6 +207,14 @@ def _cloudtrail_sns(message: Mapping[str, Any]) -> Items:
     if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
         raise _BadShape("CloudTrail SNS message: s3ObjectKey is not a list of strings")
     return tuple(S3Object(bucket=bucket, key=key) for key in keys)
+
+
+def _continuation(fields: Any) -> S3Object:
+    """The rest of an object an earlier invocation handed over before its deadline."""
+    try:
+        return continuation.from_message(fields)
+    except (KeyError, TypeError) as exc:
+        raise _BadShape(f"continuation message is malformed ({exc})") from None
 
 
 def _awslogs(awslogs: Any) -> AwsLogs:

@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from forwarder.enrich import RESERVED, Enricher, Invoker, container_metadata
+from forwarder.enrich import RESERVED, Enricher, Invoker
 from forwarder.model import LogBatch, RawEvent, S3Object, Source
 from forwarder.settings import Settings
 
@@ -12,7 +12,7 @@ OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/eu-west-1/202
 
 def enricher(source: Source | None = None, settings: Settings = SETTINGS, container=OBJECT) -> Enricher:
     source = source or Source("cloudtrail", "cloudtrail", "trail-bucket")
-    return Enricher(source, container_metadata(container), Invoker.from_arn(ARN), settings, owner=3)
+    return Enricher(source, container, Invoker.from_arn(ARN), settings, owner=3)
 
 
 def record_event(record: dict, position: int = 0) -> RawEvent:
@@ -51,7 +51,7 @@ def test_pretty_printed_record_bytes_are_spliced_not_reserialised() -> None:
 
 def test_empty_record_gives_metadata_only() -> None:
     body = orjson.loads(enricher().entry(record_event({})).body)
-    assert set(body) == {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "aws"}
+    assert set(body) == {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "aws", "forwarder"}
 
 
 def test_clashing_event_fields_move_to_original_fields() -> None:
@@ -59,6 +59,9 @@ def test_clashing_event_fields_move_to_original_fields() -> None:
     body = orjson.loads(enricher().entry(record_event(record)).body)
     assert body["host"] == "trail-bucket" and body["eventName"] == "Put"
     assert body["original_fields"] == {"host": "10.0.0.1", "aws": {"x": 1}, "original_fields": "y"}
+    assert body["forwarder"] == {
+        "id": orjson.loads(enricher().entry(record_event({"eventName": "x"})).body)["forwarder"]["id"]
+    }
 
 
 def test_cloudwatch_message_kept_byte_for_byte_with_its_timestamp() -> None:
@@ -107,3 +110,14 @@ def test_reserved_names_cover_every_metadata_key() -> None:
 def test_invoker_without_arn_has_no_account_tag() -> None:
     invoker = Invoker.from_arn("", "us-east-1")
     assert invoker.account == "" and invoker.region == "us-east-1"
+
+
+def test_event_ids_are_deterministic_and_prefer_the_events_own() -> None:
+    with_id = enricher().entry(record_event({"eventID": "e-123", "eventName": "A"}, position=4))
+    assert orjson.loads(with_id.body)["forwarder"] == {"id": "e-123"}
+    first = orjson.loads(enricher().entry(record_event({"eventName": "A"}, position=4)).body)["forwarder"]["id"]
+    again = orjson.loads(enricher().entry(record_event({"eventName": "A"}, position=4)).body)["forwarder"]["id"]
+    other = orjson.loads(enricher().entry(record_event({"eventName": "A"}, position=5)).body)["forwarder"]["id"]
+    assert first == again != other and len(first) == 32
+    cloudwatch = enricher().entry(RawEvent(0, message="m", event_id="3600000000000000000000000000"))
+    assert orjson.loads(cloudwatch.body)["forwarder"]["id"] == "3600000000000000000000000000"

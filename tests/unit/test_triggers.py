@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from forwarder import continuation
 from forwarder.errors import UnsupportedEvent
-from forwarder.model import AwsLogs, Invocation, Message, S3Object, Skip
+from forwarder.model import AwsLogs, Invocation, Message, Replay, S3Object, Skip
 from forwarder.triggers import parse_event
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "envelopes"
@@ -338,7 +339,7 @@ def test_cloudwatch_logs_subscription_routes_to_awslogs() -> None:
         (["not", "an", "object"], "got list"),
         ("a string", "got str"),
         ({}, "empty object"),
-        ({"retry": True}, "top-level keys [retry]"),
+        ({"retry": False}, "top-level keys [retry]"),
         ({"detail": {}, "password": "hunter2"}, "top-level keys [detail, password]"),
         ({"Records": [{"eventSource": "aws:kinesis", "kinesis": {"data": "hunter2"}}]}, "eventSource [aws:kinesis]"),
         ({"Records": [{"eventSource": "aws:dynamodb"}, {"eventSource": "aws:sqs"}]}, "[aws:dynamodb, aws:sqs]"),
@@ -381,3 +382,26 @@ def test_sample_event_routes(name: str, from_sqs: bool, trigger: str, items: int
         if isinstance(item, S3Object):
             assert item.bucket == "demo-cloudtrail-bucket"
             assert item.key.startswith("AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/")
+
+
+@pytest.mark.parametrize("flag", [True, "true", "True"])
+def test_retry_event_asks_for_a_replay_as_datadogs_schedule_sends_it(flag: object) -> None:
+    invocation = parse_event({"retry": flag})
+    assert invocation.messages == (Message(None, "replay", (Replay(),)),)
+
+
+def test_continuation_message_resumes_the_object_it_names() -> None:
+    body = continuation.message_body(S3Object("b", "k 1+2", version_id="v1", etag="e1"), 2048)
+    invocation = parse_event(sqs_event_with(body))
+    assert invocation.messages[0].trigger == "sqs/continuation"
+    assert invocation.messages[0].items == (S3Object("b", "k 1+2", version_id="v1", etag="e1", resume_at=2048),)
+
+
+@pytest.mark.parametrize("fields", [{"bucket": "b"}, {"bucket": "b", "key": "k", "resume_at": -1}, "text"])
+def test_malformed_continuation_fails_only_its_message(fields: object) -> None:
+    message = parse_event(sqs_event_with(json.dumps({"forwarder_continuation": fields}))).messages[0]
+    assert message.error and "continuation" in message.error
+
+
+def sqs_event_with(body: str) -> dict[str, object]:
+    return {"Records": [{"eventSource": "aws:sqs", "messageId": "m-1", "body": body}]}

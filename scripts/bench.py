@@ -1,0 +1,668 @@
+"""`make bench`: the forwarder's throughput, memory and cold start, beside the machine's raw limit.
+
+Inputs are generated deterministically and cached under `.bench/`:
+
+- CloudTrail log files, `{"Records":[...]}` minified and gzipped as a trail writes them, of about
+  1.4 KB records built from the real fixture records (fresh eventIDs, requestIDs, source IPs and
+  times; one record in 40 carries a hostile string: escaped quotes, `},{`, `"eventVersion"`, braces,
+  backslashes, unicode, `\\u` escapes). They are written streaming, so 1 GB never sits in memory.
+- EKS audit CloudWatch Logs subscription events (base64 of gzip of a DATA_MESSAGE of about 1 MB of
+  audit lines built from the k8s-audit fixtures), as many as make up the size.
+
+For each size, in one run:
+
+- the raw limit: isal gunzip, orjson parse and orjson serialise of every record, isal gzip level 1
+  of 5 MB bodies; no network. It is what any Python forwarder that parses every event must pay.
+- the forwarder: `forwarder.handler.handle` in a fresh interpreter per size (so its peak RSS is its
+  own), reading from moto's S3 server in another process and delivering to a counting intake in a
+  third process that gunzips and parses every request, like Datadog's. The bench fails if the intake
+  did not receive exactly the events generated.
+
+Sizes are MB of uncompressed input (10^6 bytes): `BENCH_SIZES=10,100 make bench` or
+`--sizes 10,100`; the default is 10,100,1000. `--profile` also profiles the forwarder on the 100 MB
+file with pyinstrument. The table is printed and written to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.server
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / ".bench"
+DOC = ROOT / "docs" / "performance.md"
+FIXTURES = ROOT / "tests" / "fixtures"
+GENERATOR_VERSION = 4
+"""Bump when generated inputs change, so cached files are rebuilt."""
+API_KEY = "bench-api-key-0000000000000000000"
+BUCKET = "bench-cloudtrail-bucket"
+ACCOUNT = "123456789012"
+MB = 1_000_000
+BATCH_BYTES = 5_000_000
+AWSLOGS_BATCH_BYTES = 1_000_000
+IMPORT_RUNS = 7
+HOSTILE_EVERY = 40
+HOSTILE = (
+    'say "hi" },{"eventVersion":"1.08","eventID":"not-a-record"} and back\\slashes \\\\ \\"',
+    '}]},{"Records":[{"eventVersion":"1.09"}]}',
+    "unicode é ü ß 日本語 🚀 \u2028\u2029 \x00\x1f tab\tnewline\n",
+    '\\u0041 is a literal backslash-u, {"braces": [1, {"deep": "},{"}]} ',
+    '"eventVersion" "eventVersion":"1.08"},{"eventVersion":"1.08"',
+)
+CLOUDTRAIL_ORDER = (
+    "eventVersion userIdentity eventTime eventSource eventName awsRegion sourceIPAddress userAgent errorCode "
+    "errorMessage requestParameters responseElements additionalEventData requestID eventID readOnly resources "
+    "eventType apiVersion managementEvent recipientAccountId sharedEventID vpcEndpointId eventCategory "
+    "tlsDetails sessionCredentialFromConsole"
+).split()
+TLS_DETAILS = {
+    "tlsVersion": "TLSv1.3",
+    "cipherSuite": "TLS_AES_128_GCM_SHA256",
+    "clientProvidedHostHeader": "ec2.us-east-1.amazonaws.com",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def cloudtrail_templates() -> list[dict[str, Any]]:
+    """Every real CloudTrail record in the fixtures, keys in the order CloudTrail writes them."""
+    from tests.integration import helpers
+
+    records: list[dict[str, Any]] = []
+    for document in helpers.cloudtrail_documents().values():
+        records.extend(helpers.records_of(document))
+    ndjson = FIXTURES / "cloudtrail" / "otrf_ec2_proxy_s3_exfiltration_2020-09-14011940.ndjson"
+    records.extend(orjson.loads(line) for line in ndjson.read_bytes().splitlines() if line.strip())
+    lookups = FIXTURES / "cloudtrail" / "plaso_lookup-events_aws_cloudtrail.jsonl"
+    for line in lookups.read_bytes().splitlines():
+        if line.strip():
+            records.append(orjson.loads(orjson.loads(line)["CloudTrailEvent"]))
+    templates = []
+    for record in records:
+        record.setdefault("eventVersion", "1.08")
+        record.setdefault("tlsDetails", TLS_DETAILS)
+        record.setdefault("managementEvent", True)
+        record.setdefault("recipientAccountId", ACCOUNT)
+        record.setdefault("eventCategory", "Management")
+        ordered = {key: record[key] for key in CLOUDTRAIL_ORDER if key in record}
+        ordered.update((key, value) for key, value in record.items() if key not in ordered)
+        templates.append(ordered)
+    return templates
+
+
+def cloudtrail_records(count_bytes: int, seed: int) -> Iterator[bytes]:
+    """Serialised records, deterministic for a seed, until about `count_bytes` have been yielded."""
+    rng = random.Random(seed)
+    templates = cloudtrail_templates()
+    start = 1733313600  # 2024-12-04T12:00:00Z
+    produced = 0
+    index = 0
+    while produced < count_bytes:
+        record = dict(rng.choice(templates))
+        record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + index // 50))
+        record["eventID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        record["requestID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        record["sourceIPAddress"] = f"203.0.{rng.randrange(256)}.{rng.randrange(256)}"
+        if index % HOSTILE_EVERY == HOSTILE_EVERY - 1:
+            hostile = HOSTILE[(index // HOSTILE_EVERY) % len(HOSTILE)]
+            record["requestParameters"] = {"comment": hostile, "nested": {"list": [hostile, {"k": "},{"}]}}
+        body = orjson.dumps(record)
+        produced += len(body) + 1
+        index += 1
+        yield body
+
+
+@dataclass
+class Input:
+    """A generated input file and what it holds."""
+
+    kind: str
+    size_mb: int
+    path: str
+    events: int
+    raw_bytes: int
+    wire_bytes: int
+
+
+def cloudtrail_input(size_mb: int) -> Input:
+    """The CloudTrail file of `size_mb` uncompressed MB, generated (streaming) unless cached."""
+    from isal import igzip
+
+    path = CACHE / f"cloudtrail-{size_mb}mb-v{GENERATOR_VERSION}.json.gz"
+    meta = path.with_suffix(".meta.json")
+    if meta.exists() and path.exists():
+        return Input(**json.loads(meta.read_text()))
+    CACHE.mkdir(exist_ok=True)
+    partial = path.with_suffix(".partial")
+    events = 0
+    raw = 0
+    with igzip.open(partial, "wb", compresslevel=2) as out:
+        pending: list[bytes] = [b'{"Records":[']
+        pending_bytes = 0
+        for body in cloudtrail_records(size_mb * MB, seed=size_mb):
+            if events:
+                pending.append(b",")
+            pending.append(body)
+            pending_bytes += len(body) + 1
+            events += 1
+            if pending_bytes >= 1 << 20:
+                block = b"".join(pending)
+                raw += len(block)
+                out.write(block)
+                pending, pending_bytes = [], 0
+        block = b"".join([*pending, b"]}"])
+        raw += len(block)
+        out.write(block)
+    partial.rename(path)
+    found = Input("cloudtrail", size_mb, str(path), events, raw, path.stat().st_size)
+    meta.write_text(json.dumps(asdict(found)))
+    return found
+
+
+def eks_audit_input(size_mb: int) -> Input:
+    """CloudWatch Logs subscription events of EKS audit lines, `size_mb` MB of messages in all."""
+    from isal import igzip
+
+    from tests.integration import helpers
+
+    path = CACHE / f"eks-audit-{size_mb}mb-v{GENERATOR_VERSION}.ndjson"
+    meta = path.with_suffix(".meta.json")
+    if meta.exists() and path.exists():
+        return Input(**json.loads(meta.read_text()))
+    CACHE.mkdir(exist_ok=True)
+    rng = random.Random(size_mb)
+    templates = [orjson.loads(line) for line in helpers.k8s_audit_lines()]
+    events = raw = wire = 0
+    stamp = 1733313600000
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        while raw < size_mb * MB:
+            log_events = []
+            batch_bytes = 0
+            while batch_bytes < AWSLOGS_BATCH_BYTES and raw + batch_bytes < size_mb * MB:
+                audit = dict(rng.choice(templates))
+                stamp += rng.randrange(20)
+                moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp // 1000)) + f".{stamp % 1000:03d}000Z"
+                audit["auditID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                audit["requestReceivedTimestamp"] = moment
+                audit["stageTimestamp"] = moment
+                message = orjson.dumps(audit).decode()
+                log_events.append({"id": str(36 * 10**55 + events), "timestamp": stamp, "message": message})
+                batch_bytes += len(message)
+                events += 1
+            payload = {
+                "messageType": "DATA_MESSAGE",
+                "owner": ACCOUNT,
+                "logGroup": "/aws/eks/bench-cluster/cluster",
+                "logStream": "kube-apiserver-audit-0123456789abcdef",
+                "subscriptionFilters": ["forwarder"],
+                "logEvents": log_events,
+            }
+            data = base64.b64encode(igzip.compress(orjson.dumps(payload), 2))
+            out.write(b'{"awslogs":{"data":"' + data + b'"}}\n')
+            raw += batch_bytes
+            wire += len(data)
+    partial.rename(path)
+    found = Input("eks-audit", size_mb, str(path), events, raw, wire)
+    meta.write_text(json.dumps(asdict(found)))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The raw limit
+
+
+def raw_limit_cloudtrail(found: Input) -> float:
+    """Seconds for isal gunzip + orjson parse and serialise per record + isal gzip 1 of 5 MB bodies.
+
+    Records are cut at `},{"eventVersion"`, exact for the generated files (a JSON string cannot hold
+    an unescaped quote), with a find that costs next to nothing: the time is the parse, the
+    serialisation and the two gzips.
+    """
+    from isal import igzip, isal_zlib
+
+    separator = b'},{"eventVersion"'
+    loads, dumps, compress = orjson.loads, orjson.dumps, igzip.compress
+    started = time.perf_counter()
+    inflater = isal_zlib.decompressobj(wbits=31)
+    body: list[bytes] = []
+    body_bytes = 0
+    events = 0
+    tail = b""
+    opened = False
+    with open(found.path, "rb") as compressed:
+        while block := compressed.read(1 << 20):
+            data = tail + inflater.decompress(block)
+            if not opened:
+                data, opened = data[len(b'{"Records":[') :], True
+            at = 0
+            while (end := data.find(separator, at)) >= 0:
+                entry = dumps(loads(data[at : end + 1]))
+                body.append(entry)
+                body_bytes += len(entry) + 1
+                events += 1
+                if body_bytes >= BATCH_BYTES:
+                    compress(b"[" + b",".join(body) + b"]", 1)
+                    body, body_bytes = [], 0
+                at = end + 2
+            tail = data[at:]
+    body.append(dumps(loads(tail[: tail.rindex(b"]")])))
+    compress(b"[" + b",".join(body) + b"]", 1)
+    elapsed = time.perf_counter() - started
+    if events + 1 != found.events:
+        raise SystemExit(f"raw limit: cut {events + 1} records, generated {found.events}")
+    return elapsed
+
+
+def raw_limit_eks(found: Input) -> float:
+    """Seconds for base64 + isal gunzip + orjson parse of each payload, then per event parse and
+    serialise (message and metadata) and isal gzip 1 of 5 MB bodies."""
+    from isal import igzip, isal_zlib
+
+    started = time.perf_counter()
+    body: list[bytes] = []
+    body_bytes = 0
+    events = 0
+    with open(found.path, "rb") as lines:
+        for line in lines:
+            payload = orjson.loads(isal_zlib.decompress(base64.b64decode(orjson.loads(line)["awslogs"]["data"]), 47))
+            for event in payload["logEvents"]:
+                message = event["message"]
+                orjson.loads(message)
+                entry = orjson.dumps({"ddsource": "kubernetes.audit", "message": message})
+                body.append(entry)
+                body_bytes += len(entry) + 1
+                events += 1
+                if body_bytes >= BATCH_BYTES:
+                    igzip.compress(b"[" + b",".join(body) + b"]", 1)
+                    body, body_bytes = [], 0
+    igzip.compress(b"[" + b",".join(body) + b"]", 1)
+    elapsed = time.perf_counter() - started
+    if events != found.events:
+        raise SystemExit(f"raw limit: {events} EKS events, generated {found.events}")
+    return elapsed
+
+
+# ---------------------------------------------------------------------------------------------
+# The counting intake (its own process)
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    """Gunzips and parses every request, like Datadog, and counts the entries; GET /count reads them."""
+
+    protocol_version = "HTTP/1.1"
+    counts: dict[str, int] = {"entries": 0, "requests": 0, "rejected": 0}  # noqa: RUF012
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        wire = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            if self.headers.get("DD-API-KEY") != API_KEY:
+                raise ValueError("bad API key")
+            body = zlib.decompress(wire, 31) if self.headers.get("Content-Encoding") == "gzip" else wire
+            entries = orjson.loads(body)
+            if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+                raise ValueError("not a JSON array of objects")
+        except (ValueError, zlib.error):
+            with self.lock:
+                self.counts["rejected"] += 1
+            self._answer(400, b'{"errors":["bad request"]}')
+            return
+        with self.lock:
+            self.counts["entries"] += len(entries)
+            self.counts["requests"] += 1
+        self._answer(202, b"{}")
+
+    def do_GET(self) -> None:
+        with self.lock:
+            body = orjson.dumps(self.counts)
+            if self.path == "/reset":
+                self.counts.update(entries=0, requests=0, rejected=0)
+        self._answer(200, body)
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_intake(port_file: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
+    server.daemon_threads = True
+    Path(port_file).write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# The forwarder (its own process per size)
+
+
+def run_worker(spec: dict[str, Any]) -> None:
+    """In a fresh interpreter: import, warm up on a small object, then time `handle` on the input."""
+    os.environ.update(spec["env"])
+    started = time.perf_counter()
+    from forwarder.cli import LocalContext
+    from forwarder.handler import handle
+    from forwarder.metrics import Tally
+    from forwarder.settings import Settings
+
+    import_ms = (time.perf_counter() - started) * 1000
+    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    settings = Settings.from_env()
+    context = LocalContext(timeout_seconds=3600, invoked_function_arn=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:b")
+    handle(spec["warmup"], context, settings, Tally())  # a warm container: boto3 and its client exist
+    warm_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    events = spec["events"]
+    if isinstance(events, str):
+        events = [orjson.loads(line) for line in Path(events).read_bytes().splitlines()]
+    profiler = None
+    if spec.get("profile"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    tally = Tally()
+    started = time.perf_counter()
+    for event in events:
+        handle(event, LocalContext(timeout_seconds=3600), settings, tally)
+    elapsed = time.perf_counter() - started
+    if profiler is not None:
+        profiler.stop()
+        Path(spec["profile"]).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {
+        "seconds": elapsed,
+        "read": tally.events_read,
+        "delivered": tally.total("delivered") + tally.total("truncated"),
+        "failed": tally.total("failed"),
+        "import_ms": import_ms,
+        "baseline_mb": baseline_kb / 1024,
+        "warm_mb": warm_kb / 1024,
+        "peak_mb": peak_kb / 1024,
+    }
+    print(json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The harness
+
+
+@dataclass
+class Row:
+    input: str
+    size_mb: float
+    events: int
+    raw_mbps: float
+    mbps: float
+    events_per_s: float
+    ratio: float
+    baseline_mb: float
+    peak_mb: float
+
+
+def start_processes() -> tuple[subprocess.Popen[bytes], str, subprocess.Popen[bytes], str]:
+    """moto's S3 server and the counting intake, each in its own process on 127.0.0.1."""
+    CACHE.mkdir(exist_ok=True)
+    moto_port_file = CACHE / "moto.port"
+    intake_port_file = CACHE / "intake.port"
+    for file in (moto_port_file, intake_port_file):
+        file.unlink(missing_ok=True)
+    moto_code = (
+        "import logging,sys,time;logging.getLogger('werkzeug').setLevel(logging.ERROR)\n"
+        "from moto.server import ThreadedMotoServer\n"
+        "s=ThreadedMotoServer(ip_address='127.0.0.1',port=0,verbose=False);s.start()\n"
+        "open(sys.argv[1],'w').write(str(s.get_host_and_port()[1]))\n"
+        "while True: time.sleep(3600)\n"
+    )
+    moto = subprocess.Popen([sys.executable, "-c", moto_code, str(moto_port_file)])
+    intake = subprocess.Popen([sys.executable, __file__, "--serve-intake", str(intake_port_file)])
+    for _ in range(300):
+        if moto_port_file.exists() and moto_port_file.read_text() and intake_port_file.exists():
+            break
+        time.sleep(0.1)
+    else:
+        raise SystemExit("moto or the intake did not start")
+    time.sleep(0.2)
+    return moto, f"http://127.0.0.1:{moto_port_file.read_text()}", intake, intake_port_file.read_text().strip()
+
+
+def intake_counts(port: str, reset: bool = False) -> dict[str, int]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{'reset' if reset else 'count'}", timeout=10) as answer:
+        counts: dict[str, int] = orjson.loads(answer.read())
+        return counts
+
+
+def worker_env(endpoint: str, intake_port: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": "security-log-forwarder-bench",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "DD_URL": f"http://127.0.0.1:{intake_port}/api/v2/logs",
+        "DD_API_KEY": API_KEY,
+        "DD_TAGS": "env:bench",
+    }
+
+
+def run_forwarder(spec: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, check=False, cwd=ROOT
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr.decode()[-4000:])
+        raise SystemExit(f"forwarder run failed with exit status {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def s3_event(key: str) -> dict[str, Any]:
+    from tests.integration import helpers
+
+    return helpers.s3_event(BUCKET, key)
+
+
+def trail_key(name: str) -> str:
+    from tests.integration import helpers
+
+    return helpers.trail_key(name)
+
+
+def import_time_ms() -> float:
+    """Median wall time of `import forwarder.handler` in a fresh interpreter (imports only)."""
+    code = "import time;t=time.perf_counter();import forwarder.handler;print((time.perf_counter()-t)*1000)"
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, cwd=ROOT).stdout)
+        for _ in range(IMPORT_RUNS)
+    ]
+    return statistics.median(runs)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {total_kb / 1024 / 1024:.0f} GB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{model}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "10,100,1000"))
+    parser.add_argument("--profile", action="store_true", help="also profile the forwarder on 100 MB")
+    parser.add_argument("--no-doc", action="store_true", help="print the table only; leave docs/ alone")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-intake", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        run_worker(json.loads(args.worker))
+        return 0
+    if args.serve_intake:
+        serve_intake(args.serve_intake)
+        return 0
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    return bench(sizes, args.profile, not args.no_doc)
+
+
+def bench(sizes: list[int], profile: bool, write_doc: bool) -> int:
+    import boto3
+
+    print(f"machine: {machine()}", flush=True)
+    inputs: list[Input] = []
+    for size in sizes:
+        started = time.perf_counter()
+        inputs.append(cloudtrail_input(size))
+        if size <= 100:
+            inputs.append(eks_audit_input(size))
+        print(f"input {size} MB ready in {time.perf_counter() - started:.1f} s", flush=True)
+    moto, endpoint, intake, intake_port = start_processes()
+    rows: list[Row] = []
+    imports = 0.0
+    try:
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="b", aws_secret_access_key="b"
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        warm_key = trail_key("warmup")
+        s3.put_object(Bucket=BUCKET, Key=warm_key, Body=(FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes())
+        env = worker_env(endpoint, intake_port)
+        for found in inputs:
+            rows.append(measure(found, s3, env, intake_port, warm_key, profile))
+        imports = import_time_ms()
+    finally:
+        for process in (moto, intake):
+            process.terminate()
+            process.wait(10)
+    table = render(rows, imports)
+    print()
+    print(table)
+    if write_doc:
+        write_table(table, sizes)
+    return 0
+
+
+def measure(found: Input, s3: Any, env: dict[str, str], intake_port: str, warm_key: str, profile: bool) -> Row:
+    name = f"{found.kind} {found.size_mb} MB"
+    raw_seconds = raw_limit_cloudtrail(found) if found.kind == "cloudtrail" else raw_limit_eks(found)
+    spec: dict[str, Any] = {"env": env, "warmup": s3_event(warm_key)}
+    if found.kind == "cloudtrail":
+        key = trail_key(f"bench-{found.size_mb}")
+        with open(found.path, "rb") as body:
+            s3.upload_fileobj(body, BUCKET, key)
+        spec["events"] = [s3_event(key)]
+        if profile and found.size_mb == 100:
+            spec["profile"] = str(CACHE / "profile-cloudtrail-100mb.txt")
+    else:
+        spec["events"] = found.path
+    intake_counts(intake_port, reset=True)
+    result = run_forwarder(spec)
+    counts = intake_counts(intake_port)
+    warm_events = len(orjson.loads((FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes())["Records"])
+    received = counts["entries"] - warm_events
+    if result["read"] != found.events or received != found.events or result["failed"] or counts["rejected"]:
+        raise SystemExit(
+            f"{name}: generated {found.events} events, the forwarder read {result['read']} and failed "
+            f"{result['failed']}, the intake received {received} and rejected {counts['rejected']} requests"
+        )
+    megabytes = found.raw_bytes / MB
+    row = Row(
+        input=name,
+        size_mb=megabytes,
+        events=found.events,
+        raw_mbps=megabytes / raw_seconds,
+        mbps=megabytes / result["seconds"],
+        events_per_s=found.events / result["seconds"],
+        ratio=raw_seconds / result["seconds"],
+        baseline_mb=result["baseline_mb"],
+        peak_mb=result["peak_mb"],
+    )
+    print(
+        f"{name}: forwarder {row.mbps:.1f} MB/s, raw limit {row.raw_mbps:.1f} MB/s, peak RSS {row.peak_mb:.0f} MB "
+        f"(after imports {row.baseline_mb:.0f} MB, warm {result['warm_mb']:.0f} MB); intake counted {received}",
+        flush=True,
+    )
+    return row
+
+
+def render(rows: list[Row], import_ms: float) -> str:
+    lines = [
+        "| input | size MB | events | raw limit MB/s | forwarder MB/s | events/s | ratio to raw limit "
+        "| RSS after imports MB | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.input} | {row.size_mb:.0f} | {row.events:,} | {row.raw_mbps:.1f} | {row.mbps:.1f} "
+            f"| {row.events_per_s:,.0f} | {row.ratio:.2f} | {row.baseline_mb:.0f} | {row.peak_mb:.0f} |"
+        )
+    lines.append("")
+    lines.append(f"Cold start, `import forwarder.handler` in a fresh interpreter: {import_ms:.0f} ms (median of {IMPORT_RUNS}).")
+    return "\n".join(lines)
+
+
+TABLE_START = "<!-- bench:start -->"
+TABLE_END = "<!-- bench:end -->"
+
+
+def write_table(table: str, sizes: list[int]) -> None:
+    """Replace the table between the bench markers in docs/performance.md (the prose is kept)."""
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    block = (
+        f"{TABLE_START}\n"
+        f"Measured {stamp} by `make bench` (sizes {','.join(map(str, sizes))} MB) on: {machine()}.\n\n"
+        f"{table}\n{TABLE_END}"
+    )
+    text = DOC.read_text() if DOC.exists() else f"# Performance\n\n{TABLE_START}\n{TABLE_END}\n"
+    if TABLE_START not in text:
+        text += f"\n{TABLE_START}\n{TABLE_END}\n"
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    DOC.write_text(head + block + tail)
+    print(f"\nwritten to {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Build the Lambda deployment zip: the `forwarder` package and its runtime dependencies.
+
+    python scripts/package.py [--arch arm64|x86_64] [--python-version 3.13] [--output dist/forwarder.zip]
+
+Dependencies come from pyproject.toml's [project] dependencies (never listed twice) as manylinux
+wheels for the target architecture and Python, whatever machine builds them. The AWS SDK
+(boto3, botocore, s3transfer) is left out: every Lambda Python runtime ships one, new enough for
+pyproject's floor; --include-sdk bundles it instead (docs/deploy.md weighs the two).
+
+The zip is reproducible: entries sorted, timestamps fixed, no bytecode (Lambda's file system is
+read-only, so a .pyc compiled by another interpreter would only be dead weight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "forwarder"
+DEFAULT_OUTPUT = ROOT / "dist" / "forwarder.zip"
+RUNTIME_PYTHON = "3.13"
+# Names as PEP 503 normalises them. The runtime provides these; nothing else we use needs them.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+# Lambda's python3.12+ runtimes run on Amazon Linux 2023 (glibc 2.34): any of these tags loads.
+PLATFORMS = {
+    "arm64": ["manylinux_2_34_aarch64", "manylinux_2_28_aarch64", "manylinux2014_aarch64"],
+    "x86_64": ["manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64"],
+}
+JUNK_DIRS = {"__pycache__", "tests", "test"}
+# zstandard ships a second, CFFI backend (11 MB) beside its C extension; it loads only when asked
+# for (PYTHON_ZSTANDARD_IMPORT_POLICY=cffi) and then needs cffi, which is not bundled anyway.
+PRUNE_GLOBS = ("zstandard/_cffi.*.so", "zstandard/backend_cffi.py")
+JUNK_SUFFIXES = {".pyc", ".pyo"}
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class PackageError(Exception):
+    """The package could not be built; the message says which step failed."""
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if not match:
+        raise PackageError(f"pyproject.toml: cannot read a name in dependency {requirement!r}")
+    return _normalise(match.group(1))
+
+
+def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml", include_sdk: bool = False) -> list[str]:
+    """[project] dependencies, less what the Lambda runtime provides unless include_sdk."""
+    with pyproject.open("rb") as handle:
+        dependencies = tomllib.load(handle)["project"]["dependencies"]
+    if include_sdk:
+        return list(dependencies)
+    return [req for req in dependencies if requirement_name(req) not in RUNTIME_PROVIDED]
+
+
+def pip_install_command(
+    requirements: Sequence[str], target: Path, arch: str, python_version: str
+) -> list[str]:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command += ["--target", str(target), "--only-binary=:all:", "--no-compile"]
+    command += ["--implementation", "cp", "--python-version", python_version]
+    for platform in PLATFORMS[arch]:
+        command += ["--platform", platform]
+    return [*command, *requirements]
+
+
+def install_dependencies(requirements: Sequence[str], target: Path, arch: str, python_version: str) -> None:
+    command = pip_install_command(requirements, target, arch, python_version)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PackageError(
+            f"pip could not install the dependencies for {arch}/cp{python_version}:\n{result.stderr.strip()}"
+        )
+
+
+def copy_source(destination: Path, source: Path = ROOT / PACKAGE) -> None:
+    shutil.copytree(source, destination / PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
+
+
+def strip(tree: Path) -> None:
+    """Drop what is never imported at run time: bytecode, test suites, console scripts."""
+    shutil.rmtree(tree / "bin", ignore_errors=True)
+    for pattern in PRUNE_GLOBS:
+        for path in tree.glob(pattern):
+            path.unlink()
+    for path in sorted(tree.rglob("*"), reverse=True):
+        if path.is_dir() and path.name in JUNK_DIRS and path.parent != tree / PACKAGE:
+            shutil.rmtree(path)
+        elif path.is_file() and path.suffix in JUNK_SUFFIXES:
+            path.unlink()
+
+
+def bundled_distributions(tree: Path) -> set[str]:
+    return {_normalise(p.name.split("-")[0]) for p in tree.glob("*.dist-info")}
+
+
+def write_zip(tree: Path, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".zip.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in _files(tree):
+            info = zipfile.ZipInfo(path.relative_to(tree).as_posix(), ZIP_EPOCH)
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    os.replace(partial, output)
+
+
+def _files(tree: Path) -> Iterable[Path]:
+    return sorted((p for p in tree.rglob("*") if p.is_file()), key=lambda p: p.relative_to(tree).as_posix())
+
+
+def build(
+    output: Path = DEFAULT_OUTPUT,
+    arch: str = "arm64",
+    python_version: str = RUNTIME_PYTHON,
+    include_sdk: bool = False,
+    staging: Path | None = None,
+) -> Path:
+    """Build the zip at output; the unzipped tree is left in staging when one is given."""
+    if arch not in PLATFORMS:
+        raise PackageError(f"unknown architecture {arch!r}: use one of {sorted(PLATFORMS)}")
+    with tempfile.TemporaryDirectory(prefix="forwarder-package-") as scratch:
+        tree = staging or Path(scratch) / "tree"
+        if tree.exists():
+            shutil.rmtree(tree)
+        tree.mkdir(parents=True)
+        install_dependencies(runtime_requirements(include_sdk=include_sdk), tree, arch, python_version)
+        copy_source(tree)
+        strip(tree)
+        leaked = bundled_distributions(tree) & RUNTIME_PROVIDED
+        if leaked and not include_sdk:
+            # A dependency pulled the SDK in: it would shadow the runtime's copy, so say so.
+            print(f"note: bundled because a dependency requires them: {sorted(leaked)}", file=sys.stderr)
+        write_zip(tree, output)
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(PLATFORMS), default=os.environ.get("ARCH", "arm64"))
+    parser.add_argument("--python-version", default=RUNTIME_PYTHON, help="of the Lambda runtime (default %(default)s)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="zip to write (default dist/forwarder.zip)")
+    parser.add_argument("--staging", type=Path, help="keep the unzipped tree here (default: a temporary directory)")
+    parser.add_argument("--include-sdk", action="store_true", help="bundle boto3/botocore instead of the runtime's")
+    args = parser.parse_args(argv)
+    try:
+        zip_path = build(args.output, args.arch, args.python_version, args.include_sdk, args.staging)
+    except PackageError as exc:
+        print(f"package: {exc}", file=sys.stderr)
+        return 1
+    size = zip_path.stat().st_size
+    print(f"{zip_path} ({args.arch}, python{args.python_version}): {size:,} bytes ({size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
