@@ -1,7 +1,8 @@
-"""The `forwarder` command: run the local intake, or invoke the handler on an event file.
+"""The `forwarder` command: run the local intake, invoke the handler, or replay stored failures.
 
     forwarder intake [--port 8080] [--api-key KEY] [--out received.ndjson]
     forwarder invoke events/s3-put.json [--timeout 300]
+    forwarder replay [--timeout 900]
 
 `invoke` reads settings from the environment exactly as the Lambda does (DD_URL, DD_API_KEY...),
 and S3 through boto3's default chain, so AWS_ENDPOINT_URL points it at a local S3 such as moto.
@@ -50,10 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     invoke.add_argument("event", help="path to a JSON event, e.g. events/s3-put.json")
     invoke.add_argument("--timeout", type=float, default=300.0, help="the invocation's time limit in seconds")
 
+    replay = commands.add_parser("replay", help="re-send the events kept in the failure store (DD_S3_BUCKET_NAME)")
+    replay.add_argument("--timeout", type=float, default=900.0, help="stop starting new batches after this long")
+
     args = parser.parse_args(argv)
     if args.command == "intake":
         return _intake(args)
-    return _invoke(args)
+    if args.command == "replay":
+        return _run({"retry": True}, args.timeout)
+    with open(args.event, "rb") as event_file:
+        return _run(orjson.loads(event_file.read()), args.timeout)
 
 
 def _intake(args: argparse.Namespace) -> int:
@@ -66,18 +73,15 @@ def _intake(args: argparse.Namespace) -> int:
     return 0
 
 
-def _invoke(args: argparse.Namespace) -> int:
+def _run(event: dict[str, object], timeout: float) -> int:
     from forwarder.errors import ForwarderError
     from forwarder.handler import handle
     from forwarder.settings import load_settings
 
-    with open(args.event, "rb") as event_file:
-        event = orjson.loads(event_file.read())
-    context = LocalContext(timeout_seconds=args.timeout)
     try:
-        result = handle(event, context, load_settings())
+        result = handle(event, LocalContext(timeout_seconds=timeout), load_settings())
     except ForwarderError as exc:
-        print(f"forwarder invoke: {exc}", file=sys.stderr)
+        print(f"forwarder: {exc}", file=sys.stderr)
         return 1
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     return 0
