@@ -219,3 +219,16 @@ def test_missing_api_key_fails_at_first_invocation(s3: Any, intake: LocalIntake)
     put(s3, BUCKET, key, cloudtrail_documents()["aws.defense-evasion.cloudtrail-stop"])
     with pytest.raises(ConfigError, match="DD_API_KEY"):
         handle(s3_event(BUCKET, key), context(), settings_for(intake.url, DD_API_KEY=""))
+
+
+def test_cloudtrail_delivered_through_cloudwatch_logs_is_labelled_cloudtrail(intake: LocalIntake) -> None:
+    path = FIXTURES / "envelopes" / "cloudwatch-logs" / "datadog_cloudwatch_log_cloudtrail.decoded.json"
+    payload = orjson.loads(path.read_bytes())
+    messages = [event["message"] for event in payload["logEvents"]]
+    event = awslogs_event(payload["logGroup"], payload["logStream"], messages)
+
+    handle(event, context(), settings_for(intake.url))
+
+    assert [entry["message"] for entry in intake.entries] == messages
+    assert {entry["ddsource"] for entry in intake.entries} == {"cloudtrail"}
+    assert {entry["host"] for entry in intake.entries} == {payload["logGroup"]}
