@@ -35,6 +35,7 @@ package: $(STAMP)
 	$(PY) scripts/package.py --arch $(ARCH) --output dist/forwarder.zip
 
 # Interactive first deployment; later ones reuse samconfig.toml. Never run by the tests.
+# The variable turns on SAM CLI's own Fn::ForEach handling (off by default; older CLIs ignore it).
 deploy: package
-	sam deploy --guided --template-file template.yaml --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+	SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 sam deploy --guided --template-file template.yaml --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 		--parameter-overrides Architecture=$(ARCH)

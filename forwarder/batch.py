@@ -18,22 +18,20 @@ def batches(entries: Iterable[Entry], max_entries: int, max_bytes: int) -> Itera
     """
     if max_entries < 1:
         raise ValueError(f"max_entries must be at least 1, got {max_entries}")
-    batch = Batch()
+    # The hot loop runs once per event: plain locals, no calls; the Batch is built when it is full.
+    bodies: list[Entry] = []
+    size = 2
     for entry in entries:
-        if batch.entries and batch.size + 1 + len(entry.body) > max_bytes:
-            yield batch
-            batch = Batch()
-        _add(batch, entry, max_bytes)
-        if len(batch.entries) >= max_entries or batch.size >= max_bytes:
-            yield batch
-            batch = Batch()
-    if batch.entries:
-        yield batch
-
-
-def _add(batch: Batch, entry: Entry, max_bytes: int) -> None:
-    added = len(entry.body) + (1 if batch.entries else 0)
-    if batch.size + added > max_bytes:
-        raise ValueError(f"an entry of {len(entry.body)} bytes cannot fit in a batch of at most {max_bytes} bytes")
-    batch.entries.append(entry)
-    batch.size += added
+        length = len(entry.body)
+        if bodies and size + 1 + length > max_bytes:
+            yield Batch(bodies, size)
+            bodies, size = [], 2
+        if length + 2 > max_bytes:
+            raise ValueError(f"an entry of {length} bytes cannot fit in a batch of at most {max_bytes} bytes")
+        size += length + 1 if bodies else length
+        bodies.append(entry)
+        if len(bodies) >= max_entries or size >= max_bytes:
+            yield Batch(bodies, size)
+            bodies, size = [], 2
+    if bodies:
+        yield Batch(bodies, size)

@@ -69,9 +69,7 @@ def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml", include_sdk:
     return [req for req in dependencies if requirement_name(req) not in RUNTIME_PROVIDED]
 
 
-def pip_install_command(
-    requirements: Sequence[str], target: Path, arch: str, python_version: str
-) -> list[str]:
+def pip_install_command(requirements: Sequence[str], target: Path, arch: str, python_version: str) -> list[str]:
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     command += ["--target", str(target), "--only-binary=:all:", "--no-compile"]
     command += ["--implementation", "cp", "--python-version", python_version]

@@ -73,6 +73,10 @@ def _substitute(node: Any, name: str, value: str) -> Any:
     if isinstance(node, dict):
         if set(node) == {"Ref"} and node["Ref"] == name:
             return value
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            # Like the transform: a Sub left with no variable is a plain string.
+            text = node["Fn::Sub"].replace("${" + name + "}", value)
+            return text if "${" not in text else {"Fn::Sub": text}
         out = {}
         for key, child in node.items():
             new_key = key.replace("${" + name + "}", value).replace("&{" + name + "}", _alnum(value))

@@ -55,7 +55,9 @@ def _skip_if_offline(message: str) -> None:
 def test_dependencies_come_from_pyproject_less_the_runtime_sdk():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     bundled = package.runtime_requirements()
-    assert set(bundled) == {d for d in declared if package.requirement_name(d) not in {"boto3", "botocore", "s3transfer"}}
+    assert set(bundled) == {
+        d for d in declared if package.requirement_name(d) not in {"boto3", "botocore", "s3transfer"}
+    }
     assert any(package.requirement_name(d) == "orjson" for d in bundled)
     assert package.runtime_requirements(include_sdk=True) == declared
 

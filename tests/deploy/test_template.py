@@ -1,0 +1,443 @@
+"""template.yaml: it lints before and after the SAM transform, and for every combination of the
+parameters that shape it, the stack holds exactly the wiring asked for and the role exactly the
+grants that wiring needs."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+from cfnlint.config import ManualArgs
+from cfnlint.context.parameters import ParameterSet
+from samtranslator.translator.transform import transform
+from stack_model import (
+    PSEUDO,
+    ROOT,
+    TEMPLATE_PATH,
+    Stack,
+    cfn_parameter_strings,
+    expand_foreach,
+    grants,
+    load_template,
+    parameter_values,
+)
+
+DOCS = ROOT / "docs" / "deploy.md"
+ACCOUNT, REGION = PSEUDO["AWS::AccountId"], PSEUDO["AWS::Region"]
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:datadog/api-key-AbCdEf"
+KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0c2d57c6-6a4f-4f8e-9a3b-1b2c3d4e5f60"
+KEY_SOURCES = {
+    "value": {"DdApiKey": "0123456789abcdef0123456789abcdef"},
+    "secret": {"DdApiKeySecretArn": SECRET_ARN},
+    "ssm": {"DdApiKeySsmName": "/datadog/api-key"},
+}
+BASE_RESOURCES = {
+    "ForwarderFunction",
+    "ForwarderLogGroup",
+    "ForwarderRole",
+    "DeadLetterQueue",
+    "ErrorsAlarm",
+    "ThrottlesAlarm",
+    "DeadLetterQueueAlarm",
+    "EventsFailedAlarm",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def _errors(matches: list[Any]) -> list[str]:
+    return [str(m) for m in matches if m.rule.id.startswith("E")]
+
+
+# --- cfn-lint, before and after the transforms ---------------------------------------------------
+
+
+def test_cfn_lint_finds_no_error_in_the_template():
+    assert _errors(lint(TEMPLATE_PATH.read_text())) == []
+
+
+def sam_transform(template: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """What CloudFormation deploys: Fn::ForEach expanded, then the SAM transform, as `sam package` left it."""
+    values = parameter_values(template, overrides)
+    expanded = expand_foreach(copy.deepcopy(template), values)
+    remaining = [t for t in expanded["Transform"] if t != "AWS::LanguageExtensions"]
+    expanded["Transform"] = remaining[0] if len(remaining) == 1 else remaining
+    # `sam package` uploads CodeUri and puts its S3 location in its place.
+    expanded["Resources"]["ForwarderFunction"]["Properties"]["CodeUri"] = "s3://artifacts/forwarder.zip"
+
+    class NoManagedPolicies:  # the template names none; never ask IAM
+        def load(self) -> dict[str, str]:
+            return {}
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    return transform(expanded, cfn_parameter_strings(values), NoManagedPolicies())
+
+
+TRANSFORM_CASES = {
+    "defaults-with-key": {**KEY_SOURCES["value"]},
+    "everything": {
+        **KEY_SOURCES["ssm"],
+        "S3BucketNames": "org-trail-logs,eks-audit.archive",
+        "LogGroupNames": "/aws/eks/prod/cluster,/aws/eks/staging/cluster",
+        "LogGroupEksAuditOnly": "true",
+        "KmsKeyArns": KMS_KEY,
+        "ReservedConcurrency": "10",
+        "AlarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:alerts",
+        "Architecture": "x86_64",
+        "Timeout": "900",
+        "DdUrl": "intake.example.com",
+        "DdPort": "8443",
+        "MaxAttempts": "3",
+    },
+    "notification-no-queue": {
+        **KEY_SOURCES["secret"],
+        "S3BucketNames": "org-trail-logs",
+        "S3Delivery": "S3Notification",
+        "UseQueue": "false",
+    },
+    "rule-no-queue": {**KEY_SOURCES["secret"], "S3BucketNames": "org-trail-logs", "UseQueue": "false"},
+}
+
+
+def lint_with_values(text: str, template: dict[str, Any], overrides: dict[str, Any]) -> list[str]:
+    """cfn-lint's errors for these parameter values, less those inside resources they leave out.
+
+    cfn-lint checks the properties of a resource whatever its condition; CloudFormation never
+    looks at a resource whose condition is false. An empty list is [""] to CloudFormation, so
+    Fn::ForEach yields one item with empty names, which the template's conditions drop.
+    """
+    stack = Stack(template, overrides)
+    left_out = set(stack.expanded["Resources"]) - set(stack.resources)
+    config = ManualArgs(regions=[REGION], parameters=[ParameterSet(parameters=stack.values)])
+    return [
+        str(m)
+        for m in lint(text, config=config)
+        if m.rule.id.startswith("E") and not (m.path[:1] == ["Resources"] and m.path[1] in left_out)
+    ]
+
+
+@pytest.mark.parametrize("case", sorted(TRANSFORM_CASES))
+def test_template_lints_for_these_values(template, case):
+    assert lint_with_values(TEMPLATE_PATH.read_text(), template, TRANSFORM_CASES[case]) == []
+
+
+@pytest.mark.parametrize("case", sorted(TRANSFORM_CASES))
+def test_transformed_template_lints_and_keeps_the_explicit_role(template, case):
+    output = sam_transform(template, TRANSFORM_CASES[case])
+    assert lint_with_values(json.dumps(output), template, TRANSFORM_CASES[case]) == []
+    resources = output["Resources"]
+    function = resources["ForwarderFunction"]
+    assert function["Type"] == "AWS::Lambda::Function"
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.13"
+    assert props["Handler"] == "forwarder.handler.lambda_handler"
+    assert props["Role"] == {"Fn::GetAtt": ["ForwarderRole", "Arn"]}
+    # SAM adds grants of its own only to a role it generates: there must be none.
+    roles = {name for name, body in resources.items() if body["Type"] == "AWS::IAM::Role"}
+    assert roles == {"ForwarderRole"}
+
+
+@pytest.mark.skipif(shutil.which("sam") is None, reason="SAM CLI not installed (pip install aws-sam-cli)")
+def test_sam_validate_lint():
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": REGION}
+    result = subprocess.run(
+        ["sam", "validate", "--lint", "--template", str(TEMPLATE_PATH)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the wiring and grants matrix ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Combo:
+    buckets: tuple[str, ...]
+    delivery: str
+    queue: bool
+    log_groups: tuple[str, ...]
+    audit_only: bool
+    key: str
+    kms: tuple[str, ...]
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            "S3BucketNames": ",".join(self.buckets),
+            "S3Delivery": self.delivery,
+            "UseQueue": str(self.queue).lower(),
+            "LogGroupNames": ",".join(self.log_groups),
+            "LogGroupEksAuditOnly": str(self.audit_only).lower(),
+            "KmsKeyArns": ",".join(self.kms),
+            **KEY_SOURCES[self.key],
+        }
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", text)
+
+
+def _getatt(resource: str, attribute: str = "Arn") -> dict[str, Any]:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def expected_resources(c: Combo) -> set[str]:
+    rule = c.delivery == "EventBridge" and bool(c.buckets)
+    names = set(BASE_RESOURCES)
+    names |= {"ApiKeySecret"} if c.key == "value" else set()
+    names |= {f"ReadBucket{_alnum(b)}" for b in c.buckets}
+    names |= {"Queue", "QueuePolicy", "QueueEventSource"} if c.queue else set()
+    names |= {"ObjectCreatedRule"} if rule else set()
+    names |= {"ObjectCreatedRulePermission"} if rule and not c.queue else set()
+    names |= {"S3NotificationPermission"} if c.delivery == "S3Notification" and not c.queue else set()
+    names |= {"CloudWatchLogsPermission"} if c.log_groups else set()
+    names |= {f"Subscription{_alnum(g)}" for g in c.log_groups}
+    return names
+
+
+def expected_grants(c: Combo) -> set[tuple[str, str]]:
+    pairs = {(a, _json(_getatt("ForwarderLogGroup"))) for a in ("logs:CreateLogStream", "logs:PutLogEvents")}
+    pairs.add(("sqs:SendMessage", _json(_getatt("DeadLetterQueue"))))
+    if c.queue:
+        consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
+        pairs |= {(a, _json(_getatt("Queue"))) for a in consume}
+    if c.key == "value":
+        pairs.add(("secretsmanager:GetSecretValue", _json({"Ref": "ApiKeySecret"})))
+    elif c.key == "secret":
+        pairs.add(("secretsmanager:GetSecretValue", SECRET_ARN))
+    else:
+        prefix = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
+        pairs |= {("ssm:GetParameter", f"{prefix}/datadog/api-key"), ("ssm:GetParameter", f"{prefix}//datadog/api-key")}
+    pairs |= {("kms:Decrypt", key) for key in c.kms}
+    objects = [f"arn:aws:s3:::{b}/*" for b in c.buckets] or ["arn:aws:s3:::*/*"]
+    pairs |= {(action, arn) for action in ("s3:GetObject", "s3:GetObjectVersion") for arn in objects}
+    return pairs
+
+
+def check_wiring(stack: Stack, c: Combo) -> None:
+    resources = stack.resources
+    assert set(resources) == expected_resources(c)
+    assert grants(stack) == expected_grants(c)
+
+    env = resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    secret_env = {"value": {"Ref": "ApiKeySecret"}, "secret": SECRET_ARN, "ssm": None}[c.key]
+    assert env.get("DD_API_KEY_SECRET_ARN") == secret_env
+    assert env.get("DD_API_KEY_SSM_NAME") == ("/datadog/api-key" if c.key == "ssm" else None)
+    assert "DD_API_KEY" not in env, "the key never travels in plain text"
+
+    if "ObjectCreatedRule" in resources:
+        rule = resources["ObjectCreatedRule"]["Properties"]
+        assert rule["EventPattern"] == {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": list(c.buckets)}},
+        }
+        target = _getatt("Queue") if c.queue else _getatt("ForwarderFunction")
+        assert [t["Arn"] for t in rule["Targets"]] == [target]
+    if "ObjectCreatedRulePermission" in resources:
+        permission = resources["ObjectCreatedRulePermission"]["Properties"]
+        assert permission["Principal"] == "events.amazonaws.com"
+        assert permission["SourceArn"] == _getatt("ObjectCreatedRule")
+    if "S3NotificationPermission" in resources:
+        permission = resources["S3NotificationPermission"]["Properties"]
+        assert (permission["Principal"], permission["SourceAccount"]) == ("s3.amazonaws.com", ACCOUNT)
+
+    if c.queue:
+        queue = resources["Queue"]["Properties"]
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == _getatt("DeadLetterQueue")
+        mapping = resources["QueueEventSource"]["Properties"]
+        assert mapping["EventSourceArn"] == _getatt("Queue")
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        statements = resources["QueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        senders = {s["Principal"]["Service"]: s for s in statements if s["Effect"] == "Allow"}
+        want = {"s3.amazonaws.com"} if c.delivery == "S3Notification" else set()
+        want |= {"events.amazonaws.com"} if "ObjectCreatedRule" in resources else set()
+        assert set(senders) == want
+        if "s3.amazonaws.com" in senders:
+            assert senders["s3.amazonaws.com"]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+        if "events.amazonaws.com" in senders:
+            condition = {"ArnEquals": {"aws:SourceArn": _getatt("ObjectCreatedRule")}}
+            assert senders["events.amazonaws.com"]["Condition"] == condition
+
+    if c.log_groups:
+        permission = resources["CloudWatchLogsPermission"]["Properties"]
+        assert permission["Principal"] == "logs.amazonaws.com"
+        assert permission["SourceAccount"] == ACCOUNT
+        assert permission["SourceArn"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"
+    for group in c.log_groups:
+        subscription = resources[f"Subscription{_alnum(group)}"]
+        assert subscription["DependsOn"] == "CloudWatchLogsPermission"
+        props = subscription["Properties"]
+        assert props["LogGroupName"] == group
+        assert props["DestinationArn"] == _getatt("ForwarderFunction")
+        assert props["FilterPattern"] == ('{ $.kind = "Event" }' if c.audit_only else "")
+
+    outputs = set(stack.outputs)
+    assert ("QueueUrl" in outputs) == c.queue
+    assert ("ApiKeySecretArn" in outputs) == (c.key == "value")
+    assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl"} <= outputs
+
+
+COMBOS = [
+    Combo(*values)
+    for values in itertools.product(
+        [(), ("org-trail-logs",), ("org-trail-logs", "eks-audit.archive")],
+        ["EventBridge", "S3Notification", "None"],
+        [True, False],
+        [(), ("/aws/eks/prod/cluster",), ("/aws/eks/prod/cluster", "/aws/eks/staging/cluster")],
+        [True, False],
+        sorted(KEY_SOURCES),
+        [(), (KMS_KEY,)],
+    )
+]
+
+
+def test_each_combination_gets_exactly_its_wiring_and_grants(template):
+    failures = []
+    for combo in COMBOS:
+        try:
+            check_wiring(Stack(template, combo.overrides()), combo)
+        except AssertionError as exc:
+            failures.append(f"{combo}: {exc}")
+    assert not failures, f"{len(failures)} of {len(COMBOS)} combinations wrong, first:\n" + "\n".join(failures[:3])
+
+
+def test_no_grant_uses_a_wildcard_action_or_a_bare_star(template):
+    for combo in COMBOS[:: len(COMBOS) // 20]:
+        for action, resource in grants(Stack(template, combo.overrides())):
+            assert "*" not in action
+            assert resource != "*", f"{combo}: {action} on *"
+
+
+def test_the_api_key_source_must_be_exactly_one(template):
+    assert not Stack(template, {}).rules_pass(template)
+    for name, overrides in KEY_SOURCES.items():
+        assert Stack(template, overrides).rules_pass(template), name
+    for a, b in itertools.combinations(KEY_SOURCES.values(), 2):
+        assert not Stack(template, {**a, **b}).rules_pass(template)
+
+
+@pytest.mark.parametrize("timeout", [60, 120, 180, 300, 600, 900])
+def test_queue_visibility_is_six_times_the_timeout(template, timeout):
+    allowed = template["Parameters"]["Timeout"]["AllowedValues"]
+    # Strings, as CloudFormation passes every value: SAM CLI's local Fn::FindInMap needs str keys.
+    assert str(timeout) in allowed
+    assert isinstance(template["Parameters"]["Timeout"]["Default"], str)
+    mapping = template["Mappings"]["QueueVisibility"]
+    assert sorted(mapping, key=int) == sorted(allowed, key=int)
+    assert mapping[str(timeout)]["Seconds"] == 6 * timeout
+
+
+@pytest.mark.parametrize(("reserved", "expected"), [("-1", None), ("0", "0"), ("25", "25")])
+def test_reserved_concurrency_only_when_asked(template, reserved, expected):
+    stack = Stack(template, {**KEY_SOURCES["value"], "ReservedConcurrency": reserved})
+    assert stack.resources["ForwarderFunction"]["Properties"].get("ReservedConcurrentExecutions") == expected
+
+
+@pytest.mark.parametrize("topic", ["", f"arn:aws:sns:{REGION}:{ACCOUNT}:alerts"])
+def test_alarms_watch_the_function_the_dead_letters_and_failed_events(template, topic):
+    stack = Stack(template, {**KEY_SOURCES["value"], "AlarmTopicArn": topic})
+    alarms = {
+        body["Properties"]["MetricName"]: body["Properties"]
+        for body in stack.of_type("AWS::CloudWatch::Alarm").values()
+    }
+    assert set(alarms) == {"Errors", "Throttles", "ApproximateNumberOfMessagesVisible", "EventsFailed"}
+    function = {"Ref": "ForwarderFunction"}
+    assert alarms["Errors"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
+    assert alarms["Throttles"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
+    dlq = alarms["ApproximateNumberOfMessagesVisible"]
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": _getatt("DeadLetterQueue", "QueueName")}]
+    # Powertools Metrics (forwarder/metrics.py) publishes with service = the function's name.
+    failed = alarms["EventsFailed"]
+    assert failed["Namespace"] == "SecurityLogForwarder"
+    assert failed["Dimensions"] == [{"Name": "service", "Value": function}]
+    for alarm in alarms.values():
+        assert alarm.get("AlarmActions") == ([topic] if topic else None)
+
+
+def test_function_defaults(template):
+    props = Stack(template, KEY_SOURCES["value"]).resources["ForwarderFunction"]["Properties"]
+    assert props["Architectures"] == ["arm64"]
+    assert (props["MemorySize"], props["Timeout"]) == ("512", "300")
+    assert props["CodeUri"] == "dist/forwarder.zip"
+    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ForwarderLogGroup"}}
+    assert props["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": _getatt("DeadLetterQueue")}
+
+
+# --- every setting the code reads is wired or documented -----------------------------------------
+
+_ENV_READS = (
+    r'\benv(?:iron)?\.get\(\s*"([A-Z][A-Z0-9_]+)"',
+    r'\benviron\[\s*"([A-Z][A-Z0-9_]+)"\s*\]',
+    r'\bgetenv\(\s*"([A-Z][A-Z0-9_]+)"',
+    r'\b_(?:flag|number|integer)\(\s*env\s*,\s*"([A-Z][A-Z0-9_]+)"',
+)
+
+
+def variables_the_code_reads() -> set[str]:
+    names: set[str] = set()
+    for path in (ROOT / "forwarder").rglob("*.py"):
+        text = path.read_text()
+        for pattern in _ENV_READS:
+            names |= set(re.findall(pattern, text))
+    return names
+
+
+def documented(section: str) -> set[str]:
+    """Backticked names in the docs/deploy.md section whose heading is `section`."""
+    text = DOCS.read_text()
+    match = re.search(rf"^#+ {re.escape(section)}\n(.*?)(?=^#)", text + "\n#", re.M | re.S)
+    assert match, f"docs/deploy.md has no section {section!r}"
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)`", match.group(1)))
+
+
+def test_every_variable_the_code_reads_is_wired_or_documented(template):
+    read = variables_the_code_reads()
+    assert {"DD_SITE", "DD_API_KEY_SECRET_ARN", "FORWARDER_READ_CHUNK_BYTES"} <= read, "the regexes still match"
+    wired = set(template["Resources"]["ForwarderFunction"]["Properties"]["Environment"]["Variables"])
+    internal = documented("Internal variables")
+    pending = documented("Not wired yet")
+    missing = read - wired - internal - pending
+    assert not missing, f"read by forwarder/ but neither in template.yaml nor in docs/deploy.md: {sorted(missing)}"
+    assert not (wired & (internal | pending)), "a wired variable is also listed as unwired"
+
+
+def test_every_parameter_is_documented(template):
+    text = DOCS.read_text()
+    undocumented = [name for name in template["Parameters"] if f"`{name}`" not in text]
+    assert not undocumented, f"docs/deploy.md does not mention: {undocumented}"
+
+
+def test_the_environment_table_matches_the_template(template):
+    """docs/deploy.md's variable/parameter table says what the template does."""
+    variables = template["Resources"]["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| `([A-Za-z0-9]+)`", DOCS.read_text(), re.M)
+    assert rows, "no `VARIABLE` | `Parameter` rows found"
+    for variable, parameter in rows:
+        assert parameter in json.dumps(variables[variable]), f"{variable} is not set from {parameter}"
+    assert {v for v, _ in rows} >= {v for v, body in variables.items() if isinstance(body, dict)}
+
+
+def test_package_output_is_the_code_uri():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--output dist/forwarder.zip" in makefile
+    assert Path(ROOT / "template.yaml").read_text().count("CodeUri: dist/forwarder.zip") == 1

@@ -1,0 +1,271 @@
+"""Shared parts of the fault matrix (test_faults.py): inputs, accounting by `forwarder.id`, measurements.
+
+Accounting: every input event is identified by the id the forwarder puts on it (`forwarder.id`:
+CloudTrail's eventID; for text lines the documented bucket/key/ETag/position hash). After a fault,
+each input id must be accepted by the intake, kept in the failure store, or reported failed: its
+object or message failed the invocation (IncompleteInvocation, or a batchItemFailure), so AWS sends it
+again. Anything else is lost. An id the intake accepted more than once is a duplicate.
+
+Each test records one `Row` per matrix row; with FAULT_MATRIX_OUT=<path> set, the module writes the
+measured table there when it finishes (that is how docs/reliability-matrix.md is produced).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from forwarder.enrich import id_base
+from forwarder.metrics import Tally
+from forwarder.model import S3Object
+
+from .helpers import ACCOUNT
+
+STORE_PREFIX = "failed-events/"
+
+
+def records(tag: str, count: int, start: int = 0) -> list[dict[str, Any]]:
+    """`count` CloudTrail records shaped as a trail writes them, with unique eventIDs `<tag>-<n>`."""
+    return [
+        {
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "AssumedRole",
+                "principalId": "AROAEXAMPLE:session",
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/reader/session",
+                "accountId": ACCOUNT,
+            },
+            "eventTime": f"2024-12-04T12:{(n // 60) % 60:02d}:{n % 60:02d}Z",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "203.0.113.7",
+            "userAgent": "aws-cli/2.15.0",
+            "requestParameters": {"bucketName": "data", "key": f"reports/{n:06d}.csv"},
+            "responseElements": None,
+            "requestID": f"REQ{n:013d}",
+            "eventID": f"{tag}-{n:06d}",
+            "readOnly": True,
+            "eventType": "AwsApiCall",
+            "managementEvent": False,
+            "recipientAccountId": ACCOUNT,
+        }
+        for n in range(start, start + count)
+    ]
+
+
+def trail(recs: Iterable[dict[str, Any]]) -> bytes:
+    """A CloudTrail log file's content (uncompressed)."""
+    return orjson.dumps({"Records": list(recs)})
+
+
+def event_ids(recs: Iterable[dict[str, Any]]) -> set[str]:
+    return {str(record["eventID"]) for record in recs}
+
+
+def trail_ids(bucket: str, key: str, recs: list[dict[str, Any]]) -> set[str]:
+    """The ids of a trail file's records: the eventID, else bucket, key, ETag and record index."""
+    base = id_base(S3Object(bucket=bucket, key=key))
+    return {
+        str(record.get("eventID") or hashlib.blake2b(f"{base}@{index}".encode(), digest_size=16).hexdigest())
+        for index, record in enumerate(recs)
+    }
+
+
+def line_ids(bucket: str, key: str, lines: list[str]) -> set[str]:
+    """The ids of an object's non-blank text lines: bucket, key, ETag (none in these notifications), line."""
+    base = id_base(S3Object(bucket=bucket, key=key))
+    return {
+        hashlib.blake2b(f"{base}@{number}".encode(), digest_size=16).hexdigest()
+        for number, line in enumerate(lines, 1)
+        if line.strip()
+    }
+
+
+def received_ids(intake: Any) -> Counter[str]:
+    return Counter(str(entry["forwarder"]["id"]) for entry in intake.entries)
+
+
+def stored_objects(s3: Any, bucket: str) -> dict[str, list[dict[str, Any]]]:
+    """The failure store's objects in `bucket`, each as its list of entries."""
+    objects: dict[str, list[dict[str, Any]]] = {}
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=STORE_PREFIX)
+    for item in listing.get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        document = orjson.loads(gzip.decompress(body))
+        objects[item["Key"]] = document["entries"]
+    return objects
+
+
+def stored_ids(s3: Any, bucket: str) -> Counter[str]:
+    return Counter(
+        str(entry["forwarder"]["id"]) for entries in stored_objects(s3, bucket).values() for entry in entries
+    )
+
+
+@dataclass
+class Accounting:
+    """Where each input id ended up."""
+
+    expected: set[str]
+    delivered: Counter[str]
+    stored: Counter[str] = field(default_factory=Counter)
+    reported: set[str] = field(default_factory=set)  # ids of objects/messages the invocation reported failed
+
+    @property
+    def accepted(self) -> set[str]:
+        return set(self.delivered) & self.expected
+
+    @property
+    def kept(self) -> set[str]:
+        return (set(self.stored) & self.expected) - self.accepted
+
+    @property
+    def reported_failed(self) -> set[str]:
+        return (self.reported & self.expected) - self.accepted - self.kept
+
+    @property
+    def lost(self) -> set[str]:
+        return self.expected - self.accepted - self.kept - self.reported_failed
+
+    @property
+    def unknown(self) -> set[str]:
+        """Ids that were never input: must stay empty (a corrupted record delivered as if valid)."""
+        return (set(self.delivered) | set(self.stored)) - self.expected
+
+    @property
+    def duplicated(self) -> int:
+        """Extra copies the intake accepted: a SIEM deduplicating on forwarder.id drops them."""
+        return sum(count - 1 for count in self.delivered.values() if count > 1)
+
+    @property
+    def delivered_and_stored(self) -> int:
+        """Ids both accepted and kept: a replay would send them again."""
+        return len(set(self.delivered) & set(self.stored))
+
+    def check(self) -> None:
+        assert not self.lost, f"{len(self.lost)} events lost, e.g. {sorted(self.lost)[:3]}"
+        assert not self.unknown, f"{len(self.unknown)} ids never input, e.g. {sorted(self.unknown)[:3]}"
+        assert self.accepted | self.kept | self.reported_failed == self.expected
+
+
+@dataclass
+class Row:
+    fault: str
+    events_in: int
+    delivered: int
+    stored: int
+    failed: int
+    lost: int
+    duplicated: int
+    wall_seconds: float
+    operator: str
+
+
+ROWS: dict[str, Row] = {}
+
+
+class Clock:
+    """Wall time of the invocations a test makes, and each one's time against its own limit."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.runs: list[tuple[float, float]] = []  # (seconds taken, the invocation's timeout)
+
+    def call(self, timeout: float, fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+        start = time.monotonic()
+        try:
+            return fn(), None
+        except Exception as exc:
+            return None, exc
+        finally:
+            taken = time.monotonic() - start
+            self.total += taken
+            self.runs.append((taken, timeout))
+
+
+def warnings_seen(records: Iterable[logging.LogRecord]) -> str:
+    """The forwarder's WARNING and ERROR log lines, by message, with how many times each appeared."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for record in records:
+        if record.levelno >= logging.WARNING and record.name.startswith(("security-log-forwarder", "forwarder")):
+            message = record.msg if isinstance(record.msg, str) else str(record.msg)
+            if record.name == "forwarder.intake.datadog":
+                message = message.split(",")[0].replace("%d", "N")  # "intake delivery attempt N failed"
+            counts[(record.levelname, message)] += 1
+    return "; ".join(f'{level} "{message}" ×{count}' for (level, message), count in counts.items())
+
+
+def metrics_seen(tally: Tally) -> str:
+    parts = [f"Events{name.title()}={tally.total(name)}" for name in ("delivered", "truncated", "stored", "failed")]
+    parts = [part for part in parts if not part.endswith("=0")]
+    if tally.input_errors:
+        parts.append(f"InputErrors={tally.input_errors}")
+    if tally.skipped:
+        parts.append("skipped " + ",".join(f"{reason}={count}" for reason, count in sorted(tally.skipped.items())))
+    return " ".join(parts)
+
+
+def record(
+    name: str,
+    fault: str,
+    accounting: Accounting,
+    clock: Clock,
+    tally: Tally,
+    logs: Iterable[logging.LogRecord] = (),
+    error: BaseException | dict[str, Any] | None = None,
+    note: str = "",
+) -> Row:
+    """Check the accounting and keep the row's figures for the measured table."""
+    accounting.check()
+    assert tally.balanced(), tally.summary()
+    seen = []
+    if isinstance(error, BaseException):
+        text = str(error)
+        seen.append(f"`{type(error).__name__}`: {text[:220]}{'…' if len(text) > 220 else ''}")
+    elif isinstance(error, dict) and error.get("batchItemFailures"):
+        seen.append(f"`batchItemFailures` ×{len(error['batchItemFailures'])}")
+    metrics = metrics_seen(tally)
+    if metrics:
+        seen.append(f"metrics {metrics}")
+    logged = warnings_seen(logs)
+    if logged:
+        seen.append(f"logs {logged}")
+    if note:
+        seen.append(note)
+    row = Row(
+        fault=fault,
+        events_in=len(accounting.expected),
+        delivered=len(accounting.accepted),
+        stored=len(accounting.kept),
+        failed=len(accounting.reported_failed),
+        lost=len(accounting.lost),
+        duplicated=accounting.duplicated,
+        wall_seconds=clock.total,
+        operator="; ".join(seen).replace("|", "/").replace("\n", " "),
+    )
+    ROWS[name] = row
+    return row
+
+
+def write_matrix(path: Path, rows: dict[str, Row]) -> None:
+    """The measured table as Markdown."""
+    head = (
+        "| # | fault | events in | delivered | stored | failed (reported) | lost | duplicated | wall time | "
+        "what an operator sees |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+    )
+    lines = [
+        f"| {index} | {row.fault} | {row.events_in} | {row.delivered} | {row.stored} | {row.failed} | {row.lost} | "
+        f"{row.duplicated} | {row.wall_seconds:.2f} s | {row.operator} |"
+        for index, row in enumerate(rows.values(), 1)
+    ]
+    path.write_text(head + "\n".join(lines) + "\n")

@@ -1,0 +1,646 @@
+"""The fault matrix: `handle` against the moto server and a local intake that misbehaves on purpose.
+
+Each test drives one fault and checks the accounting by `forwarder.id` (see faults.py): every input
+event accepted, stored for replay, or reported failed (its object or message failed, so AWS retries
+it); nothing lost; duplicates counted; the tally balanced; and, where the input is bad, the error
+names the object and the position. Run with FAULT_MATRIX_OUT=<file> to write the measured table.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+import urllib3.exceptions
+from botocore.response import StreamingBody
+
+from forwarder import handler
+from forwarder.devintake import DROP, Fault, LocalIntake
+from forwarder.errors import IncompleteInvocation
+from forwarder.handler import handle
+from forwarder.idempotency import identity
+from forwarder.metrics import Tally
+from forwarder.model import S3Object
+
+from .faults import (
+    ROWS,
+    Accounting,
+    Clock,
+    event_ids,
+    line_ids,
+    received_ids,
+    record,
+    records,
+    stored_ids,
+    stored_objects,
+    trail,
+    trail_ids,
+    write_matrix,
+)
+from .helpers import (
+    API_KEY,
+    cloudtrail_documents,
+    context,
+    k8s_audit_lines,
+    put,
+    records_of,
+    s3_event,
+    settings_for,
+    sqs_event,
+    trail_key,
+)
+
+# Small retry budgets keep the file quick; the client's backoff base is 0.2 s.
+MATRIX = {
+    "FORWARDER_BATCH_MAX_ENTRIES": "100",
+    "FORWARDER_MAX_ATTEMPTS": "3",
+    "FORWARDER_HTTP_TIMEOUT_SECONDS": "2",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def measured_table() -> Iterator[None]:
+    yield
+    out = os.environ.get("FAULT_MATRIX_OUT")
+    if out:
+        write_matrix(Path(out), ROWS)
+
+
+@pytest.fixture
+def intake() -> Iterator[LocalIntake]:
+    with LocalIntake(api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A fresh bucket for the test's objects and its failure store."""
+    name = f"faults-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def store_env(bucket: str) -> dict[str, str]:
+    return {"DD_STORE_FAILED_EVENTS": "true", "DD_S3_BUCKET_NAME": bucket}
+
+
+def invoke(
+    clock: Clock, event: dict[str, Any], settings: Any, timeout: float = 60.0, tally: Tally | None = None
+) -> tuple[Any, BaseException | None, Tally]:
+    tally = Tally() if tally is None else tally
+    result, error = clock.call(timeout, lambda: handle(event, context(timeout), settings, tally=tally))
+    if error is not None and not isinstance(error, IncompleteInvocation):
+        raise error
+    return result, error, tally
+
+
+def put_trail(s3: Any, bucket: str, name: str, recs: list[dict[str, Any]]) -> str:
+    key = trail_key(name)
+    put(s3, bucket, key, trail(recs))
+    return key
+
+
+def down_url() -> str:
+    """The URL of an intake that is not there: connections are refused."""
+    server = LocalIntake(api_key=API_KEY).start()
+    url = server.url
+    server.stop()
+    return url
+
+
+# --- 429, 5xx, 413 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retry_after", ["0.5", None], ids=["retry-after", "no-retry-after"])
+def test_429_is_retried_and_everything_arrives_once(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any, retry_after: str | None
+) -> None:
+    keys, expected = [], set()
+    for name, document in cloudtrail_documents().items():
+        keys.append(trail_key(name))
+        put(s3, bucket, keys[-1], document)
+        expected |= trail_ids(bucket, keys[-1], records_of(document))
+    intake.script([429, 429], retry_after=retry_after)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, *keys), settings_for(intake.url, **MATRIX))
+
+    assert error is None and result["events_delivered"] == len(expected)
+    assert intake.rejected == 2
+    if retry_after is not None:
+        assert clock.total >= 0.5  # the intake's Retry-After was honoured
+    accounting = Accounting(expected, received_ids(intake))
+    assert accounting.duplicated == 0
+    label = "with `Retry-After: 0.5`" if retry_after else "without `Retry-After` (jittered backoff)"
+    record(f"429 {label}", f"2 × 429 {label}, then 202", accounting, clock, tally, caplog.records)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+@pytest.mark.parametrize("persistent", [False, True], ids=["transient", "persistent"])
+def test_5xx(s3: Any, intake: LocalIntake, bucket: str, caplog: Any, status: int, persistent: bool) -> None:
+    recs = records(f"e{status}{int(persistent)}", 500)
+    key = put_trail(s3, bucket, f"{status}-{persistent}", recs)
+    env = {**MATRIX, **store_env(bucket)}
+    if persistent:
+        intake.script([status] * 1000)
+        env["FORWARDER_MAX_ATTEMPTS"] = "2"
+    else:
+        intake.script([status] * 2)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **env))
+
+    assert error is None
+    accounting = Accounting(event_ids(recs), received_ids(intake), stored_ids(s3, bucket))
+    if persistent:  # every batch tried twice, then kept for replay; the invocation succeeds
+        assert (result["events_stored"], result["events_delivered"], intake.requests) == (500, 0, 10)
+        assert len(stored_objects(s3, bucket)) == 5
+    else:
+        assert result["events_delivered"] == 500 and intake.rejected == 2
+        assert not accounting.stored
+    assert accounting.duplicated == 0
+    fault = f"{status}, {'every answer (retries exhausted, store on)' if persistent else '2 answers, then 202'}"
+    record(f"{status} {'persistent' if persistent else 'transient'}", fault, accounting, clock, tally, caplog.records)
+
+
+def test_413_is_not_retried_and_its_batch_is_stored(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    recs = records("e413", 500)
+    key = put_trail(s3, bucket, "413", recs)
+    intake.script([413])
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX, **store_env(bucket)))
+
+    assert error is None and (result["events_delivered"], result["events_stored"]) == (400, 100)
+    assert intake.requests == 5  # the rejected batch was not sent again
+    stored = stored_objects(s3, bucket)
+    assert len(stored) == 1
+    document = orjson.loads(gzip.decompress(s3.get_object(Bucket=bucket, Key=next(iter(stored)))["Body"].read()))
+    assert document["status"] == 413 and "not retried" in document["reason"]
+    accounting = Accounting(event_ids(recs), received_ids(intake), stored_ids(s3, bucket))
+    record("413", "413 on one request (store on)", accounting, clock, tally, caplog.records)
+
+
+# --- slow answers, dropped connections, intake down -----------------------------------------------
+
+
+def test_answer_slower_than_the_timeout_is_retried_and_may_duplicate(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("slow", 500)
+    key = put_trail(s3, bucket, "slow", recs)
+    intake.script([Fault(delay_seconds=1.5)])  # accepted, but only after the client gave up
+    clock = Clock()
+    settings = settings_for(intake.url, **{**MATRIX, "FORWARDER_HTTP_TIMEOUT_SECONDS": "0.5"})
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings)
+
+    assert error is None and result["events_delivered"] == 500
+    assert intake.wait_for(600, timeout=5)  # the slow request lands too: one batch twice
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    assert accounting.duplicated == 100
+    note = "the slow request was accepted after the client timed out: its batch arrived twice (same forwarder.id)"
+    record("slow answer", "1 answer after 1.5 s, timeout 0.5 s", accounting, clock, tally, caplog.records, note=note)
+
+
+def test_answers_always_slower_than_the_timeout_store_and_duplicate(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("slowall", 500)
+    key = put_trail(s3, bucket, "slow-all", recs)
+    intake.script([Fault(delay_seconds=1.0)] * 10)
+    clock = Clock()
+    env = {**MATRIX, **store_env(bucket), "FORWARDER_HTTP_TIMEOUT_SECONDS": "0.3", "FORWARDER_MAX_ATTEMPTS": "2"}
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **env))
+
+    assert error is None and result["events_stored"] == 500
+    assert intake.wait_for(1000, timeout=5)  # both attempts of every batch were accepted late
+    accounting = Accounting(event_ids(recs), received_ids(intake), stored_ids(s3, bucket))
+    assert accounting.delivered_and_stored == 500 and accounting.duplicated == 500
+    note = "all 500 were accepted twice AND stored: a replay sends them a third time"
+    record(
+        "slow always", "every answer after 1 s, timeout 0.3 s, 2 attempts (store on)", accounting, clock, tally,
+        caplog.records, note=note,
+    )  # fmt: skip
+
+
+def test_dropped_connections_are_retried(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    recs = records("drop", 500)
+    key = put_trail(s3, bucket, "drop", recs)
+    intake.script([DROP, DROP, DROP])
+    clock = Clock()
+
+    result, error, tally = invoke(
+        clock, s3_event(bucket, key), settings_for(intake.url, **{**MATRIX, "FORWARDER_MAX_ATTEMPTS": "4"})
+    )
+
+    assert error is None and result["events_delivered"] == 500 and intake.requests == 8
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    assert accounting.duplicated == 0
+    record("dropped", "3 connections closed without an answer", accounting, clock, tally, caplog.records)
+
+
+@pytest.mark.parametrize("mode", ["store", "no-store", "sqs-no-store"])
+def test_intake_down_for_the_whole_invocation(s3: Any, bucket: str, caplog: Any, mode: str) -> None:
+    first, second = records(f"down-{mode}-a", 300), records(f"down-{mode}-b", 200)
+    keys = [put_trail(s3, bucket, f"down-{mode}-a", first), put_trail(s3, bucket, f"down-{mode}-b", second)]
+    env = {**MATRIX, "FORWARDER_MAX_ATTEMPTS": "2"}
+    if mode == "store":
+        env.update(store_env(bucket))
+    if mode == "sqs-no-store":
+        event = sqs_event(s3_event(bucket, keys[0]), s3_event(bucket, keys[1]))
+    else:
+        event = s3_event(bucket, *keys)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, event, settings_for(down_url(), **env))
+
+    expected = event_ids(first) | event_ids(second)
+    if mode == "store":
+        assert error is None and result["events_stored"] == 500
+        accounting = Accounting(expected, Counter(), stored_ids(s3, bucket))
+        fault, outcome = "intake down (connection refused), store on", error
+    elif mode == "no-store":
+        assert isinstance(error, IncompleteInvocation) and "500 of 500 events not delivered" in str(error)
+        assert tally.total("failed") == 500
+        accounting = Accounting(expected, Counter(), reported=expected)
+        fault, outcome = "intake down, store off (S3 notification)", error
+    else:
+        assert error is None and result == {
+            "batchItemFailures": [{"itemIdentifier": "message-0"}, {"itemIdentifier": "message-1"}]
+        }
+        assert tally.total("failed") == 500
+        accounting = Accounting(expected, Counter(), reported=expected)
+        fault, outcome = "intake down, store off (SQS, 2 messages)", result
+    record(f"down {mode}", fault, accounting, clock, tally, caplog.records, error=outcome)
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+
+def test_object_deleted_before_it_is_read(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    recs = records("gone", 300)
+    key = put_trail(s3, bucket, "gone", recs)
+    s3.delete_object(Bucket=bucket, Key=key)
+    clock = Clock()
+
+    _, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert isinstance(error, IncompleteInvocation)
+    assert f"s3://{bucket}/{key}" in str(error) and "NoSuchKey" in str(error) and "(at byte 0)" in str(error)
+    assert tally.input_errors == 1 and tally.events_read == 0
+    accounting = Accounting(event_ids(recs), received_ids(intake), reported=event_ids(recs))
+    fault = "S3 `GetObject` → NoSuchKey (object deleted after the notification)"
+    record("nosuchkey", fault, accounting, clock, tally, caplog.records, error=error)
+
+
+class _BreaksAfter:
+    """A raw HTTP body that fails like a reset connection after `limit` bytes."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def read(self, amt: int | None = None) -> bytes:
+        if self._left <= 0:
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+        data: bytes = self._raw.read(self._left if amt is None else min(amt, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def test_get_object_failing_mid_stream(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    recs = records("midstream", 3000)
+    key = trail_key("midstream")
+    body = gzip.compress(trail(recs))
+    put(s3, bucket, key, body, compress=False)
+    limit = len(body) * 2 // 5
+    client = handler._client("s3")
+    broken: list[bool] = []
+
+    def break_body(parsed: dict[str, Any], **_: Any) -> None:
+        if not broken and isinstance(parsed.get("Body"), StreamingBody):
+            broken.append(True)
+            parsed["Body"] = StreamingBody(_BreaksAfter(parsed["Body"], limit), len(body))
+
+    client.meta.events.register("after-call.s3.GetObject", break_body, unique_id="fault-matrix-break")
+    settings = settings_for(intake.url, **{**MATRIX, "FORWARDER_READ_CHUNK_BYTES": "4096"})
+    clock = Clock()
+    try:
+        _, error, tally = invoke(clock, s3_event(bucket, key), settings)
+    finally:
+        client.meta.events.unregister("after-call.s3.GetObject", unique_id="fault-matrix-break")
+
+    assert broken and isinstance(error, IncompleteInvocation)
+    assert f"s3://{bucket}/{key}" in str(error) and f"(at byte {limit})" in str(error)
+    first = received_ids(intake)
+    assert 0 < len(first) < 3000 and set(first) == {f"midstream-{n:06d}" for n in range(len(first))}
+    reported = event_ids(recs)
+
+    _, again, retry_tally = invoke(clock, s3_event(bucket, key), settings)  # AWS retries the invocation
+
+    assert again is None
+    tally.merge(retry_tally)
+    accounting = Accounting(event_ids(recs), received_ids(intake), reported=reported)
+    assert accounting.duplicated == len(first)
+    note = f"first try delivered {len(first)} events before the break; the AWS retry sent the whole object"
+    fault = f"S3 body reset after {limit} of {len(body)} bytes, then the AWS retry"
+    record("midstream", fault, accounting, clock, tally, caplog.records, error=error, note=note)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_damaged_gzip(s3: Any, intake: LocalIntake, bucket: str, caplog: Any, damage: str) -> None:
+    recs = records(f"gz{damage}", 2000)
+    key = trail_key(f"gzip-{damage}")
+    body = gzip.compress(trail(recs))
+    if damage == "truncated":
+        bad = body[: len(body) * 3 // 5]
+    else:
+        middle = len(body) // 2
+        bad = body[:middle] + b"\xff" * 8 + body[middle + 8 :]
+    put(s3, bucket, key, bad, compress=False)
+    clock = Clock()
+
+    _, error, tally = invoke(
+        clock, s3_event(bucket, key), settings_for(intake.url, **{**MATRIX, "FORWARDER_READ_CHUNK_BYTES": "4096"})
+    )
+
+    assert isinstance(error, IncompleteInvocation)
+    text = str(error)
+    assert f"s3://{bucket}/{key}" in text and re.search(r"\(at (compressed byte|record) \d+", text), text
+    assert ("truncated gzip" if damage == "truncated" else "corrupt gzip") in text
+    accounting = Accounting(event_ids(recs), received_ids(intake), reported=event_ids(recs))
+    assert 0 < len(accounting.accepted) < 2000
+    fault = "gzip cut at 60 %" if damage == "truncated" else "gzip with 8 bytes overwritten in the middle"
+    record(f"gzip {damage}", fault, accounting, clock, tally, caplog.records, error=error)
+
+
+def test_invalid_json_lines_are_delivered_as_text(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    lines = k8s_audit_lines()
+    garbage = ['{"kind":"Event","verb":', "not json at all", '{"unterminated": "string}', "\ufffd\ufffd binary"]
+    for index, text in enumerate(garbage):
+        lines.insert(10 + 7 * index, text)
+    key = "eks-audit/mixed.jsonl.gz"
+    raw = "\n".join(lines).encode().replace("\ufffd\ufffd".encode(), b"\xff\xfe") + b"\n"
+    put(s3, bucket, key, raw)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert error is None and result["events_delivered"] == len(lines)
+    assert [entry["message"] for entry in intake.entries] == lines  # invalid UTF-8 replaced, never fatal
+    accounting = Accounting(line_ids(bucket, key, lines), received_ids(intake))
+    fault = f"NDJSON object with {len(garbage)} invalid JSON lines (one invalid UTF-8) among {len(lines)}"
+    record("invalid lines", fault, accounting, clock, tally, caplog.records, note="delivered as text messages")
+
+
+def test_invalid_cloudtrail_record_names_object_and_record(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("badrec", 1000)
+    parts = [orjson.dumps(rec) for rec in recs]
+    parts[600] = b'{"eventVersion":"1.08","eventID":"badrec-000600",oops}'
+    key = trail_key("bad-record")
+    put(s3, bucket, key, b'{"Records":[' + b",".join(parts) + b"]}")
+    clock = Clock()
+
+    _, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert isinstance(error, IncompleteInvocation)
+    assert f"s3://{bucket}/{key}" in str(error) and "record 600 (decompressed byte" in str(error)
+    assert set(received_ids(intake)) == event_ids(recs[:600])  # every record before it delivered
+    accounting = Accounting(event_ids(recs), received_ids(intake), reported=event_ids(recs))
+    record("bad record", "CloudTrail file, record 600 of 1000 invalid", accounting, clock, tally, caplog.records, error)
+
+
+def test_oversize_events_are_truncated_and_counted(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    recs = records("big", 300)
+    for index in (5, 150, 299):
+        recs[index]["requestParameters"] = {"policy": "x" * 1_200_000}
+    key = put_trail(s3, bucket, "oversize", recs)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert error is None and (result["events_truncated"], result["events_delivered"]) == (3, 297)
+    truncated = [entry for entry in intake.entries if entry["forwarder"].get("truncated")]
+    assert {entry["forwarder"]["id"] for entry in truncated} == {"big-000005", "big-000150", "big-000299"}
+    assert all(len(orjson.dumps(entry)) <= 1_000_000 for entry in intake.entries)
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    record("oversize", "3 records of 1.2 MB among 300", accounting, clock, tally, caplog.records)
+
+
+# --- deadline ---------------------------------------------------------------------------------------
+
+DEADLINE_TIMEOUT = 1.5
+DEADLINE_ENV = {
+    "FORWARDER_BATCH_MAX_ENTRIES": "100",
+    "FORWARDER_HTTP_TIMEOUT_SECONDS": "0.4",
+    "FORWARDER_DEADLINE_MARGIN_SECONDS": "0.3",
+    "DD_MAX_WORKERS": "2",
+}
+
+
+@pytest.fixture
+def slow_intake() -> Iterator[LocalIntake]:
+    with LocalIntake(api_key=API_KEY, delay_seconds=0.1) as server:
+        yield server
+
+
+def test_deadline_hands_the_rest_to_continuations(
+    s3: Any, moto_endpoint: str, slow_intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("cont", 4000)
+    key = put_trail(s3, bucket, "continued", recs)
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
+    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    settings = settings_for(slow_intake.url, **DEADLINE_ENV, FORWARDER_CONTINUATION_QUEUE_URL=queue)
+    clock, tally = Clock(), Tally()
+
+    result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
+    assert error is None and result["skipped"] == {"continued_later": 1}
+    for _ in range(30):
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            answer, error, _ = invoke(clock, sqs_event(message["Body"]), settings, DEADLINE_TIMEOUT, tally)
+            assert error is None and answer == {"batchItemFailures": []}
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    else:
+        pytest.fail("the continuations did not finish the object")
+
+    accounting = Accounting(event_ids(recs), received_ids(slow_intake))
+    assert len(accounting.accepted) == 4000 and accounting.duplicated == 0
+    invocations = len(clock.runs)
+    assert invocations >= 2
+    worst = max(taken / timeout for taken, timeout in clock.runs)
+    assert worst < 1.0, clock.runs  # no invocation ran past its deadline
+    note = (
+        f"{invocations} invocations (1 S3 + {invocations - 1} continuations), each ≤ {worst:.0%} of its "
+        f"{DEADLINE_TIMEOUT} s timeout; logs \"handed over to a continuation\" (INFO)"
+    )
+    fault = f"object needing ~{invocations} × the {DEADLINE_TIMEOUT} s timeout (intake answers in 0.1 s), queue set"
+    record("deadline continuation", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def test_deadline_without_a_queue_fails_before_the_deadline(
+    s3: Any, slow_intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("noqueue", 4000)
+    key = put_trail(s3, bucket, "no-queue", recs)
+    clock = Clock()
+
+    _, error, tally = invoke(
+        clock, s3_event(bucket, key), settings_for(slow_intake.url, **DEADLINE_ENV), DEADLINE_TIMEOUT
+    )
+
+    assert isinstance(error, IncompleteInvocation)
+    found = re.search(rf"deadline reached in s3://{bucket}/{re.escape(key)} after (\d+) events", str(error))
+    assert found and "FORWARDER_CONTINUATION_QUEUE_URL" in str(error), str(error)
+    handled = int(found.group(1))
+    assert set(received_ids(slow_intake)) == event_ids(recs[:handled]) and tally.total("delivered") == handled
+    (taken, timeout), *_ = clock.runs
+    assert taken < timeout
+    accounting = Accounting(event_ids(recs), received_ids(slow_intake), reported=event_ids(recs))
+    note = f"returned after {taken:.2f} s of its {timeout} s; the AWS retry starts the object over"
+    fault = "the same object, no continuation queue"
+    record("deadline no queue", fault, accounting, clock, tally, caplog.records, error=error, note=note)
+
+
+# --- replay -----------------------------------------------------------------------------------------
+
+
+def test_replay_while_the_intake_fails_again(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    recs = records("replay", 600)
+    key = put_trail(s3, bucket, "replay", recs)
+    expected = event_ids(recs)
+    base = {**store_env(bucket), "FORWARDER_MAX_ATTEMPTS": "1", "DD_MAX_WORKERS": "1"}
+    clock = Clock()
+
+    intake.script([503] * 6)  # the first run fails all six batches of 100: six stored objects
+    result, error, _ = invoke(
+        clock, s3_event(bucket, key), settings_for(intake.url, **base, FORWARDER_BATCH_MAX_ENTRIES="100")
+    )
+    assert error is None and result["events_stored"] == 600 and len(stored_objects(s3, bucket)) == 6
+    replay_settings = settings_for(intake.url, **base, FORWARDER_BATCH_MAX_ENTRIES="50")  # 2 requests per object
+
+    def phase(
+        name: str, fault: str, faults: list[int | Fault], event: dict[str, Any]
+    ) -> tuple[Accounting, dict[str, Any]]:
+        before, stored_before = received_ids(intake), stored_ids(s3, bucket)
+        intake.script(faults)
+        phase_clock = Clock()
+        caplog.clear()
+        summary, error, tally = invoke(phase_clock, event, replay_settings)
+        assert error is None
+        accounting = Accounting(set(stored_before), received_ids(intake) - before, stored_ids(s3, bucket))
+        assert set(received_ids(intake)) | set(stored_ids(s3, bucket)) == expected  # none lost, overall
+        assert accounting.delivered_and_stored == 0 and max(received_ids(intake).values()) == 1
+        record(name, fault, accounting, phase_clock, tally, caplog.records)
+        return accounting, summary
+
+    # Partly failing: objects in key order; per object two requests. Object 1 half fails (rewritten),
+    # object 3 fails whole (kept as it was), the other four go through (deleted).
+    ok = Fault()
+    partly, summary = phase(
+        "replay partly failing", "replay of 6 stored batches, 3 of 12 requests answered 503",
+        [503, ok, ok, ok, 503, 503], {"retry": True},
+    )  # fmt: skip
+    assert (summary["events_delivered"], summary["events_stored"]) == (450, 150)
+    assert sorted(len(entries) for entries in stored_objects(s3, bucket).values()) == [50, 100]
+
+    down, summary = phase("replay intake down", "replay of the 2 kept objects, every request 503", [503] * 3,
+                          {"retry": "true"})  # fmt: skip
+    assert (summary["events_delivered"], summary["events_stored"]) == (0, 150) and len(down.kept) == 150
+
+    healthy, summary = phase("replay healthy", "replay with a healthy intake", [], {"retry": True})
+    assert summary["events_delivered"] == 150 and stored_objects(s3, bucket) == {}
+    assert set(received_ids(intake)) == expected
+
+
+# --- the same notification twice, crashed invocations -----------------------------------------------
+
+
+def idempotency_table(moto_endpoint: str) -> str:
+    name = f"idempotency-{uuid.uuid4().hex[:12]}"
+    boto3.client("dynamodb", endpoint_url=moto_endpoint).create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+@pytest.mark.parametrize("with_table", [True, False], ids=["idempotency-table", "no-table"])
+def test_same_notification_twice(
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any, with_table: bool
+) -> None:
+    recs = records(f"twice{int(with_table)}", 500)
+    key = put_trail(s3, bucket, f"twice-{with_table}", recs)
+    env = dict(MATRIX)
+    if with_table:
+        env["FORWARDER_IDEMPOTENCY_TABLE"] = idempotency_table(moto_endpoint)
+    settings = settings_for(intake.url, **env)
+    clock, tally = Clock(), Tally()
+
+    first, error, _ = invoke(clock, s3_event(bucket, key), settings, tally=tally)
+    assert error is None
+    second, error, _ = invoke(clock, s3_event(bucket, key), settings, tally=Tally())
+    assert error is None
+
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    if with_table:
+        assert second["skipped"] == {"duplicate_notification": 1} and second["events_read"] == 0
+        assert accounting.duplicated == 0
+    else:
+        assert second["events_delivered"] == 500 and accounting.duplicated == 500
+    label = "with FORWARDER_IDEMPOTENCY_TABLE" if with_table else "without an idempotency table"
+    note = 'second: skipped "duplicate_notification" (INFO "skipped")' if with_table else "forwarded twice"
+    record(f"twice {with_table}", f"same S3 notification twice, {label}", accounting, clock, tally, caplog.records,
+           note=note)  # fmt: skip
+
+
+def test_in_progress_record_of_a_crashed_invocation_expires(
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+
+    table = idempotency_table(moto_endpoint)
+    recs = records("crash", 500)
+    key = put_trail(s3, bucket, "crashed", recs)
+    # What a crashed invocation leaves: the object's record "in progress", expiring when its time was up.
+    layer = DynamoDBPersistenceLayer(table_name=table)
+    layer.configure(IdempotencyConfig(), key_prefix="s3")
+    layer.save_inprogress(identity(S3Object(bucket, key, sequencer=f"{0:016X}")), remaining_time_in_millis=1500)
+    crashed_until = time.monotonic() + 1.5
+    settings = settings_for(intake.url, **MATRIX, FORWARDER_IDEMPOTENCY_TABLE=table)
+    clock, tally = Clock(), Tally()
+
+    _, early, _ = invoke(clock, s3_event(bucket, key), settings, tally=tally)  # while it could still be running
+    assert isinstance(early, IncompleteInvocation) and "being forwarded by another invocation" in str(early)
+    assert f"s3://{bucket}/{key}" in str(early) and intake.entries == []
+    time.sleep(max(0.0, crashed_until - time.monotonic()) + 0.1)
+    result, late, _ = invoke(clock, s3_event(bucket, key), settings, tally=tally)  # AWS's next retry
+
+    assert late is None and result["events_delivered"] == 500
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    assert accounting.duplicated == 0
+    note = "refused while the crashed invocation's time ran (1.5 s), forwarded by the retry after it"
+    fault = "in-progress idempotency record left by a crashed invocation"
+    record("crashed in progress", fault, accounting, clock, tally, caplog.records, error=early, note=note)

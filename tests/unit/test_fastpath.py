@@ -1,0 +1,194 @@
+"""The fast path delivers exactly what a deliberately simple one would.
+
+The fast path streams: it inflates in capped pieces, cuts records out of the `Records` array at
+proposed ends that orjson confirms, and splices the metadata in front of each record's own bytes.
+The reference here does none of that: it parses the whole document with orjson, takes `Records`,
+and builds each entry as a dict, the metadata plus the record's fields (a reserved name moved into
+`original_fields`). Both are compared element for element after `orjson.loads`, on every real
+CloudTrail fixture and on generated documents full of strings that look like record boundaries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forwarder.enrich import RESERVED, Enricher, Invoker
+from forwarder.model import RawEvent, S3Object, Source
+from forwarder.read import decompress
+from forwarder.settings import Settings
+from forwarder.split import Format, split_object
+from tests.integration.helpers import cloudtrail_documents
+
+OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/file.json.gz", etag="e1")
+SOURCE = Source(ddsource="cloudtrail", service="cloudtrail", host="trail-bucket")
+INVOKER = Invoker.from_arn("arn:aws:lambda:us-east-1:123456789012:function:forwarder")
+SETTINGS = Settings.from_env({"DD_API_KEY": "k", "DD_TAGS": "env:test,team:sec", "AWS_REGION": "us-east-1"})
+HOSTILE = [
+    '"',
+    '\\"',
+    "\\",
+    "},{",
+    '},{"eventVersion":"1.08"',
+    '"eventVersion"',
+    '{"Records":[',
+    "]}",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\\u0041",
+    "\\u007d,\\u007b",
+    "é",
+    "日本",
+    "🚀",
+    "\u2028",
+    "\x00",
+    "\n",
+    "\t",
+]
+
+
+def fast_entries(document: bytes, chunk_bytes: int = 1 << 16) -> list[dict[str, Any]]:
+    """decompress → split_object → Enricher.entry, the way the handler runs them, without a network."""
+    compressed = gzip.compress(document)
+    chunks = [compressed[start : start + chunk_bytes] for start in range(0, len(compressed), chunk_bytes)]
+    form, events = split_object(decompress(chunks, OBJECT.origin), OBJECT.origin)
+    assert form is Format.CLOUDTRAIL
+    enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
+    return [orjson.loads(enricher.entry(raw).body) for raw in events]
+
+
+def static_metadata() -> dict[str, Any]:
+    """The metadata every entry of the object carries: the entry of an empty record, less its own parts."""
+    enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
+    entry: dict[str, Any] = orjson.loads(enricher.entry(RawEvent(position=0, record=b"{}", fields={})).body)
+    return {key: value for key, value in entry.items() if key not in {"timestamp", "forwarder"}}
+
+
+def reference_entries(document: bytes, actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The simple path: the whole document parsed at once, each entry built as a dict.
+
+    A record without an `eventID` gets a derived id (the enrich stage's business, tested there): it
+    is taken from the actual entry, after checking it is there.
+    """
+    metadata = static_metadata()
+    expected = []
+    for index, record in enumerate(orjson.loads(document)["Records"]):
+        entry = dict(metadata)
+        timestamp = _millis(record.get("eventTime"))
+        if timestamp is not None:
+            entry["timestamp"] = timestamp
+        event_id = record.get("eventID")
+        if not (isinstance(event_id, str) and event_id):
+            event_id = actual[index]["forwarder"]["id"] if index < len(actual) else None
+            assert isinstance(event_id, str) and event_id
+        entry["forwarder"] = {"id": event_id}
+        entry.update((key, value) for key, value in record.items() if key not in RESERVED)
+        moved = {key: value for key, value in record.items() if key in RESERVED}
+        if moved:
+            entry["original_fields"] = moved
+        expected.append(entry)
+    return expected
+
+
+def _millis(text: object) -> int | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def assert_same(document: bytes, chunk_bytes: int = 1 << 16) -> None:
+    actual = fast_entries(document, chunk_bytes)
+    expected = reference_entries(document, actual)
+    assert len(actual) == len(expected)
+    for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
+        assert got == want, f"record {index} differs"
+
+
+DOCUMENTS = cloudtrail_documents()
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_real_cloudtrail_fixture_matches_the_simple_path(name: str) -> None:
+    assert_same(DOCUMENTS[name])
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 4096])
+def test_tiny_compressed_chunks_change_nothing(chunk_bytes: int) -> None:
+    document = b'{"Records":[' + b",".join(orjson.dumps(record) for record in _fixture_records()[:40]) + b"]}"
+    assert_same(document, chunk_bytes)
+
+
+def test_bench_generator_records_match_the_simple_path() -> None:
+    """The bench's own generated data (hostile strings in one record of 40) is forwarded faithfully."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import bench
+
+    records = [body for body, _ in zip(bench.cloudtrail_records(400_000, seed=7), range(300), strict=False)]
+    assert_same(b'{"Records":[' + b",".join(records) + b"]}")
+
+
+def _fixture_records() -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for document in DOCUMENTS.values():
+        records.extend(orjson.loads(document)["Records"])
+    return records
+
+
+hostile_text = st.one_of(
+    st.text(max_size=12),
+    st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=6).map("".join),
+    st.tuples(st.text(max_size=4), st.sampled_from(HOSTILE), st.text(max_size=4)).map("".join),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | hostile_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
+    max_leaves=12,
+)
+field_names = st.one_of(hostile_text, st.sampled_from(sorted(RESERVED)), st.sampled_from(["eventVersion", "eventID"]))
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[str, Any]:
+    record: dict[str, Any] = {"eventVersion": "1.08"}
+    record.update(draw(st.dictionaries(field_names, json_values, max_size=6)))
+    if draw(st.booleans()):
+        second = draw(st.integers(0, 59))
+        record["eventTime"] = f"2024-12-04T12:00:{second:02d}Z"
+    if draw(st.integers(0, 9)) > 0:
+        record["eventID"] = draw(st.uuids()).hex
+    return record
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> bytes:
+    """`{"Records": [...]}` minified as CloudTrail writes it, or with whitespace and `\\u` escapes."""
+    items = draw(st.lists(records(), max_size=12))
+    if draw(st.booleans()):
+        return b'{"Records":[' + b",".join(orjson.dumps(item) for item in items) + b"]}"
+    indent = draw(st.sampled_from([None, 1, 2]))
+    separator = draw(st.sampled_from([",", ", ", ",\n", " ,\r\n  "]))
+    body = separator.join(json.dumps(item, indent=indent, ensure_ascii=draw(st.booleans())) for item in items)
+    return ('{ "Records" : [ ' + body + " ] }").encode()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=documents(), chunk_bytes=st.sampled_from([3, 64, 1 << 16]))
+def test_hostile_generated_documents_match_the_simple_path(document: bytes, chunk_bytes: int) -> None:
+    assert_same(document, chunk_bytes)
