@@ -39,3 +39,8 @@ package: $(STAMP)
 deploy: package
 	SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 sam deploy --guided --template-file template.yaml --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 		--parameter-overrides Architecture=$(ARCH)
+
+# Throughput, peak RSS and cold start beside the raw limit; writes docs/performance.md.
+# BENCH_SIZES=10,100 make bench skips the 1 GB input; BENCH_ARGS=--profile adds a py-spy profile.
+bench: $(STAMP)
+	BENCH_SIZES=$${BENCH_SIZES:-10,100,1000} $(PY) scripts/bench.py $(BENCH_ARGS)

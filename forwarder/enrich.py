@@ -24,6 +24,7 @@ original text as `message`, and `forwarder.truncated: true` with `forwarder.orig
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,17 +121,17 @@ class Enricher:
 
     def _head(self, timestamp: int | None, event_id: str) -> bytes:
         """The metadata object, still open: `{"ddsource":...,"forwarder":{"id":...}`."""
-        head = self._prefix if timestamp is None else self._prefix + b',"timestamp":%d' % timestamp
-        return head + b',"forwarder":{"id":' + orjson.dumps(event_id) + b"}"
+        if timestamp is None:
+            return b'%b,"forwarder":{"id":%b}' % (self._prefix, orjson.dumps(event_id))
+        return b'%b,"timestamp":%d,"forwarder":{"id":%b}' % (self._prefix, timestamp, orjson.dumps(event_id))
 
     def _structured(self, record: bytes, fields: dict[str, Any], container_ms: int | None, event_id: str) -> bytes:
         timestamp = _event_time(fields) or container_ms
         if not fields.keys().isdisjoint(RESERVED):
             return orjson.dumps(self._with_moved_fields(fields, timestamp, event_id))
-        head = self._head(timestamp, event_id)
         if not fields:
-            return head + b"}"
-        return head + b"," + record.lstrip()[1:]
+            return self._head(timestamp, event_id) + b"}"
+        return b",".join((self._head(timestamp, event_id), memoryview(record.lstrip())[1:]))
 
     def _with_moved_fields(self, fields: dict[str, Any], timestamp: int | None, event_id: str) -> dict[str, Any]:
         merged = dict(self._meta)
@@ -195,7 +196,9 @@ def _event_time(fields: dict[str, Any]) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso_ms(text: str) -> int | None:
+    """Cached: CloudTrail's eventTime has second precision, so the records of one file share a few values."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

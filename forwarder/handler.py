@@ -243,17 +243,28 @@ def _entries(
     handled = 0
     try:
         for raw in events:
-            if handled < resume_at:
-                handled += 1
-                continue
             if handled % DEADLINE_CHECK_EVERY == 0 and run.time_to_stop():
+                if handled < resume_at:
+                    raise InputError(
+                        _origin(container),
+                        f"event {handled} of the {resume_at} already handled",
+                        "the deadline came while reading past the events an earlier invocation handled: "
+                        "re-reading the object's start takes longer than the function's timeout",
+                    )
                 unit.stopped_at = handled
                 return
             handled += 1
-            run.tally.count_read(unit.label)
+            if handled <= resume_at:
+                continue
             yield enricher.entry(raw)
     except InputError as exc:
         _unreadable(unit, exc, run)
+    finally:
+        run.tally.count_read(unit.label, max(0, handled - resume_at))
+
+
+def _origin(container: S3Object | LogBatch) -> str:
+    return container.origin
 
 
 def _settle(batch: Batch, error: DeliveryError | None, unit: Unit, run: Run) -> None:

@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -407,20 +408,14 @@ def run_worker(spec: dict[str, Any]) -> None:
     events = spec["events"]
     if isinstance(events, str):
         events = [orjson.loads(line) for line in Path(events).read_bytes().splitlines()]
-    profiler = None
-    if spec.get("profile"):
-        from pyinstrument import Profiler
-
-        profiler = Profiler(interval=0.001)
-        profiler.start()
     tally = Tally()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     for event in events:
         handle(event, LocalContext(timeout_seconds=3600), settings, tally)
     elapsed = time.perf_counter() - started
-    if profiler is not None:
-        profiler.stop()
-        Path(spec["profile"]).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hwm_kb = next(
         int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")
@@ -428,6 +423,7 @@ def run_worker(spec: dict[str, Any]) -> None:
     result = {
         "vmhwm_mb": hwm_kb / 1024,
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "read": tally.events_read,
         "delivered": tally.total("delivered") + tally.total("truncated"),
         "failed": tally.total("failed"),
@@ -452,6 +448,7 @@ class Row:
     mbps: float
     events_per_s: float
     ratio: float
+    cpu_mbps: float
     baseline_mb: float
     peak_mb: float
 
@@ -541,12 +538,17 @@ class Spawner:
         self.process.wait(10)
 
 
-def run_forwarder(spawner: Spawner, spec: dict[str, Any]) -> dict[str, Any]:
-    code, out, err = spawner.run([sys.executable, __file__, "--worker", json.dumps(spec)])
+def run_forwarder(spawner: Spawner, spec: dict[str, Any], profile_to: Path | None = None) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    if profile_to is not None:  # sampled from outside: GIL holders, all threads
+        py_spy = str(Path(sys.executable).with_name("py-spy"))
+        options = ["--gil", "--threads", "--rate", "250", "--format", "raw", "--output", str(profile_to)]
+        argv = [py_spy, "record", *options, "--", *argv]
+    code, out, err = spawner.run(argv)
     if code != 0:
         sys.stderr.write(err[-4000:])
         raise SystemExit(f"forwarder run failed with exit status {code}")
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
     return result
 
 
@@ -660,12 +662,13 @@ def measure(
         with open(found.path, "rb") as body:
             s3.upload_fileobj(body, BUCKET, key)
         spec["events"] = [s3_event(key)]
-        if profile and found.size_mb == 100:
-            spec["profile"] = str(CACHE / "profile-cloudtrail-100mb.txt")
     else:
         spec["events"] = found.path
+    profile_to = CACHE / f"profile-{found.kind}-{found.size_mb}mb.txt" if profile and found.size_mb == 100 else None
     intake_counts(intake_port, reset=True)
-    result = run_forwarder(spawner, spec)
+    result = run_forwarder(spawner, spec, profile_to)
+    if profile_to is not None:
+        print(summarise_profile(profile_to), flush=True)
     counts = intake_counts(intake_port)
     warm_events = len(orjson.loads((FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes())["Records"])
     received = counts["entries"] - warm_events
@@ -683,6 +686,7 @@ def measure(
         mbps=megabytes / result["seconds"],
         events_per_s=found.events / result["seconds"],
         ratio=raw_seconds / result["seconds"],
+        cpu_mbps=megabytes / result["cpu_seconds"],
         baseline_mb=result["baseline_mb"],
         peak_mb=result["peak_mb"],
     )
@@ -695,16 +699,49 @@ def measure(
     return row
 
 
+def summarise_profile(path: Path, top: int = 18) -> str:
+    """py-spy's raw samples as the share of the timed run's thread-samples per function: self, inclusive."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    by_thread: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [_frame(frame) for frame in stack.split(";")[1:]]
+        delivering = "_worker (thread.py)" in frames
+        forwarding = "forward (handler.py)" in frames and "_client (handler.py)" not in frames
+        if not count.isdigit() or not (delivering or forwarding):
+            continue  # imports, settings, the warm-up's S3 client: not the pipeline
+        samples = int(count)
+        total += samples
+        by_thread["delivery threads" if delivering else "main thread"] += samples
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    lines = [f"profile {path.name}: {total} samples at 250 Hz, " + ", ".join(f"{k} {v}" for k, v in by_thread.items())]
+    lines.append("self time:")
+    lines.extend(f"  {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top))
+    lines.append("inclusive:")
+    lines.extend(f"  {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top + 12))
+    return "\n".join(lines)
+
+
+def _frame(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})" if where else name
+
+
 def render(rows: list[Row], import_ms: float) -> str:
     lines = [
         "| input | size MB | events | raw limit MB/s | forwarder MB/s | events/s | ratio to raw limit "
-        "| RSS after imports MB | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| forwarder MB per CPU-s | RSS after imports MB | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.input} | {row.size_mb:.0f} | {row.events:,} | {row.raw_mbps:.1f} | {row.mbps:.1f} "
-            f"| {row.events_per_s:,.0f} | {row.ratio:.2f} | {row.baseline_mb:.0f} | {row.peak_mb:.0f} |"
+            f"| {row.events_per_s:,.0f} | {row.ratio:.2f} | {row.cpu_mbps:.1f} "
+            f"| {row.baseline_mb:.0f} | {row.peak_mb:.0f} |"
         )
     lines.append("")
     lines.append(f"Cold start, `import forwarder.handler` in a fresh interpreter: {import_ms:.0f} ms")

@@ -114,7 +114,7 @@ def expand_foreach(node: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
-    """A Fn::Equals operand: a literal, a parameter, a pseudo parameter, or Fn::Join of those."""
+    """A Fn::Equals or Fn::Contains operand: a literal, a parameter, a pseudo parameter, or Fn::Join of those."""
     if isinstance(node, dict):
         if "Ref" in node:
             ref = node["Ref"]
@@ -142,6 +142,9 @@ def evaluate_condition(
     if fn == "Fn::Equals":
         left, right = (_scalar(a, values) for a in args)
         return left == right
+    if fn == "Fn::Contains":  # Rules only
+        collection, value = (_scalar(a, values) for a in args)
+        return value in collection
     if fn == "Fn::Not":
         return not evaluate_condition(args[0], values, conditions, seen)
     if fn == "Fn::And":
@@ -205,8 +208,27 @@ class Stack:
         if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
             text = re.sub(r"\$\{([^}!]+)\}", self._sub_variable, node["Fn::Sub"])
             return text if "${" not in text else {"Fn::Sub": text}
+        if set(node) == {"Fn::Sub"}:
+            return self._sub_with_variables(*node["Fn::Sub"])
         resolved = {key: self._resolve(child) for key, child in node.items()}
         return {key: child for key, child in resolved.items() if child is not NO_VALUE}
+
+    def _sub_with_variables(self, text: str, variables: Mapping[str, Any]) -> Any:
+        """Fn::Sub's [text, {Name: value}] form: string values put in place, the rest left as a map."""
+        resolved = {name: self._resolve(value) for name, value in variables.items()}
+        left = {name: value for name, value in resolved.items() if not isinstance(value, str)}
+
+        def variable(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in left:
+                return match.group(0)
+            value = resolved.get(name)
+            return value if isinstance(value, str) else self._sub_variable(match)
+
+        text = re.sub(r"\$\{([^}!]+)\}", variable, text)
+        if left:
+            return {"Fn::Sub": [text, left]}
+        return text if "${" not in text else {"Fn::Sub": text}
 
     def _sub_variable(self, match: re.Match[str]) -> str:
         name = match.group(1)
@@ -233,14 +255,19 @@ def policy_statements(stack: Stack) -> list[dict[str, Any]]:
 
 
 def grants(stack: Stack) -> set[tuple[str, str]]:
-    """(action, resource) pairs the role allows, resources rendered as JSON when not a string."""
+    """(action, resource) pairs the role allows, resources rendered as JSON when not a string.
+
+    A statement's Condition is part of what it grants: its resources read `<resource> when <JSON>`.
+    """
     pairs: set[tuple[str, str]] = set()
     for statement in policy_statements(stack):
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement and "NotResource" not in statement
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        when = f" when {json.dumps(statement['Condition'], sort_keys=True)}" if "Condition" in statement else ""
         for action in actions:
             for resource in resources:
-                pairs.add((action, resource if isinstance(resource, str) else json.dumps(resource, sort_keys=True)))
+                text = resource if isinstance(resource, str) else json.dumps(resource, sort_keys=True)
+                pairs.add((action, text + when))
     return pairs

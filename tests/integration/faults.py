@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -31,6 +32,7 @@ from forwarder.model import S3Object
 from .helpers import ACCOUNT
 
 STORE_PREFIX = "failed-events/"
+_ORIGIN = re.compile(r"s3://faults-[0-9a-f]+/[^\s:]+")  # the test's bucket and key, shortened in the table
 
 
 def records(tag: str, count: int, start: int = 0) -> list[dict[str, Any]]:
@@ -202,7 +204,7 @@ def warnings_seen(records: Iterable[logging.LogRecord]) -> str:
             if record.name == "forwarder.intake.datadog":
                 message = message.split(",")[0].replace("%d", "N")  # "intake delivery attempt N failed"
             counts[(record.levelname, message)] += 1
-    return "; ".join(f'{level} "{message}" ×{count}' for (level, message), count in counts.items())
+    return "; ".join(f'{level} "{message}" x{count}' for (level, message), count in counts.items())
 
 
 def metrics_seen(tally: Tally) -> str:
@@ -230,10 +232,10 @@ def record(
     assert tally.balanced(), tally.summary()
     seen = []
     if isinstance(error, BaseException):
-        text = str(error)
-        seen.append(f"`{type(error).__name__}`: {text[:220]}{'…' if len(text) > 220 else ''}")
+        text = _ORIGIN.sub("s3://BUCKET/KEY", str(error))
+        seen.append(f"`{type(error).__name__}`: {text[:400]}{'…' if len(text) > 400 else ''}")
     elif isinstance(error, dict) and error.get("batchItemFailures"):
-        seen.append(f"`batchItemFailures` ×{len(error['batchItemFailures'])}")
+        seen.append(f"`batchItemFailures` x{len(error['batchItemFailures'])}")
     metrics = metrics_seen(tally)
     if metrics:
         seen.append(f"metrics {metrics}")

@@ -24,7 +24,7 @@ import pytest
 import urllib3.exceptions
 from botocore.response import StreamingBody
 
-from forwarder import handler
+from forwarder import continuation, handler
 from forwarder.devintake import DROP, Fault, LocalIntake
 from forwarder.errors import IncompleteInvocation
 from forwarder.handler import handle
@@ -142,7 +142,7 @@ def test_429_is_retried_and_everything_arrives_once(
     accounting = Accounting(expected, received_ids(intake))
     assert accounting.duplicated == 0
     label = "with `Retry-After: 0.5`" if retry_after else "without `Retry-After` (jittered backoff)"
-    record(f"429 {label}", f"2 × 429 {label}, then 202", accounting, clock, tally, caplog.records)
+    record(f"429 {label}", f"2 x 429 {label}, then 202", accounting, clock, tally, caplog.records)
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -284,6 +284,22 @@ def test_intake_down_for_the_whole_invocation(s3: Any, bucket: str, caplog: Any,
         accounting = Accounting(expected, Counter(), reported=expected)
         fault, outcome = "intake down, store off (SQS, 2 messages)", result
     record(f"down {mode}", fault, accounting, clock, tally, caplog.records, error=outcome)
+
+
+def test_failure_store_unreachable_fails_the_invocation(s3: Any, bucket: str, caplog: Any) -> None:
+    recs = records("nostore", 300)
+    key = put_trail(s3, bucket, "store-missing", recs)
+    missing = f"missing-{uuid.uuid4().hex[:12]}"
+    env = {**MATRIX, "FORWARDER_MAX_ATTEMPTS": "2", **store_env(missing)}
+    clock = Clock()
+
+    _, error, tally = invoke(clock, s3_event(bucket, key), settings_for(down_url(), **env))
+
+    assert isinstance(error, IncompleteInvocation) and f"could not store 100 events in s3://{missing}/" in str(error)
+    assert tally.total("failed") == 300 and tally.total("stored") == 0
+    accounting = Accounting(event_ids(recs), Counter(), stored_ids(s3, bucket), reported=event_ids(recs))
+    fault = "intake down and the failure store's bucket missing"
+    record("store unreachable", fault, accounting, clock, tally, caplog.records, error=error)
 
 
 # --- bad input --------------------------------------------------------------------------------------
@@ -492,9 +508,9 @@ def test_deadline_hands_the_rest_to_continuations(
     assert worst < 1.0, clock.runs  # no invocation ran past its deadline
     note = (
         f"{invocations} invocations (1 S3 + {invocations - 1} continuations), each ≤ {worst:.0%} of its "
-        f"{DEADLINE_TIMEOUT} s timeout; logs \"handed over to a continuation\" (INFO)"
+        f'{DEADLINE_TIMEOUT} s timeout; logs "handed over to a continuation" (INFO)'
     )
-    fault = f"object needing ~{invocations} × the {DEADLINE_TIMEOUT} s timeout (intake answers in 0.1 s), queue set"
+    fault = f"object needing ~{invocations} x the {DEADLINE_TIMEOUT} s timeout (intake answers in 0.1 s), queue set"
     record("deadline continuation", fault, accounting, clock, tally, caplog.records, note=note)
 
 
@@ -520,6 +536,57 @@ def test_deadline_without_a_queue_fails_before_the_deadline(
     note = f"returned after {taken:.2f} s of its {timeout} s; the AWS retry starts the object over"
     fault = "the same object, no continuation queue"
     record("deadline no queue", fault, accounting, clock, tally, caplog.records, error=error, note=note)
+
+
+class _SlowBody:
+    """A raw HTTP body that arrives slowly: `delay` seconds per read."""
+
+    def __init__(self, raw: Any, delay: float) -> None:
+        self._raw = raw
+        self._delay = delay
+
+    def read(self, amt: int | None = None) -> bytes:
+        time.sleep(self._delay)
+        data: bytes = self._raw.read(amt)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("reread", 20000)
+    key = put_trail(s3, bucket, "reread", recs)  # ~250 kB gzip; read at ~100 kB/s below: ~2.4 s
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
+    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    env = {**DEADLINE_ENV, "FORWARDER_READ_CHUNK_BYTES": "4096", "FORWARDER_CONTINUATION_QUEUE_URL": queue}
+    settings = settings_for(intake.url, **env)
+    client = handler._client("s3")
+
+    def slow_body(parsed: dict[str, Any], **_: Any) -> None:
+        if isinstance(parsed.get("Body"), StreamingBody):
+            parsed["Body"] = StreamingBody(_SlowBody(parsed["Body"], 0.04), parsed["ContentLength"])
+
+    client.meta.events.register("after-call.s3.GetObject", slow_body, unique_id="fault-matrix-slow")
+    clock = Clock()
+    try:
+        body = continuation.message_body(S3Object(bucket, key), resume_at=19000)
+        answer, _, tally = invoke(clock, sqs_event(body), settings, DEADLINE_TIMEOUT)
+    finally:
+        client.meta.events.unregister("after-call.s3.GetObject", unique_id="fault-matrix-slow")
+
+    (taken, timeout), *_ = clock.runs
+    rest = event_ids(recs[19000:])
+    accounting = Accounting(rest, received_ids(intake), reported=rest)  # what was not sent is in the next message
+    note = (
+        f"the continuation stopped after {taken:.2f} s of its {timeout} s timeout and failed its message, "
+        "naming the object and the event reached; re-reading the start of an object is bounded by the timeout"
+    )
+    fault = "continuation at event 19000 of 20000, S3 read ~100 kB/s (re-reading the start takes ~2.4 s)"
+    record("reread prefix", fault, accounting, clock, tally, caplog.records, error=answer, note=note)
+    assert taken < timeout, f"the continuation took {taken:.2f} s of its {timeout} s"
 
 
 # --- replay -----------------------------------------------------------------------------------------
@@ -557,7 +624,7 @@ def test_replay_while_the_intake_fails_again(s3: Any, intake: LocalIntake, bucke
     # Partly failing: objects in key order; per object two requests. Object 1 half fails (rewritten),
     # object 3 fails whole (kept as it was), the other four go through (deleted).
     ok = Fault()
-    partly, summary = phase(
+    _, summary = phase(
         "replay partly failing", "replay of 6 stored batches, 3 of 12 requests answered 503",
         [503, ok, ok, ok, 503, 503], {"retry": True},
     )  # fmt: skip
@@ -568,7 +635,7 @@ def test_replay_while_the_intake_fails_again(s3: Any, intake: LocalIntake, bucke
                           {"retry": "true"})  # fmt: skip
     assert (summary["events_delivered"], summary["events_stored"]) == (0, 150) and len(down.kept) == 150
 
-    healthy, summary = phase("replay healthy", "replay with a healthy intake", [], {"retry": True})
+    _, summary = phase("replay healthy", "replay with a healthy intake", [], {"retry": True})
     assert summary["events_delivered"] == 150 and stored_objects(s3, bucket) == {}
     assert set(received_ids(intake)) == expected
 
@@ -599,7 +666,7 @@ def test_same_notification_twice(
     settings = settings_for(intake.url, **env)
     clock, tally = Clock(), Tally()
 
-    first, error, _ = invoke(clock, s3_event(bucket, key), settings, tally=tally)
+    _, error, _ = invoke(clock, s3_event(bucket, key), settings, tally=tally)
     assert error is None
     second, error, _ = invoke(clock, s3_event(bucket, key), settings, tally=Tally())
     assert error is None
@@ -614,6 +681,30 @@ def test_same_notification_twice(
     note = 'second: skipped "duplicate_notification" (INFO "skipped")' if with_table else "forwarded twice"
     record(f"twice {with_table}", f"same S3 notification twice, {label}", accounting, clock, tally, caplog.records,
            note=note)  # fmt: skip
+
+
+def test_notification_again_after_a_failed_attempt_is_forwarded(
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    recs = records("refail", 500)
+    key = put_trail(s3, bucket, "failed-then-retried", recs)
+    env = {**MATRIX, "FORWARDER_MAX_ATTEMPTS": "1", "FORWARDER_IDEMPOTENCY_TABLE": idempotency_table(moto_endpoint)}
+    settings = settings_for(intake.url, **env)
+    intake.script([503])  # one batch of five fails, no store: the object fails
+    clock, tally = Clock(), Tally()
+
+    _, error, _ = invoke(clock, s3_event(bucket, key), settings, tally=tally)
+    assert isinstance(error, IncompleteInvocation) and tally.total("failed") == 100
+    first = received_ids(intake)
+    result, again, retry_tally = invoke(clock, s3_event(bucket, key), settings)  # AWS's retry
+    tally.merge(retry_tally)
+
+    assert again is None and result["events_delivered"] == 500 and result["skipped"] == {}
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    assert accounting.duplicated == len(first) == 400
+    note = "the failed attempt left no idempotency record, so the retry forwarded the whole object"
+    fault = "1 batch of 5 answered 503 (no store, idempotency table), then the AWS retry"
+    record("failed then retried", fault, accounting, clock, tally, caplog.records, error=error, note=note)
 
 
 def test_in_progress_record_of_a_crashed_invocation_expires(
