@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
+    from forwarder.devintake import LocalIntake
     from forwarder.metrics import Tally
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,15 +54,18 @@ def main() -> int:
     try:
         with LocalIntake(api_key=API_KEY, out_path=str(received_path)) as intake:
             print(f"moto S3 on http://{host}:{port}, local intake on {intake.url}\n")
-            runs = run_demo(intake.url)
+            runs = run_demo(intake)
             report(runs, intake.entries, received_path)
     finally:
         moto.stop()
     return 0
 
 
-def run_demo(intake_url: str) -> list[tuple[str, Tally]]:
-    """Upload the fixtures and invoke the handler once per trigger shape; (trigger, summary) pairs."""
+def run_demo(intake: LocalIntake) -> list[tuple[str, Tally]]:
+    """Upload the fixtures and invoke the handler once per trigger shape; (trigger, summary) pairs.
+
+    Before the EventBridge invocation the intake is told to answer 503 twice, to show the retries.
+    """
     import boto3
 
     from forwarder.handler import handle
@@ -80,7 +84,7 @@ def run_demo(intake_url: str) -> list[tuple[str, Tally]]:
     digest_key = f"AWSLogs/{helpers.ACCOUNT}/CloudTrail-Digest/us-east-1/2024/12/04/digest.json.gz"
     helpers.put(s3, BUCKET, digest_key, digest.read_bytes())
 
-    settings = Settings.from_env({**os.environ, "DD_URL": intake_url, "DD_API_KEY": API_KEY, "DD_TAGS": "env:demo"})
+    settings = Settings.from_env({**os.environ, "DD_URL": intake.url, "DD_API_KEY": API_KEY, "DD_TAGS": "env:demo"})
     third = len(keys) // 3
     sns_message = orjson.dumps({"s3Bucket": BUCKET, "s3ObjectKey": keys[2 * third :]}).decode()
     events = [
@@ -89,7 +93,7 @@ def run_demo(intake_url: str) -> list[tuple[str, Tally]]:
             "sqs (s3 notification)",
             helpers.sqs_event(*(helpers.s3_event(BUCKET, key) for key in keys[third : 2 * third])),
         ),
-        ("eventbridge", helpers.eventbridge_event(BUCKET, keys[2 * third])),
+        ("eventbridge (after 2 x 503)", helpers.eventbridge_event(BUCKET, keys[2 * third])),
         ("sns (cloudtrail)", {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": sns_message}}]}),
         (
             "cloudwatch logs (eks audit)",
@@ -105,6 +109,8 @@ def run_demo(intake_url: str) -> list[tuple[str, Tally]]:
     ]
     runs = []
     for trigger, event in events:
+        if "503" in trigger:
+            intake.script([503, 503])
         tally = Tally()
         started = time.perf_counter()
         handle(event, helpers.context(), settings, tally)
