@@ -26,12 +26,6 @@ DOCUMENT = cloudtrail_documents()["aws.persistence.iam-create-admin-user"]
 
 
 @pytest.fixture
-def intake() -> Iterator[LocalIntake]:
-    with LocalIntake(api_key=API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
 def lambda_env(intake: LocalIntake, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("DD_URL", intake.url)
     monkeypatch.setenv("DD_API_KEY", API_KEY)

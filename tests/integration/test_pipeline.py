@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,7 +15,6 @@ from forwarder.handler import handle
 
 from .helpers import (
     ACCOUNT,
-    API_KEY,
     FIXTURES,
     awslogs_event,
     canonical,
@@ -34,12 +32,6 @@ from .helpers import (
 )
 
 BUCKET = "trail-bucket"
-
-
-@pytest.fixture
-def intake() -> Iterator[LocalIntake]:
-    with LocalIntake(api_key=API_KEY) as server:
-        yield server
 
 
 def test_every_cloudtrail_record_arrives_exactly_once(s3: Any, intake: LocalIntake) -> None:
