@@ -27,6 +27,7 @@ from forwarder.metrics import Label, Tally, publish
 from forwarder.model import (
     AwsLogs,
     Batch,
+    Checkpoint,
     Deadline,
     Entry,
     Invocation,
@@ -56,6 +57,7 @@ class Unit:
     label: Label = ("", "")
     failed: bool = False
     stopped_at: int | None = None  # events handled when reading stopped for the deadline
+    checkpoint: Checkpoint | None = None  # where the first event not handled starts, when reading stopped
 
 
 @dataclass
@@ -208,52 +210,78 @@ def _skip(tally: Tally, skip: Skip) -> None:
     tally.count_skip(skip.reason)
 
 
-def _open(item: WorkItem, run: Run) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent]] | None:
-    """The source and raw events of one work item, or None when it is skipped (and counted)."""
+def _open(
+    item: WorkItem, run: Run
+) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent], continuation.Progress | None] | None:
+    """The source, raw events and checkpointing of one work item, or None when it is skipped (and counted).
+
+    A continuation with a checkpoint reads from there on (see `continuation`).
+    """
     if isinstance(item, AwsLogs):
         decoded = read.decode_awslogs(item.data)
         if isinstance(decoded, Skip):
             _skip(run.tally, decoded)
             return None
-        return sources.for_log_batch(decoded, run.settings), decoded, split.split_log_batch(decoded)
+        return sources.for_log_batch(decoded, run.settings), decoded, split.split_log_batch(decoded), None
     assert isinstance(item, S3Object)
     if sources.is_digest_key(item.key):
         _skip(run.tally, Skip("cloudtrail_digest", item.origin))
         return None
-    chunks = read.decompress(read.open_object(_client("s3"), item, run.settings.read_chunk_bytes), item.origin)
-    kind, events = split.split_object(chunks, item.origin)
+    tracker = read.Tracker(item.checkpoint)
+    body = read.open_object(_client("s3"), item, run.settings.read_chunk_bytes, tracker)
+    chunks = read.decompress(body, item.origin, tracker)
+    if tracker.skip_bytes:
+        chunks = read.discard(chunks, tracker, item.origin, run.time_to_stop)
+    kind, events = split.split_object(chunks, item.origin, start=item.checkpoint)
     if kind is split.Format.DIGEST:
         _skip(run.tally, Skip("cloudtrail_digest", item.origin))
         return None
-    return sources.for_object(item, kind is split.Format.CLOUDTRAIL, run.settings), item, events
+    source = sources.for_object(item, kind is split.Format.CLOUDTRAIL, run.settings)
+    return source, item, events, continuation.Progress(tracker, kind)
 
 
 def _entries(
-    unit: Unit, source: Source, container: S3Object | LogBatch, events: Iterator[RawEvent], run: Run
+    unit: Unit,
+    source: Source,
+    container: S3Object | LogBatch,
+    events: Iterator[RawEvent],
+    progress: continuation.Progress | None,
+    run: Run,
 ) -> Iterator[Entry]:
     """The unit's events as intake entries, counted as read; stops early when the deadline nears.
 
-    A continuation's first `resume_at` events were handled by an earlier invocation: read past, not sent.
+    A continuation's first `resume_at` events were handled by an earlier invocation. With a
+    checkpoint, `events` starts after them; without one (an older message) they are read past, not
+    sent. On stopping, `unit.checkpoint` says where the first event not handled starts.
     Bad input ends the entries here rather than raising through the batcher, so that the events read
     before it are still batched and delivered.
     """
     unit.label = (unit.trigger, source.ddsource)
     enricher = Enricher(source, container, run.invoker, run.settings)
     resume_at = container.resume_at if isinstance(container, S3Object) else 0
-    handled = 0
+    start = container.checkpoint if isinstance(container, S3Object) else None
+    handled = resume_at if start is not None else 0
+    read_here = 0
+    last: RawEvent | None = None
     try:
         for raw in events:
-            if handled % DEADLINE_CHECK_EVERY == 0 and run.time_to_stop():
-                if handled < resume_at:
-                    raise InputError(
-                        _origin(container),
-                        f"event {handled} of the {resume_at} already handled",
-                        "the deadline came while reading past the events an earlier invocation handled: "
-                        "re-reading the object's start takes longer than the function's timeout",
-                    )
-                unit.stopped_at = handled
-                return
+            if read_here % DEADLINE_CHECK_EVERY == 0:
+                if progress is not None and last is not None:
+                    progress.forget_before(last)
+                if run.time_to_stop():
+                    if handled < resume_at:
+                        raise InputError(
+                            _origin(container),
+                            f"event {handled} of the {resume_at} already handled",
+                            "the deadline came while reading past the events an earlier invocation handled: "
+                            "re-reading the object's start takes longer than the function's timeout",
+                        )
+                    unit.stopped_at = handled
+                    unit.checkpoint = start if last is None or progress is None else progress.checkpoint(last)
+                    return
+            read_here += 1
             handled += 1
+            last = raw
             if handled <= resume_at:
                 continue
             yield enricher.entry(raw)
@@ -311,13 +339,18 @@ def _hand_over(unit: Unit, run: Run) -> None:
         unit.failed = True
         run.tally.note_problem(f"deadline reached in {where}; set FORWARDER_CONTINUATION_QUEUE_URL to continue")
         return
+    # Stopped before reading anything (the deadline came before the object was opened): where it started.
+    checkpoint = unit.checkpoint if unit.checkpoint is not None else item.checkpoint
     try:
-        continuation.hand_off(_client("sqs"), queue, item, unit.stopped_at)
+        continuation.hand_off(_client("sqs"), queue, item, unit.stopped_at, checkpoint)
     except StoreError as exc:
         unit.failed = True
         run.tally.note_problem(str(exc))
         return
-    logger.info("handed over to a continuation", extra={"origin": item.origin, "resume_at": unit.stopped_at})
+    where_next = {} if checkpoint is None else {"offset": checkpoint.offset, "skip_bytes": checkpoint.skip_bytes}
+    logger.info(
+        "handed over to a continuation", extra={"origin": item.origin, "resume_at": unit.stopped_at, **where_next}
+    )
     run.tally.count_skip("continued_later")
 
 

@@ -14,11 +14,35 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a continuation starts reading an object again, so it need not re-read what it can avoid.
+
+    The read restarts at compressed byte `offset` (a ranged GET): a gzip member or zstd frame
+    boundary, 0 for single-member gzip and zlib, or for an uncompressed object the exact byte where
+    the next event starts. `skip_bytes` decompressed bytes after it are discarded to reach that
+    event, which begins `decompressed` bytes into the decompressed object. `position` counts the
+    records (CLOUDTRAIL) or lines (LINES) before it, so positions and position-based ids carry on;
+    `format` and `codec` are recorded because a stream entered mid-way cannot be sniffed. `etag` is
+    the ETag of the object the first invocation read: the continuation reads with IfMatch, so a
+    replaced object is reported rather than read from the middle.
+    """
+
+    offset: int
+    skip_bytes: int
+    decompressed: int
+    position: int
+    format: str
+    codec: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class S3Object:
     """An object to forward. `key` is already URL-decoded (notifications send it quoted).
 
-    `resume_at` is a continuation's checkpoint: the number of leading events already handled by an
-    earlier invocation, which are read past without being sent again.
+    `resume_at` is a continuation's event count: the number of leading events already handled by an
+    earlier invocation. With a `checkpoint` the read starts where they end; without one (messages
+    from before checkpoints existed) they are read again and skipped without being sent.
     """
 
     bucket: str
@@ -28,6 +52,7 @@ class S3Object:
     size: int | None = None
     sequencer: str | None = None
     resume_at: int = 0
+    checkpoint: Checkpoint | None = None
 
     @property
     def origin(self) -> str:
@@ -111,6 +136,8 @@ class RawEvent:
     Structured events (CloudTrail records) carry `record`, the object's JSON bytes exactly as read,
     and `fields`, its parsed form. Text events (lines, CloudWatch messages) carry `message`.
     `position` is the 0-based record index, the 1-based line number, or the logEvents index.
+    `end_offset` is the decompressed byte just past the event in its object (past a line's LF,
+    a record's closing brace); -1 where there is none (CloudWatch Logs).
     """
 
     position: int
@@ -119,6 +146,7 @@ class RawEvent:
     fields: dict[str, Any] | None = None
     timestamp_ms: int | None = None
     event_id: str | None = None
+    end_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)

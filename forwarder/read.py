@@ -5,12 +5,18 @@ other writers mislabel, and a renamed object still has to be read. Decompression
 on every piece it yields, so neither a multi-gigabyte object nor a compression bomb is ever held
 whole; an error raised part-way leaves the pieces already yielded with the caller, so events before
 the damage are still delivered.
+
+A `Tracker` passed along collects what a continuation's checkpoint needs: the codec, the ETag S3
+answered with, and where decompression can start afresh (each gzip member's or zstd frame's
+compressed and decompressed offsets). A continuation reads from such a boundary with a ranged GET
+pinned to that ETag, and `discard` drops the decompressed bytes between it and the next event.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
@@ -21,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib
 
 from forwarder.errors import InputError
-from forwarder.model import LogBatch, LogEvent, S3Object, Skip
+from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -34,21 +40,79 @@ ZSTD_FEED_BYTES = 256
 # isal's stubs declare `error` as an instance rather than a class.
 _ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 _TRANSPORT_ERRORS = (BotoCoreError, ClientError, urllib3.exceptions.HTTPError, OSError)
+PLAIN = "plain"
+"""The codec name of an uncompressed object, whose every byte is a place to start reading."""
 
 
-def open_object(s3_client: Any, obj: S3Object, chunk_bytes: int) -> Iterator[bytes]:
+class Tracker:
+    """What the read stage learns about one object that a continuation's checkpoint needs.
+
+    `codec` is "gzip", "zstd", "zlib" or "plain"; `etag` the ETag S3 answered with (or the one the
+    checkpoint pinned). `boundaries` holds `(compressed offset, decompressed offset)` pairs, both
+    from the object's start, where decompression can begin afresh: the start of the read and of
+    every later gzip member or zstd frame. Decompression runs ahead of the events handled, so the
+    consumer drops pairs it has gone past (`forget_before`), which keeps the queue short.
+    """
+
+    def __init__(self, start: Checkpoint | None = None) -> None:
+        self.codec = start.codec if start is not None else None
+        self.etag = start.etag if start is not None else None
+        self.offset = start.offset if start is not None else 0
+        """The compressed byte the read starts at."""
+        self.skip_bytes = start.skip_bytes if start is not None else 0
+        """Decompressed bytes to drop after it (`discard`)."""
+        self.decompressed = start.decompressed - start.skip_bytes if start is not None else 0
+        """The decompressed offset of the byte the read starts at."""
+        self.boundaries: deque[tuple[int, int]] = deque()
+
+    def locate(self, decompressed: int) -> tuple[int, int]:
+        """`(offset, skip_bytes)`: the compressed byte to read from to reach `decompressed`, and how
+        many decompressed bytes to drop after it."""
+        if self.codec == PLAIN:
+            return decompressed, 0
+        self.forget_before(decompressed)
+        compressed, at = self.boundaries[0] if self.boundaries else (self.offset, self.decompressed)
+        return compressed, decompressed - at
+
+    def forget_before(self, decompressed: int) -> None:
+        """Drop the boundaries a checkpoint at or after `decompressed` no longer needs."""
+        boundaries = self.boundaries
+        while len(boundaries) > 1 and boundaries[1][1] <= decompressed:
+            boundaries.popleft()
+
+
+def open_object(s3_client: Any, obj: S3Object, chunk_bytes: int, tracker: Tracker | None = None) -> Iterator[bytes]:
     """Yield the object's body in chunks of about `chunk_bytes`; the body is closed on every path.
 
-    Transport failures become `InputError` naming how many bytes had arrived.
+    A continuation reads from its checkpoint's offset (a ranged GET), pinned to the version read
+    first: its VersionId, else IfMatch with the ETag. Transport failures become `InputError` naming
+    how many bytes had arrived; a replaced object is an `InputError` saying so.
     """
+    start = obj.checkpoint
+    offset = start.offset if start is not None else 0
     request = {"Bucket": obj.bucket, "Key": obj.key}
+    pin = _pinned_etag(obj)
     if obj.version_id:
         request["VersionId"] = obj.version_id
+    elif pin:
+        request["IfMatch"] = pin
+    if offset:
+        request["Range"] = f"bytes={offset}-"
     try:
-        body = s3_client.get_object(**request)["Body"]
+        response = s3_client.get_object(**request)
     except _TRANSPORT_ERRORS as exc:
-        raise InputError(obj.origin, "byte 0", _describe(exc)) from exc
-    received = 0
+        if _status(exc) == 412:
+            raise InputError(
+                obj.origin,
+                f"byte {offset}",
+                f"the object was replaced since an earlier invocation read it (its ETag is no longer {pin}); "
+                "the rest of the old object cannot be read, and the new one has its own notification",
+            ) from exc
+        raise InputError(obj.origin, f"byte {offset}", _describe(exc)) from exc
+    body = response["Body"]
+    if tracker is not None and tracker.etag is None:
+        tracker.etag = response.get("ETag")
+    received = offset
     try:
         chunks = body.iter_chunks(chunk_bytes)
         while True:
@@ -64,18 +128,63 @@ def open_object(s3_client: Any, obj: S3Object, chunk_bytes: int) -> Iterator[byt
         body.close()
 
 
-def decompress(chunks: Iterable[bytes], origin: str) -> Iterator[bytes]:
-    """Yield the decompressed stream (gzip, zstd or zlib by magic bytes, else as is) in capped pieces."""
+def decompress(chunks: Iterable[bytes], origin: str, tracker: Tracker | None = None) -> Iterator[bytes]:
+    """Yield the decompressed stream (gzip, zstd or zlib by magic bytes, else as is) in capped pieces.
+
+    With a `tracker` whose codec is known (a continuation), the stream starts at a boundary of that
+    codec and is not sniffed: plain text at an offset may begin with bytes that look like a magic
+    number. The tracker learns the codec and the member boundaries.
+    """
     stream = iter(chunks)
-    head = _peek(stream, 4)
-    if not head:
-        return
-    rest = _prepend(head, stream)
-    codec = _codec(head)
+    if tracker is not None and tracker.codec is not None:
+        codec = _CODECS.get(tracker.codec)
+        rest: Iterator[bytes] = stream
+    else:
+        head = _peek(stream, 4)
+        if not head:
+            return
+        rest = _prepend(head, stream)
+        codec = _codec(head)
+        if tracker is not None:
+            tracker.codec = PLAIN if codec is None else codec.kind
     if codec is None:
         yield from rest
-    else:
+    elif tracker is None:
         yield from _Inflate(codec, origin).run(rest)
+    else:
+        yield from _Inflate(codec, origin, tracker.offset, tracker.decompressed, tracker.boundaries).run(rest)
+
+
+def discard(
+    pieces: Iterable[bytes], tracker: Tracker, origin: str, time_to_stop: Callable[[], bool]
+) -> Iterator[bytes]:
+    """Drop the tracker's `skip_bytes` leading decompressed bytes, then pass the rest through.
+
+    This is how a continuation reaches its next event inside a gzip member (every real CloudTrail
+    file is one member): decompressing and dropping costs far less than splitting and parsing the
+    events before it. The clock is checked after every piece dropped (a piece takes well under a
+    millisecond to decompress); running out of time is an `InputError`.
+    """
+    stream = iter(pieces)
+    left = tracker.skip_bytes
+    while left > 0:
+        piece = next(stream, None)
+        if piece is None:
+            at = tracker.decompressed + tracker.skip_bytes - left
+            raise InputError(origin, f"decompressed byte {at}", f"the object ends before its checkpoint at {at + left}")
+        if len(piece) > left:
+            yield piece[left:]
+            break
+        left -= len(piece)
+        if left and time_to_stop():
+            at = tracker.decompressed + tracker.skip_bytes - left
+            raise InputError(
+                origin,
+                f"decompressed byte {at} of the {tracker.decompressed + tracker.skip_bytes} to drop",
+                "the deadline came while reading past what an earlier invocation handled: "
+                "re-reading the object's start takes longer than the function's timeout",
+            )
+    yield from stream
 
 
 def decode_awslogs(data: str) -> LogBatch | Skip:
@@ -143,6 +252,25 @@ def _codec(head: bytes) -> _Codec | None:
     return None
 
 
+def _pinned_etag(obj: S3Object) -> str | None:
+    """The ETag a continuation must still find: the one read first, else the notification's."""
+    if obj.resume_at == 0 and obj.checkpoint is None:
+        return None  # a first read takes the object as it is now; a later write has its own notification
+    etag = obj.checkpoint.etag if obj.checkpoint is not None and obj.checkpoint.etag else obj.etag
+    if not etag:
+        return None
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = response.get("Error", {}).get("Code")
+    return 412 if code in ("PreconditionFailed", "412") else status if isinstance(status, int) else None
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -193,18 +321,30 @@ _ZSTD = _Codec(
     _may_start((ZSTD_MAGIC, *_ZSTD_SKIPPABLE)),
     ZSTD_FEED_BYTES,
 )
+_CODECS: dict[str, _Codec | None] = {codec.kind: codec for codec in (_GZIP, _ZLIB, _ZSTD)} | {PLAIN: None}
 
 
 class _Inflate:
     """Decompresses member after member (`cat a.gz b.gz` is valid gzip; zstd files may hold many frames).
 
-    `offset` counts the compressed bytes consumed, so errors say how far into the object reading got.
+    `offset` counts the compressed bytes consumed, so errors say how far into the object reading got;
+    `produced` the decompressed bytes yielded. Both start where the read starts. With `boundaries`,
+    each member's start is appended to it as `(offset, produced)`.
     """
 
-    def __init__(self, codec: _Codec, origin: str) -> None:
+    def __init__(
+        self,
+        codec: _Codec,
+        origin: str,
+        offset: int = 0,
+        produced: int = 0,
+        boundaries: deque[tuple[int, int]] | None = None,
+    ) -> None:
         self.codec = codec
         self.origin = origin
-        self.offset = 0
+        self.offset = offset
+        self.produced = produced
+        self.boundaries = boundaries
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         stream: Any = None
@@ -215,6 +355,8 @@ class _Inflate:
                     raise self._error(f"trailing data after the {self.codec.kind} stream")
                 if stream is None or stream.eof:
                     stream = self.codec.new_stream()
+                    if self.boundaries is not None:
+                        self.boundaries.append((self.offset, self.produced))
                 try:
                     data = yield from self._member(stream, data)
                 except (_ISAL_ERROR, zstandard.ZstdError) as exc:
@@ -239,6 +381,7 @@ class _Inflate:
             rest = stream.unused_data if stream.eof else stream.unconsumed_tail
             self.offset += len(pending) - len(rest)
             if out:
+                self.produced += len(out)
                 yield out
             if stream.eof:
                 return rest
@@ -258,17 +401,17 @@ class _Inflate:
             if stream.eof:
                 used = min(start + sip_bytes, len(data)) - len(stream.unused_data)
                 self.offset += used - start
-                yield from _cut(b"".join(buffered))
+                yield from self._cut(b"".join(buffered))
                 return data[used:]
             self.offset += min(sip_bytes, len(data) - start)
             if size >= PIECE_BYTES:
-                yield from _cut(b"".join(buffered))
+                yield from self._cut(b"".join(buffered))
                 buffered, size = [], 0
         if size:
-            yield from _cut(b"".join(buffered))
+            yield from self._cut(b"".join(buffered))
         return b""
 
-
-def _cut(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), PIECE_BYTES):
-        yield data[start : start + PIECE_BYTES]
+    def _cut(self, data: bytes) -> Iterator[bytes]:
+        self.produced += len(data)
+        for start in range(0, len(data), PIECE_BYTES):
+            yield data[start : start + PIECE_BYTES]

@@ -5,6 +5,11 @@ line. Parsing it whole would hold it all in memory, and a Python loop per byte i
 records are cut out of the stream: a regex proposes where a record ends, `orjson` confirms it (a
 JSON object is prefix-free, so the first prefix that parses is the record), and an exact tokenizer
 takes over when proposals keep failing. Everything else is split into lines.
+
+Every event carries `end_offset`, the decompressed byte just past it, so a continuation can start
+at the next event instead of the object's start (`split_object(..., start=checkpoint)`): a LINES
+stream is entered at a line start, a CLOUDTRAIL stream just after a record's closing brace, still
+inside the Records array, so the separators and the closing `]` are checked as on a full pass.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import orjson
 
 from forwarder.errors import InputError
-from forwarder.model import LogBatch, RawEvent
+from forwarder.model import Checkpoint, LogBatch, RawEvent
 
 DEFAULT_MAX_EVENT_BYTES = 64 << 20
 SNIFF_BYTES = 512
@@ -65,12 +70,23 @@ def sniff(head: bytes) -> Format:
 
 
 def split_object(
-    chunks: Iterable[bytes], origin: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    chunks: Iterable[bytes],
+    origin: str,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    start: Checkpoint | None = None,
 ) -> tuple[Format, Iterator[RawEvent]]:
     """Sniff the format from the leading bytes, then split the whole stream accordingly.
 
     Digest files yield no events: they describe log files, and the caller skips and counts them.
+    With `start`, `chunks` begins at that checkpoint's resume point, in the format it names.
     """
+    if start is not None:
+        form = Format(start.format)
+        if form is Format.CLOUDTRAIL:
+            return form, _Records(chunks, origin, max_event_bytes, start.decompressed, start.position).split()
+        if form is Format.LINES:
+            return form, split_lines(chunks, origin, max_event_bytes, start.decompressed, start.position)
+        raise ValueError(f"a {form.value} object is never resumed")
     stream = iter(chunks)
     head = _gather_head(stream)
     form = sniff(head)
@@ -94,16 +110,22 @@ def split_records(
 
 
 def split_lines(
-    chunks: Iterable[bytes], origin: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    chunks: Iterable[bytes],
+    origin: str,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    offset: int = 0,
+    lines_before: int = 0,
 ) -> Iterator[RawEvent]:
     """One event per non-blank line; `position` is the 1-based line number.
 
     Lines end at LF, with an optional CR before it; invalid UTF-8 is replaced, never fatal; a
-    leading byte-order mark is dropped.
+    leading byte-order mark is dropped. `chunks` may start at a line start `offset` bytes into the
+    decompressed object, after `lines_before` lines.
     """
     parts: list[bytes] = []
     pending = 0
-    number = 0
+    number = lines_before
+    end = offset
     for chunk in chunks:
         last = chunk.rfind(b"\n")
         if last < 0:
@@ -118,12 +140,13 @@ def split_lines(
         pending = len(parts[0])
         for line in block.split(b"\n"):
             number += 1
-            event = _line_event(line, number, origin, max_event_bytes)
+            end += len(line) + 1
+            event = _line_event(line, number, origin, max_event_bytes, end)
             if event is not None:
                 yield event
     line = b"".join(parts)
     if line:
-        event = _line_event(line, number + 1, origin, max_event_bytes)
+        event = _line_event(line, number + 1, origin, max_event_bytes, end + len(line))
         if event is not None:
             yield event
 
@@ -148,7 +171,7 @@ def _gather_head(stream: Iterator[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _line_event(line: bytes, number: int, origin: str, max_event_bytes: int) -> RawEvent | None:
+def _line_event(line: bytes, number: int, origin: str, max_event_bytes: int, end: int) -> RawEvent | None:
     if line.endswith(b"\r"):
         line = line[:-1]
     if not line or line.isspace():
@@ -157,7 +180,7 @@ def _line_event(line: bytes, number: int, origin: str, max_event_bytes: int) -> 
         raise _too_long(origin, number, max_event_bytes)
     if number == 1:
         line = line.removeprefix(_BOM)
-    return RawEvent(position=number, message=line.decode("utf-8", "replace"))
+    return RawEvent(number, line.decode("utf-8", "replace"), None, None, None, None, end)  # positional: hot path
 
 
 def _too_long(origin: str, number: int, max_event_bytes: int) -> InputError:
@@ -170,31 +193,39 @@ class _Records:
     `data` holds the unconsumed part of the stream, starting at absolute offset `base`. It is only
     ever refilled with at least as many new bytes as it keeps (`_refill`), so re-reading what is kept
     stays linear however small the chunks or large the record.
+
+    With `records_before`, the stream starts just after that many records' closing brace, `offset`
+    bytes into the decompressed document: inside the array, before the next `,` or the closing `]`.
     """
 
-    def __init__(self, chunks: Iterable[bytes], origin: str, max_event_bytes: int) -> None:
+    def __init__(
+        self, chunks: Iterable[bytes], origin: str, max_event_bytes: int, offset: int = 0, records_before: int = 0
+    ) -> None:
         self.chunks = iter(chunks)
         self.origin = origin
         self.max_event_bytes = max_event_bytes
         self.data = b""
-        self.base = 0
+        self.base = offset
         self.eof = False
         self.separator = _ANY_SEPARATOR
         self.literal: bytes | None = None
+        self.records_before = records_before
 
     def split(self) -> Iterator[RawEvent]:
-        start = self._open_array()
-        index = 0
+        index = self.records_before
+        start = self._open_array() if index == 0 else 0
+        learned = False
         while True:
             start = self._next_record(start, index)
             if start < 0:
                 return
-            if index:
+            if learned:
                 index, start = yield from self._fast(start, index)
             record, fields, start = self._careful(start, index)
-            if index == 0:
+            if not learned:
                 self._learn_separator(record)
-            yield RawEvent(position=index, record=record, fields=fields)
+                learned = True
+            yield RawEvent(position=index, record=record, fields=fields, end_offset=self.base + start)
             index += 1
 
     def _fast(self, start: int, index: int) -> Generator[RawEvent, None, tuple[int, int]]:
@@ -205,6 +236,7 @@ class _Records:
         parses is exactly one record whatever proposed it: a JSON object has one matching end.
         """
         data = self.data
+        base = self.base
         loads = orjson.loads
         limit = self.max_event_bytes
         event = RawEvent
@@ -224,7 +256,7 @@ class _Records:
                 except orjson.JSONDecodeError:
                     self.literal = None  # not minified after all: the separator regex takes over
                     return index, start
-                yield event(index, None, record, fields)
+                yield event(index, None, record, fields, None, None, base + end)
                 index += 1
                 start = at + 2
         search = self.separator.search
@@ -240,7 +272,7 @@ class _Records:
                 fields = loads(record)
             except orjson.JSONDecodeError:
                 break
-            yield event(index, None, record, fields)
+            yield event(index, None, record, fields, None, None, base + end)
             index += 1
             start = found.start(1)
         return index, start

@@ -213,8 +213,8 @@ def _continuation(fields: Any) -> S3Object:
     """The rest of an object an earlier invocation handed over before its deadline."""
     try:
         return continuation.from_message(fields)
-    except (KeyError, TypeError) as exc:
-        raise _BadShape(f"continuation message is malformed ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _BadShape(f"continuation message is malformed ({type(exc).__name__}: {exc})") from None
 
 
 def _awslogs(awslogs: Any) -> AwsLogs:

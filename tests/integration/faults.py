@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from botocore.response import StreamingBody
 
 from forwarder.enrich import id_base
 from forwarder.metrics import Tally
@@ -193,6 +194,54 @@ class Clock:
             taken = time.monotonic() - start
             self.total += taken
             self.runs.append((taken, timeout))
+
+
+class S3Reads:
+    """Every GetObject a boto3 S3 client makes while active: its Range header and the body bytes read.
+
+    Used as a context manager around invocations, through botocore's event hooks on the forwarder's
+    own client, so what is counted is what S3 actually served to the forwarder.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.gets: list[list[Any]] = []  # [Range or None, bytes read]
+
+    def __enter__(self) -> S3Reads:
+        events = self.client.meta.events
+        events.register("before-parameter-build.s3.GetObject", self._request, unique_id="fault-matrix-s3-ranges")
+        events.register("after-call.s3.GetObject", self._response, unique_id="fault-matrix-s3-bytes")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        events = self.client.meta.events
+        events.unregister("before-parameter-build.s3.GetObject", unique_id="fault-matrix-s3-ranges")
+        events.unregister("after-call.s3.GetObject", unique_id="fault-matrix-s3-bytes")
+
+    @property
+    def total(self) -> int:
+        return sum(read for _, read in self.gets)
+
+    def _request(self, params: dict[str, Any], **_: Any) -> None:
+        self.gets.append([params.get("Range"), 0])
+
+    def _response(self, parsed: dict[str, Any], **_: Any) -> None:
+        if isinstance(parsed.get("Body"), StreamingBody):
+            parsed["Body"] = StreamingBody(_CountingBody(parsed["Body"], self.gets[-1]), parsed["ContentLength"])
+
+
+class _CountingBody:
+    def __init__(self, raw: Any, tally: list[Any]) -> None:
+        self._raw = raw
+        self._tally = tally
+
+    def read(self, amt: int | None = None) -> bytes:
+        data: bytes = self._raw.read(amt)
+        self._tally[1] += len(data)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 def warnings_seen(records: Iterable[logging.LogRecord]) -> str:

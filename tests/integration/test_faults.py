@@ -30,12 +30,13 @@ from forwarder.errors import IncompleteInvocation
 from forwarder.handler import handle
 from forwarder.idempotency import identity
 from forwarder.metrics import Tally
-from forwarder.model import S3Object
+from forwarder.model import Checkpoint, S3Object
 
 from .faults import (
     ROWS,
     Accounting,
     Clock,
+    S3Reads,
     event_ids,
     line_ids,
     received_ids,
@@ -489,16 +490,7 @@ def test_deadline_hands_the_rest_to_continuations(
 
     result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
     assert error is None and result["skipped"] == {"continued_later": 1}
-    for _ in range(30):
-        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            answer, error, _ = invoke(clock, sqs_event(message["Body"]), settings, DEADLINE_TIMEOUT, tally)
-            assert error is None and answer == {"batchItemFailures": []}
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-    else:
-        pytest.fail("the continuations did not finish the object")
+    bodies = drain_continuations(sqs, queue, clock, settings, tally)
 
     accounting = Accounting(event_ids(recs), received_ids(slow_intake))
     assert len(accounting.accepted) == 4000 and accounting.duplicated == 0
@@ -506,12 +498,133 @@ def test_deadline_hands_the_rest_to_continuations(
     assert invocations >= 2
     worst = max(taken / timeout for taken, timeout in clock.runs)
     assert worst < 1.0, clock.runs  # no invocation ran past its deadline
+    # A trail file is one gzip member: each continuation starts over at byte 0 and drops the
+    # decompressed bytes before its record instead of splitting and parsing the records before it.
+    checkpoints = [body["checkpoint"] for body in bodies]
+    assert all(c["offset"] == 0 and c["skip_bytes"] == c["decompressed"] > 0 for c in checkpoints), checkpoints
+    assert [c["position"] for c in checkpoints] == [body["resume_at"] for body in bodies]
     note = (
         f"{invocations} invocations (1 S3 + {invocations - 1} continuations), each ≤ {worst:.0%} of its "
-        f'{DEADLINE_TIMEOUT} s timeout; logs "handed over to a continuation" (INFO)'
+        f"{DEADLINE_TIMEOUT} s timeout; each continuation decompresses from byte 0 and drops the bytes before "
+        'its checkpoint (single gzip member); logs "handed over to a continuation" (INFO)'
     )
     fault = f"object needing ~{invocations} x the {DEADLINE_TIMEOUT} s timeout (intake answers in 0.1 s), queue set"
     record("deadline continuation", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def drain_continuations(
+    sqs: Any, queue: str, clock: Clock, settings: Any, tally: Tally, failures: bool = False
+) -> list[dict[str, Any]]:
+    """Run every continuation message until the queue is empty; their bodies' continuation fields.
+
+    Unless `failures`, each must succeed; a failed one is deleted too (as a DLQ would take it).
+    """
+    bodies = []
+    for _ in range(30):
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(orjson.loads(message["Body"])[continuation.MESSAGE_KEY])
+            answer, error, _ = invoke(clock, sqs_event(message["Body"]), settings, DEADLINE_TIMEOUT, tally)
+            assert error is None and (failures or answer == {"batchItemFailures": []}), answer
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    pytest.fail("the continuations did not finish the object")
+
+
+def audit_lines(count: int) -> list[str]:
+    """EKS-audit-like JSON lines, each unique, with a blank line now and then."""
+    lines = []
+    for n in range(count):
+        lines.append(
+            orjson.dumps(
+                {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": f"audit-{n:06d}", "verb": "get"}
+            ).decode()
+        )
+        if n % 97 == 0:
+            lines.append("")
+    return lines
+
+
+LINES_PER_MEMBER = 100
+
+
+@pytest.mark.parametrize("encoding", ["gzip members", "uncompressed"])
+def test_deadline_continuations_resume_with_a_ranged_get(
+    s3: Any, moto_endpoint: str, slow_intake: LocalIntake, bucket: str, caplog: Any, encoding: str
+) -> None:
+    lines = audit_lines(5000)
+    text = [("\n".join(lines[at : at + LINES_PER_MEMBER]) + "\n").encode() for at in range(0, len(lines), 100)]
+    body = b"".join(gzip.compress(part) for part in text) if encoding == "gzip members" else b"".join(text)
+    key = f"eks/audit/{encoding.replace(' ', '-')}.log"
+    put(s3, bucket, key, body, compress=False)
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
+    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    env = {**DEADLINE_ENV, "FORWARDER_READ_CHUNK_BYTES": "4096", "FORWARDER_CONTINUATION_QUEUE_URL": queue}
+    settings = settings_for(slow_intake.url, **env)
+    clock, tally = Clock(), Tally()
+
+    with S3Reads(handler._client("s3")) as reads:
+        result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
+        assert error is None and result["skipped"] == {"continued_later": 1}
+        bodies = drain_continuations(sqs, queue, clock, settings, tally)
+
+    accounting = Accounting(line_ids(bucket, key, lines), received_ids(slow_intake))
+    assert len(accounting.accepted) == len(accounting.expected) and accounting.duplicated == 0
+    invocations = len(clock.runs)
+    assert invocations >= 3 and max(taken / timeout for taken, timeout in clock.runs) < 1.0, clock.runs
+    offsets = [body["checkpoint"]["offset"] for body in bodies]
+    assert [get[0] for get in reads.gets] == [None] + [f"bytes={offset}-" for offset in offsets]
+    if encoding == "gzip members":  # each continuation starts at the member holding its next line
+        starts = {sum(len(gzip.compress(part)) for part in text[:index]) for index in range(len(text))}
+        assert set(offsets) <= starts and all(body["checkpoint"]["skip_bytes"] > 0 for body in bodies)
+    else:  # at the exact byte where the next line starts
+        assert all(body["checkpoint"]["skip_bytes"] == 0 for body in bodies)
+        assert all(body[offset - 1 : offset] == b"\n" for offset in offsets)
+    # Read-ahead (4 KiB chunks, the batches in flight) and one member per continuation are read twice.
+    assert reads.total < 1.5 * len(body), (reads.total, len(body))
+    rereading = len(body) + sum(offsets)  # the least a continuation starting over would have read
+    note = (
+        f"{invocations} invocations; S3 served {reads.total / 1000:.0f} kB for the {len(body) / 1000:.0f} kB object "
+        f"over {len(reads.gets)} GETs, {len(reads.gets) - 1} of them ranged (starting over each time: "
+        f"≥ {rereading / 1000:.0f} kB); no event read twice"
+    )
+    fault = f"{encoding} EKS audit lines needing ~{invocations} x the {DEADLINE_TIMEOUT} s timeout, queue set"
+    record(f"deadline ranged {encoding}", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def test_continuation_of_a_replaced_object_fails_its_message_clearly(
+    s3: Any, moto_endpoint: str, slow_intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    lines = audit_lines(3000)
+    key = "eks/audit/replaced.log"
+    put(s3, bucket, key, ("\n".join(lines) + "\n").encode(), compress=False)
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
+    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    settings = settings_for(slow_intake.url, **DEADLINE_ENV, FORWARDER_CONTINUATION_QUEUE_URL=queue)
+    clock, tally = Clock(), Tally()
+
+    result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
+    assert error is None and result["skipped"] == {"continued_later": 1}
+    handled = tally.total("delivered")
+    put(s3, bucket, key, b'{"kind":"Event","auditID":"the-new-object"}\n', compress=False)  # its own notification
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"]
+    answer, error, _ = invoke(clock, sqs_event(messages[0]["Body"]), settings, DEADLINE_TIMEOUT, tally)
+
+    assert error is None and answer == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    problem = next(line for line in tally.problems if "replaced" in line)
+    assert problem.startswith(f"s3://{bucket}/{key}: the object was replaced since an earlier invocation read it")
+    assert re.search(r"\(at byte [1-9]\d*\)$", problem), problem
+    expected = line_ids(bucket, key, lines)
+    accounting = Accounting(expected, received_ids(slow_intake), reported=expected)
+    assert len(accounting.accepted) == handled and accounting.duplicated == 0
+    note = (
+        "the continuation reads with IfMatch on the ETag the first invocation read; S3 answers 412 and the "
+        "message fails (to the DLQ after its retries): `s3://BUCKET/KEY: the object was replaced since an earlier "
+        "invocation read it … (at byte N)`; the events left were in the old object only"
+    )
+    fault = "object overwritten between an invocation and its continuation"
+    record("continuation replaced object", fault, accounting, clock, tally, caplog.records, error=answer, note=note)
 
 
 def test_deadline_without_a_queue_fails_before_the_deadline(
@@ -538,6 +651,13 @@ def test_deadline_without_a_queue_fails_before_the_deadline(
     record("deadline no queue", fault, accounting, clock, tally, caplog.records, error=error, note=note)
 
 
+def after_record(recs: list[dict[str, Any]], count: int) -> Checkpoint:
+    """The checkpoint just past record `count - 1` of `trail(recs)` gzipped as one member."""
+    end = len(b'{"Records":[') + sum(len(orjson.dumps(record)) for record in recs[:count]) + count - 1
+    assert trail(recs)[end - 1 : end + 1] == b"},"
+    return Checkpoint(0, end, end, count, "cloudtrail", "gzip")
+
+
 class _SlowBody:
     """A raw HTTP body that arrives slowly: `delay` seconds per read."""
 
@@ -554,8 +674,9 @@ class _SlowBody:
         self._raw.close()
 
 
+@pytest.mark.parametrize("message", ["count only", "checkpoint"])
 def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
-    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any, message: str
 ) -> None:
     recs = records("reread", 20000)
     key = put_trail(s3, bucket, "reread", recs)  # ~250 kB gzip; read at ~100 kB/s below: ~2.4 s
@@ -572,7 +693,8 @@ def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
     client.meta.events.register("after-call.s3.GetObject", slow_body, unique_id="fault-matrix-slow")
     clock = Clock()
     try:
-        body = continuation.message_body(S3Object(bucket, key), resume_at=19000)
+        checkpoint = None if message == "count only" else after_record(recs, 19000)
+        body = continuation.message_body(S3Object(bucket, key), resume_at=19000, checkpoint=checkpoint)
         answer, _, tally = invoke(clock, sqs_event(body), settings, DEADLINE_TIMEOUT)
     finally:
         client.meta.events.unregister("after-call.s3.GetObject", unique_id="fault-matrix-slow")
@@ -580,12 +702,21 @@ def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
     (taken, timeout), *_ = clock.runs
     rest = event_ids(recs[19000:])
     accounting = Accounting(rest, received_ids(intake), reported=rest)  # what was not sent is in the next message
+    problem = next(line for line in tally.problems if "deadline came" in line)
+    reached = "event" if checkpoint is None else "decompressed byte"
+    assert problem.startswith(f"s3://{bucket}/{key}: ") and f"(at {reached} " in problem, problem
     note = (
         f"the continuation stopped after {taken:.2f} s of its {timeout} s timeout and failed its message, "
-        "naming the object and the event reached; re-reading the start of an object is bounded by the timeout"
+        f"naming the object and the {reached} reached; re-reading the start of an object is bounded by the timeout"
     )
-    fault = "continuation at event 19000 of 20000, S3 read ~100 kB/s (re-reading the start takes ~2.4 s)"
-    record("reread prefix", fault, accounting, clock, tally, caplog.records, error=answer, note=note)
+    how = (
+        "a message without a checkpoint (skips 19000 records)"
+        if checkpoint is None
+        else f"checkpoint at offset 0 dropping {checkpoint.skip_bytes / 1e6:.1f} MB decompressed"
+    )
+    fault = f"continuation at event 19000 of 20000, {how}, S3 read ~100 kB/s (re-reading the start takes ~2.4 s)"
+    name = "reread prefix" if message == "count only" else "reread prefix, checkpoint"
+    record(name, fault, accounting, clock, tally, caplog.records, error=answer, note=note)
     assert taken < timeout, f"the continuation took {taken:.2f} s of its {timeout} s"
 
 

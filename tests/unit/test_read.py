@@ -16,8 +16,8 @@ import urllib3.exceptions
 import zstandard
 
 from forwarder.errors import InputError
-from forwarder.model import LogBatch, LogEvent, S3Object, Skip
-from forwarder.read import PIECE_BYTES, decode_awslogs, decompress, open_object
+from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
+from forwarder.read import PIECE_BYTES, Tracker, decode_awslogs, decompress, open_object
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CLOUDWATCH = FIXTURES / "envelopes" / "cloudwatch-logs"
@@ -141,6 +141,24 @@ def test_trailing_garbage_names_its_offset(data: bytes, kind: str, garbage: byte
     assert f"trailing data after the {kind} stream" in error.reason
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "gzip_many_members", "zstd_multi_frame", "zlib", "plain"])
+def test_tracker_records_where_each_member_starts(encoding: str) -> None:
+    tracker = Tracker()
+    assert b"".join(decompress(chunked(ENCODINGS[encoding], 333), ORIGIN, tracker)) == PAYLOAD
+    assert tracker.codec == encoding.split("_")[0]
+    if encoding == "plain":
+        assert not tracker.boundaries and tracker.locate(1234) == (1234, 0)
+        return
+    parts = {"gzip_many_members": chunked(PAYLOAD, 1000), "zstd_multi_frame": [PAYLOAD[:HALF], PAYLOAD[HALF:]]}
+    compress = zstd if encoding.startswith("zstd") else zlib.compress if encoding == "zlib" else gzip.compress
+    expected, compressed, decompressed = [], 0, 0
+    for part in parts.get(encoding, [PAYLOAD]):
+        expected.append((compressed, decompressed))
+        compressed += len(compress(part))
+        decompressed += len(part)
+    assert list(tracker.boundaries) == expected
+
+
 def test_plain_text_passes_through_unchanged() -> None:
     chunks = [b"x", b"yz\n", b"{}"]
     assert list(decompress(chunks, ORIGIN)) == [b"xyz\n", b"{}"]
@@ -183,6 +201,49 @@ class TestOpenObject:
         assert "ProtocolError" in caught.value.reason
         assert body.closed
 
+    def test_checkpoint_reads_from_its_offset_pinned_to_the_etag_read_first(self, s3: Any) -> None:
+        s3.create_bucket(Bucket="read-ranged")
+        body = gzip.compress(PAYLOAD[:HALF]) + gzip.compress(PAYLOAD[HALF:])
+        etag = s3.put_object(Bucket="read-ranged", Key="k", Body=body)["ETag"]
+        first = Tracker()
+        assert b"".join(open_object(s3, S3Object("read-ranged", "k"), 1000, first)) == body
+        assert first.etag == etag
+        offset = len(gzip.compress(PAYLOAD[:HALF]))
+        checkpoint = Checkpoint(offset, 0, HALF, 200, "lines", "gzip", first.etag)
+        resumed = S3Object("read-ranged", "k", resume_at=200, checkpoint=checkpoint)
+        assert b"".join(open_object(s3, resumed, 1000, Tracker(checkpoint))) == body[offset:]
+
+    def test_replaced_object_is_an_input_error_saying_so(self, s3: Any) -> None:
+        s3.create_bucket(Bucket="read-replaced")
+        etag = s3.put_object(Bucket="read-replaced", Key="k", Body=b"old\n" * 100)["ETag"]
+        s3.put_object(Bucket="read-replaced", Key="k", Body=b"new\n" * 100)
+        checkpoint = Checkpoint(40, 0, 40, 10, "lines", "plain", etag)
+        with pytest.raises(InputError) as caught:
+            list(open_object(s3, S3Object("read-replaced", "k", resume_at=10, checkpoint=checkpoint), 1024))
+        assert caught.value.position == "byte 40"
+        assert "replaced since an earlier invocation read it" in caught.value.reason and etag in caught.value.reason
+
+    @pytest.mark.parametrize(
+        ("obj", "expected"),
+        [
+            (S3Object("b", "k", etag="e1"), {}),  # a first read takes the object as it is
+            (S3Object("b", "k", etag="e1", resume_at=5), {"IfMatch": '"e1"'}),  # an older continuation message
+            (
+                S3Object("b", "k", etag="e1", resume_at=5, checkpoint=Checkpoint(9, 0, 9, 6, "lines", "plain", '"r"')),
+                {"IfMatch": '"r"', "Range": "bytes=9-"},
+            ),
+            (
+                S3Object("b", "k", "v1", resume_at=5, checkpoint=Checkpoint(0, 9, 9, 6, "lines", "gzip", '"r"')),
+                {"VersionId": "v1"},  # a version is pinned already; offset 0 needs no range
+            ),
+        ],
+        ids=["first-read", "count-only", "checkpoint", "versioned"],
+    )
+    def test_request_pins_and_ranges_only_continuations(self, obj: S3Object, expected: dict[str, str]) -> None:
+        fake = FakeS3(FakeBody([b"abc"]))
+        list(open_object(fake, obj, 4))
+        assert fake.requests == [{"Bucket": "b", "Key": "k", **expected}]
+
     def test_body_closed_when_reader_stops_early(self) -> None:
         body = FakeBody([b"abc", b"def"])
         reader = open_object(FakeS3(body), S3Object("b", "k"), 4)
@@ -212,8 +273,10 @@ class FakeBody:
 class FakeS3:
     def __init__(self, body: FakeBody) -> None:
         self.body = body
+        self.requests: list[dict[str, str]] = []
 
     def get_object(self, **request: str) -> dict[str, Any]:
+        self.requests.append(request)
         return {"Body": self.body}
 
 

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from forwarder import continuation
 from forwarder.errors import UnsupportedEvent
-from forwarder.model import AwsLogs, Invocation, Message, Replay, S3Object, Skip
+from forwarder.model import AwsLogs, Checkpoint, Invocation, Message, Replay, S3Object, Skip
 from forwarder.triggers import parse_event
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "envelopes"
@@ -401,6 +402,66 @@ def test_continuation_message_resumes_the_object_it_names() -> None:
 def test_malformed_continuation_fails_only_its_message(fields: object) -> None:
     message = parse_event(sqs_event_with(json.dumps({"forwarder_continuation": fields}))).messages[0]
     assert message.error and "continuation" in message.error
+
+
+CHECKPOINT = {
+    "offset": 4096,
+    "skip_bytes": 10,
+    "decompressed": 50000,
+    "position": 2048,
+    "format": "cloudtrail",
+    "codec": "gzip",
+    "etag": '"e1"',
+}
+
+
+def test_continuation_message_carries_its_checkpoint() -> None:
+    checkpoint = Checkpoint(4096, 10, 50000, 2048, "cloudtrail", "gzip", '"e1"')
+    body = continuation.message_body(S3Object("b", "k", etag="e1"), 2048, checkpoint)
+    assert orjson.loads(body)["forwarder_continuation"]["checkpoint"] == CHECKPOINT
+    (item,) = parse_event(sqs_event_with(body)).messages[0].items
+    assert item == S3Object("b", "k", etag="e1", resume_at=2048, checkpoint=checkpoint)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "text",
+        {"offset": -1},
+        {"skip_bytes": "10"},
+        {"decompressed": 1.5},
+        {"position": True},
+        {"position": 0},
+        {"position": 2047},  # a CloudTrail checkpoint counts the records handled: it must match resume_at
+        {"format": "digest"},
+        {"codec": "brotli"},
+        {"etag": 7},
+        {"skip_bytes": 60000},  # more to drop than the resume point's own offset
+        {"codec": "plain"},  # an uncompressed object's checkpoint is its exact byte, nothing dropped
+        {"format": None},
+    ],
+    ids=repr,
+)
+def test_malformed_checkpoint_fails_only_its_message(change: object) -> None:
+    checkpoint = {**CHECKPOINT, **change} if isinstance(change, dict) else change
+    fields = {"bucket": "b", "key": "k", "resume_at": 2048, "checkpoint": checkpoint}
+    good = continuation.message_body(S3Object("b", "other"), 3)
+    event = {
+        "Records": [
+            {"eventSource": "aws:sqs", "messageId": "bad", "body": json.dumps({"forwarder_continuation": fields})},
+            {"eventSource": "aws:sqs", "messageId": "good", "body": good},
+        ]
+    }
+    bad, fine = parse_event(event).messages
+    assert bad.error and "continuation message is malformed" in bad.error and not bad.items
+    assert fine.error is None and fine.items == (S3Object("b", "other", resume_at=3),)
+
+
+def test_missing_checkpoint_field_fails_its_message() -> None:
+    fields = {"bucket": "b", "key": "k", "resume_at": 2048, "checkpoint": {**CHECKPOINT}}
+    del fields["checkpoint"]["codec"]  # type: ignore[attr-defined]
+    message = parse_event(sqs_event_with(json.dumps({"forwarder_continuation": fields}))).messages[0]
+    assert message.error and "codec" in message.error
 
 
 def sqs_event_with(body: str) -> dict[str, object]:
