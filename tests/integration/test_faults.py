@@ -77,10 +77,10 @@ def measured_table() -> Iterator[None]:
         write_matrix(Path(out), ROWS)
 
 
-@pytest.fixture
-def intake() -> Iterator[LocalIntake]:
-    with LocalIntake(api_key=API_KEY) as server:
-        yield server
+def continuation_queue(moto_endpoint: str) -> tuple[Any, str]:
+    """An SQS client and a fresh queue for continuation messages."""
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
+    return sqs, sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
 
 
 @pytest.fixture
@@ -483,8 +483,7 @@ def test_deadline_hands_the_rest_to_continuations(
 ) -> None:
     recs = records("cont", 4000)
     key = put_trail(s3, bucket, "continued", recs)
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
-    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    sqs, queue = continuation_queue(moto_endpoint)
     settings = settings_for(slow_intake.url, **DEADLINE_ENV, FORWARDER_CONTINUATION_QUEUE_URL=queue)
     clock, tally = Clock(), Tally()
 
@@ -558,8 +557,7 @@ def test_deadline_continuations_resume_with_a_ranged_get(
     body = b"".join(gzip.compress(part) for part in text) if encoding == "gzip members" else b"".join(text)
     key = f"eks/audit/{encoding.replace(' ', '-')}.log"
     put(s3, bucket, key, body, compress=False)
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
-    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    sqs, queue = continuation_queue(moto_endpoint)
     env = {**DEADLINE_ENV, "FORWARDER_READ_CHUNK_BYTES": "4096", "FORWARDER_CONTINUATION_QUEUE_URL": queue}
     settings = settings_for(slow_intake.url, **env)
     clock, tally = Clock(), Tally()
@@ -599,8 +597,7 @@ def test_continuation_of_a_replaced_object_fails_its_message_clearly(
     lines = audit_lines(3000)
     key = "eks/audit/replaced.log"
     put(s3, bucket, key, ("\n".join(lines) + "\n").encode(), compress=False)
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
-    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    sqs, queue = continuation_queue(moto_endpoint)
     settings = settings_for(slow_intake.url, **DEADLINE_ENV, FORWARDER_CONTINUATION_QUEUE_URL=queue)
     clock, tally = Clock(), Tally()
 
@@ -680,8 +677,7 @@ def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
 ) -> None:
     recs = records("reread", 20000)
     key = put_trail(s3, bucket, "reread", recs)  # ~250 kB gzip; read at ~100 kB/s below: ~2.4 s
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
-    queue = sqs.create_queue(QueueName=f"continuation-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    _, queue = continuation_queue(moto_endpoint)
     env = {**DEADLINE_ENV, "FORWARDER_READ_CHUNK_BYTES": "4096", "FORWARDER_CONTINUATION_QUEUE_URL": queue}
     settings = settings_for(intake.url, **env)
     client = handler._client("s3")
