@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +41,12 @@ RESERVED = frozenset(
     | {"original_fields", "forwarder"}
 )
 TIME_FIELDS = ("eventTime", "stageTimestamp", "requestReceivedTimestamp", "timestamp")
+# Kubernetes audit events have no eventTime; their own time is when the stage was reached.
 SMALL_FIELD_BYTES = 1024
+
+AUDIT_TIME_FIELDS = ("stageTimestamp", "requestReceivedTimestamp", "timestamp")
+_STAGE_KEY = '"stageTimestamp"'
+_WHOLE_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class Enricher:
         self._prefix = orjson.dumps(self._meta)[:-1]
         self._entry_max = settings.entry_max_bytes
         self._owner = owner
-        self._parse_messages = source.ddsource == "kubernetes.audit"
+        self._audit = source.ddsource == "kubernetes.audit"
 
     def entry(self, raw: RawEvent) -> Entry:
         event_id = self._event_id(raw)
@@ -144,17 +150,34 @@ class Enricher:
 
     def _text(self, message: str, container_ms: int | None, event_id: str) -> bytes:
         timestamp = self._message_time(message) or container_ms
-        return self._head(timestamp, event_id) + b',"message":' + orjson.dumps(message) + b"}"
+        if timestamp is None:
+            return b'%b,"forwarder":{"id":%b},"message":%b}' % (
+                self._prefix,
+                orjson.dumps(event_id),
+                orjson.dumps(message),
+            )
+        return b'%b,"timestamp":%d,"forwarder":{"id":%b},"message":%b}' % (
+            self._prefix,
+            timestamp,
+            orjson.dumps(event_id),
+            orjson.dumps(message),
+        )
 
     def _message_time(self, message: str) -> int | None:
         """JSON lines (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON."""
-        if not (self._parse_messages or message.startswith("{")):
+        if self._audit:
+            stamped = _stage_time(message)
+            if stamped is not None:
+                return stamped
+        elif not message.startswith("{"):
             return None
         try:
             fields = orjson.loads(message)
         except orjson.JSONDecodeError:
             return None
-        return _event_time(fields) if isinstance(fields, dict) else None
+        if not isinstance(fields, dict):
+            return None
+        return _event_time(fields, AUDIT_TIME_FIELDS if self._audit else TIME_FIELDS)
 
     def _truncated(self, raw: RawEvent, original_bytes: int, event_id: str) -> bytes:
         head = dict(self._meta)
@@ -186,8 +209,28 @@ def _fit_message(head: dict[str, Any], text: str, limit: int) -> bytes:
         cut = cut[: max(0, int(len(cut) * limit / len(body)) - 64)]
 
 
-def _event_time(fields: dict[str, Any]) -> int | None:
-    for name in TIME_FIELDS:
+def _stage_time(message: str) -> int | None:
+    """The time of an audit event's top-level `stageTimestamp`, parsing only the message's tail.
+
+    The tail from the key's quote to the end, with a `{` in front, is a JSON object exactly when the
+    key sits at the top level (a deeper one leaves brackets to close), and a quote after a backslash
+    is inside a string. The last literal key starts the tail, and the last of duplicate keys wins, as
+    in a full parse. None means "do the full parse". A message that is not JSON before the key still
+    gets the time its tail names, where a full parse would fail and leave CloudWatch's time.
+    """
+    at = message.rfind(_STAGE_KEY)  # the last one: API servers write it near the end
+    if at < 1 or message[0] != "{" or message[at - 1] == "\\":
+        return None
+    try:
+        tail = orjson.loads("{" + message[at:])
+    except orjson.JSONDecodeError:
+        return None
+    value = tail.get("stageTimestamp")
+    return _iso_ms(value) if isinstance(value, str) else None
+
+
+def _event_time(fields: dict[str, Any], names: tuple[str, ...] = TIME_FIELDS) -> int | None:
+    for name in names:
         value = fields.get(name)
         if isinstance(value, str):
             parsed = _iso_ms(value)
@@ -196,8 +239,37 @@ def _event_time(fields: dict[str, Any]) -> int | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
 def _iso_ms(text: str) -> int | None:
+    """Epoch milliseconds of an ISO 8601 time, as `_parse_iso_ms` computes them.
+
+    `YYYY-MM-DDTHH:MM:SS.ffffffZ` (EKS audit's form, 3 or 6 digits) is computed from its cached whole
+    second with the same float arithmetic `datetime.timestamp()` does, so the fraction does not
+    defeat the cache; everything else goes to the cached parse.
+    """
+    if len(text) in (24, 27) and text[19] == "." and text[-1] == "Z":
+        fraction = text[20:-1]
+        if fraction.isascii() and fraction.isdigit():
+            seconds = _whole_second(text[:19])
+            if seconds is not None:
+                micros = int(fraction) * (1000 if len(fraction) == 3 else 1)
+                return int((seconds * 1_000_000 + micros) / 1_000_000 * 1000)
+    return _parse_iso_ms(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_second(text: str) -> int | None:
+    """Epoch seconds of `YYYY-MM-DDTHH:MM:SS` taken as UTC; None if it is not one."""
+    if _WHOLE_SECOND.fullmatch(text) is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return int(moment.replace(tzinfo=UTC).timestamp())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_iso_ms(text: str) -> int | None:
     """Cached: CloudTrail's eventTime has second precision, so the records of one file share a few values."""
     try:
         moment = datetime.fromisoformat(text)

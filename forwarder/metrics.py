@@ -77,9 +77,13 @@ def publish(tally: Tally, service: str) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
     metrics = Metrics(namespace=NAMESPACE, service=service)
+    # Powertools keeps metrics at class level and does not clear them when metrics are disabled:
+    # start clean so a warm container neither grows nor reports an earlier invocation's counts.
+    metrics.clear_metrics()
     metrics.add_metric(name="EventsRead", unit=MetricUnit.Count, value=tally.events_read)
     for outcome in OUTCOMES:
         metrics.add_metric(name=f"Events{outcome.title()}", unit=MetricUnit.Count, value=tally.total(outcome))
     metrics.add_metric(name="ItemsSkipped", unit=MetricUnit.Count, value=sum(tally.skipped.values()))
     metrics.add_metric(name="InputErrors", unit=MetricUnit.Count, value=tally.input_errors)
     metrics.flush_metrics()
+    metrics.clear_metrics()

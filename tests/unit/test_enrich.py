@@ -1,6 +1,13 @@
+import json
+import random
+from datetime import UTC, datetime
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from forwarder import enrich
 from forwarder.enrich import RESERVED, Enricher, Invoker
 from forwarder.model import LogBatch, RawEvent, S3Object, Source
 from forwarder.settings import Settings
@@ -121,3 +128,116 @@ def test_event_ids_are_deterministic_and_prefer_the_events_own() -> None:
     assert first == again != other and len(first) == 32
     cloudwatch = enricher().entry(RawEvent(0, message="m", event_id="3600000000000000000000000000"))
     assert orjson.loads(cloudwatch.body)["forwarder"]["id"] == "3600000000000000000000000000"
+
+
+# The time of a JSON message: a shortcut for a top-level "stageTimestamp" (EKS audit) must give
+# exactly what parsing the whole message gives, whatever the message holds.
+
+AUDIT_BATCH = LogBatch("123456789012", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), ())
+AUDIT_SOURCE = Source("kubernetes.audit", "kubernetes.audit", AUDIT_BATCH.log_group)
+TIME_KEYS = ["eventTime", "stageTimestamp", "requestReceivedTimestamp", "timestamp"]
+TIMES = [
+    "2024-12-04T12:00:00.123456Z",
+    "2024-12-04T12:00:01.5Z",
+    "2024-12-04T12:00:02Z",
+    "not a time",
+    "1970-01-01T00:00:00.000Z",
+]
+
+
+def full_parse_time(message: str) -> int | None:
+    """The reference: parse everything, then the first audit time field that is a time."""
+    try:
+        fields = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    return enrich._event_time(fields, enrich.AUDIT_TIME_FIELDS) if isinstance(fields, dict) else None
+
+
+def escaped(text: str, rng: random.Random) -> str:
+    """The same JSON with a letter of every time key `\\u`-escaped: the same value once parsed."""
+    for key in ("eventTime", "stageTimestamp"):
+        at = rng.randrange(len(key))
+        text = text.replace(key, f"{key[:at]}\\u{ord(key[at]):04x}{key[at + 1 :]}")
+    return text
+
+
+json_leaf = st.one_of(
+    st.none(),
+    st.integers(-(2**53), 2**53),
+    st.sampled_from(TIMES),
+    st.sampled_from(['"stageTimestamp":"', '\\"', "}", "{"]),
+    st.text(),
+)
+json_keys = st.one_of(st.sampled_from([*TIME_KEYS, 'x"stageTimestamp', "a"]), st.text(max_size=5))
+json_trees = st.recursive(
+    json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_keys, inner, max_size=4), max_leaves=10
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=st.dictionaries(json_keys, json_trees, max_size=6),
+    stage=st.one_of(st.none(), st.sampled_from(TIMES)),
+    at_end=st.booleans(),
+    style=st.sampled_from(["orjson", "ascii", "spaced", "escaped"]),
+    seed=st.integers(0, 1000),
+)
+def test_stage_timestamp_shortcut_matches_a_full_parse(
+    fields: dict, stage: str | None, at_end: bool, style: str, seed: int
+) -> None:
+    message = dict(fields)
+    if stage is not None:
+        message.pop("stageTimestamp", None)
+        message = {**message, "stageTimestamp": stage} if at_end else {"stageTimestamp": stage, **message}
+    if style == "orjson":
+        text = orjson.dumps(message).decode()
+    elif style == "spaced":
+        text = json.dumps(message, indent=1, ensure_ascii=False)
+    else:
+        text = json.dumps(message)
+    if style == "escaped":
+        text = escaped(text, random.Random(seed))
+    assert enricher(AUDIT_SOURCE, container=AUDIT_BATCH)._message_time(text) == full_parse_time(text)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"a":{"stageTimestamp":"2024-12-04T12:00:00.1Z"},"requestReceivedTimestamp":"2024-12-04T12:00:09Z"}',
+        '{"stageTimestamp":"2024-12-04T12:00:00.1Z","a":{"stageTimestamp":"2024-12-04T12:00:05Z"}}',
+        '{"x\\"stageTimestamp":"2024-12-04T12:00:00.1Z","timestamp":"2024-12-04T12:00:09Z"}',
+        '{"eventTime":"2024-12-04T12:00:09Z","stageTimestamp":"2024-12-04T12:00:00.1Z"}',
+        '{"stageTimestamp":"2024-12-04T12:00:00.1Z","even\\u0074Time":"2024-12-04T12:00:09Z"}',
+        '{"even\\u0074Time":"2024-12-04T12:00:09Z","stageTimestamp":"2024-12-04T12:00:00.1Z"}',
+        '{"stageTimestamp":"2024-12-04T12:00:00.1Z","stageTimestamp":"2024-12-04T12:00:03Z"}',
+        '{"stageTimestamp":"2024-12-04T12:00:00.1Z","stage\\u0054imestamp":"2024-12-04T12:00:03Z"}',
+        '{"stageTimestamp":"soon","requestReceivedTimestamp":"2024-12-04T12:00:09Z"}',
+        '{"stageTimestamp":["2024-12-04T12:00:00Z"]}',
+        '["stageTimestamp","2024-12-04T12:00:00Z"]',
+    ],
+)
+def test_stage_timestamp_shortcut_on_hostile_messages(message: str) -> None:
+    assert enricher(AUDIT_SOURCE, container=AUDIT_BATCH)._message_time(message) == full_parse_time(message)
+
+
+def test_a_message_that_is_not_json_before_its_top_level_stage_timestamp_still_gets_it() -> None:
+    """The one place the shortcut differs from a full parse, on purpose: it does not validate the head."""
+    message = '{"user": oops, "stageTimestamp":"2024-12-04T12:00:00.250Z"}'
+    assert full_parse_time(message) is None
+    assert enricher(AUDIT_SOURCE, container=AUDIT_BATCH)._message_time(message) == 1733313600250
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    digits=st.sampled_from([0, 1, 3, 6]),
+    suffix=st.sampled_from(["Z", "+00:00", ""]),
+)
+def test_iso_ms_shortcut_matches_datetime(moment: datetime, digits: int, suffix: str) -> None:
+    text = (
+        moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{moment.microsecond:06d}"[: digits + 1] if digits else "") + suffix
+    )
+    parsed = datetime.fromisoformat(text)
+    expected = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+    assert enrich._iso_ms(text) == expected
