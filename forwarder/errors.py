@@ -9,6 +9,11 @@ ForwarderError
 
 from __future__ import annotations
 
+REREAD_TOO_SLOW = (
+    "the deadline came while reading past what an earlier invocation handled: "
+    "re-reading the object's start takes longer than the function's timeout"
+)
+
 
 class ForwarderError(Exception):
     """Base class of every error the forwarder raises on purpose."""

@@ -20,7 +20,14 @@ from aws_lambda_powertools import Logger
 from forwarder import continuation, read, sources, split, triggers
 from forwarder.batch import batches
 from forwarder.enrich import Enricher, Invoker
-from forwarder.errors import ConfigError, DeliveryError, IncompleteInvocation, InputError, StoreError
+from forwarder.errors import (
+    REREAD_TOO_SLOW,
+    ConfigError,
+    DeliveryError,
+    IncompleteInvocation,
+    InputError,
+    StoreError,
+)
 from forwarder.idempotency import ObjectGuard, Verdict
 from forwarder.intake.datadog import DatadogIntake, deliver
 from forwarder.metrics import Label, Tally, publish
@@ -70,7 +77,7 @@ class Run:
     tally: Tally
 
     def intake(self) -> DatadogIntake:
-        return _intake(self.settings, self.settings.resolve_api_key())
+        return _INTAKE.client(self.settings, self.settings.resolve_api_key())
 
     def store(self) -> FailureStore | None:
         if not self.settings.store_failed_events:
@@ -102,12 +109,16 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
     guard = _guard(settings)
     if guard is not None:
         guard.register(context)
-    failed_messages = forward(invocation, run, guard)
-    summary = {**run.tally.summary(), "failed_messages": len(failed_messages)}
-    logger.info("invocation summary", extra=summary)
-    if not run.tally.balanced():
-        logger.error("tally does not balance: an event has no outcome", extra=summary)
-    publish(run.tally, settings.function_name)
+    failed_messages: set[int] = set()
+    try:
+        failed_messages = forward(invocation, run, guard)
+        if not run.tally.balanced():
+            run.tally.note_problem("an event read has no outcome (a bug): every message fails so AWS retries it")
+            failed_messages = set(range(len(invocation.messages)))
+    finally:
+        summary = {**run.tally.summary(), "failed_messages": len(failed_messages)}
+        logger.info("invocation summary", extra=summary)
+        publish(run.tally, settings.function_name)
     if invocation.from_sqs:
         ids = [invocation.messages[index].message_id for index in sorted(failed_messages)]
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in ids]}
@@ -121,18 +132,36 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
 
 
 def forward(invocation: Invocation, run: Run, guard: ObjectGuard | None = None) -> set[int]:
-    """Run every work item of the invocation through the pipeline; the indexes of failed messages."""
+    """Run every work item of the invocation through the pipeline; the indexes of failed messages.
+
+    The intake client (and so the API key) is resolved before anything is read: a missing key is
+    one clear error, not a failure per object. Anything unexpected fails only its own work item.
+    """
     failed = _unreadable_messages(invocation, run.tally)
-    for unit in _units(invocation, run.tally):
-        if isinstance(unit.item, Replay):
-            replay(run)
-        elif guard is not None and isinstance(unit.item, S3Object) and not unit.trigger.endswith("continuation"):
-            _forward_once(unit, run, guard)
-        else:
-            _forward_unit(unit, run)
+    units = _units(invocation, run.tally)
+    if units:
+        run.intake()
+    for unit in units:
+        try:
+            if isinstance(unit.item, Replay):
+                replay(run)
+            elif guard is not None and isinstance(unit.item, S3Object) and not unit.trigger.endswith("continuation"):
+                _forward_once(unit, run, guard)
+            else:
+                _forward_unit(unit, run)
+        except Exception as exc:  # a bug or an unforeseen failure: fail this item, keep the others going
+            unit.failed = True
+            run.tally.note_problem(f"{_describe(unit.item)}: {type(exc).__name__}: {exc}")
+            logger.exception("work item failed", extra={"item": _describe(unit.item), "trigger": unit.trigger})
         if unit.failed:
             failed.add(unit.message)
     return failed
+
+
+def _describe(item: WorkItem) -> str:
+    if isinstance(item, S3Object):
+        return item.origin
+    return "replay" if isinstance(item, Replay) else "CloudWatch Logs payload"
 
 
 def _forward_once(unit: Unit, run: Run, guard: ObjectGuard) -> None:
@@ -234,6 +263,7 @@ def _open(
         chunks = read.discard(chunks, tracker, item.origin, run.time_to_stop)
     kind, events = split.split_object(chunks, item.origin, start=item.checkpoint)
     if kind is split.Format.DIGEST:
+        _close(chunks)  # releases the S3 body now, not at garbage collection
         _skip(run.tally, Skip("cloudtrail_digest", item.origin))
         return None
     source = sources.for_object(item, kind is split.Format.CLOUDTRAIL, run.settings)
@@ -271,10 +301,7 @@ def _entries(
                 if run.time_to_stop():
                     if handled < resume_at:
                         raise InputError(
-                            _origin(container),
-                            f"event {handled} of the {resume_at} already handled",
-                            "the deadline came while reading past the events an earlier invocation handled: "
-                            "re-reading the object's start takes longer than the function's timeout",
+                            container.origin, f"event {handled} of the {resume_at} handled", REREAD_TOO_SLOW
                         )
                     unit.stopped_at = handled
                     unit.checkpoint = start if last is None or progress is None else progress.checkpoint(last)
@@ -289,10 +316,14 @@ def _entries(
         _unreadable(unit, exc, run)
     finally:
         run.tally.count_read(unit.label, max(0, handled - resume_at))
+        _close(events)  # stopping early would leave the S3 body open until garbage collection
 
 
-def _origin(container: S3Object | LogBatch) -> str:
-    return container.origin
+def _close(stream: Iterator[Any]) -> None:
+    """Close a chain of generators (and the S3 body at its root) without waiting for garbage collection."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
 
 
 def _settle(batch: Batch, error: DeliveryError | None, unit: Unit, run: Run) -> None:
@@ -333,11 +364,17 @@ def _hand_over(unit: Unit, run: Run) -> None:
     """Send the rest of an object to the continuation queue, or fail it so AWS retries it."""
     assert unit.stopped_at is not None
     item = unit.item
-    where = f"{getattr(item, 'origin', 'item')} after {unit.stopped_at} events"
     queue = run.settings.continuation_queue_url
-    if not isinstance(item, S3Object) or not queue:
+    if not isinstance(item, S3Object):
         unit.failed = True
-        run.tally.note_problem(f"deadline reached in {where}; set FORWARDER_CONTINUATION_QUEUE_URL to continue")
+        run.tally.note_problem(f"deadline reached in a {_describe(item)} after {unit.stopped_at} events")
+        return
+    if not queue:
+        unit.failed = True
+        run.tally.note_problem(
+            f"deadline reached in {item.origin} after {unit.stopped_at} events; "
+            "set FORWARDER_CONTINUATION_QUEUE_URL to continue"
+        )
         return
     # Stopped before reading anything (the deadline came before the object was opened): where it started.
     checkpoint = unit.checkpoint if unit.checkpoint is not None else item.checkpoint
@@ -355,7 +392,11 @@ def _hand_over(unit: Unit, run: Run) -> None:
 
 
 def replay(run: Run) -> None:
-    """Re-send stored batches; delete each once all its events are accepted, keep what fails again."""
+    """Re-send stored batches; delete each once all its events are accepted, keep what fails again.
+
+    A stored batch that cannot be read or rewritten is reported and left for the next replay; one
+    whose delete fails is sent again then (a duplicate, never a loss).
+    """
     store = run.store()
     if store is None:
         raise ConfigError("a replay needs DD_STORE_FAILED_EVENTS=true and DD_S3_BUCKET_NAME")
@@ -363,27 +404,32 @@ def replay(run: Run) -> None:
     for key in store.stored():
         if run.time_to_stop():
             run.tally.count_skip("replay_left_for_next_run")
-            continue
+            break
         try:
-            stored = store.load(key)
-        except InputError as exc:
+            entries = store.load(key)
+        except (InputError, StoreError) as exc:
             run.tally.input_errors += 1
+            run.tally.note_problem(str(exc))
             logger.error("stored batch not readable", extra={"key": key, "reason": str(exc)})
             continue
-        run.tally.count_read(label, len(stored.entries))
+        run.tally.count_read(label, len(entries))
         again: list[bytes] = []
         last_error: DeliveryError | None = None
-        for batch, error in _deliver(run, iter([Entry(body) for body in stored.entries])):
+        for batch, error in _deliver(run, iter([Entry(body) for body in entries])):
             if error is None:
                 run.tally.count_outcome(label, "delivered", len(batch.entries))
             else:
                 again.extend(entry.body for entry in batch.entries)
                 last_error = error
         run.tally.count_outcome(label, "stored", len(again))
-        if last_error is None:
-            store.delete(key)
-        elif len(again) < len(stored.entries):
-            store.keep(again, last_error, key=key)
+        try:
+            if last_error is None:
+                store.delete(key)
+            elif len(again) < len(entries):
+                store.keep(again, last_error, key=key)
+        except StoreError as exc:
+            run.tally.note_problem(str(exc))
+            logger.error("stored batch not updated", extra={"key": key, "reason": str(exc)})
 
 
 def _guard(settings: Settings) -> ObjectGuard | None:
@@ -399,15 +445,39 @@ def _object_guard(table: str, expiry_seconds: int) -> ObjectGuard:
 
 @functools.cache
 def _client(service: str) -> Any:
-    """One client per service and container; boto3's default chain finds credentials and AWS_ENDPOINT_URL."""
+    """One client per service and container; boto3's default chain finds credentials and AWS_ENDPOINT_URL.
+
+    Timeouts are short so that no S3 read, store write or hand-off blocks past the time the
+    handler keeps for them before the deadline.
+    """
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
     return boto3.client(service, config=config)
 
 
-@functools.lru_cache(maxsize=2)
-def _intake(settings: Settings, api_key: str) -> DatadogIntake:
-    """One intake client (and its kept-alive connections) per container and API key, so a rotated key takes."""
-    return DatadogIntake(settings, api_key)
+class _IntakeSlot:
+    """One intake client per container, kept alive across invocations.
+
+    A new API key (rotation) or new settings replace it, and the old client's connections are closed.
+    """
+
+    def __init__(self) -> None:
+        self._made_for: tuple[Settings, str] | None = None
+        self._client: DatadogIntake | None = None
+
+    def client(self, settings: Settings, api_key: str) -> DatadogIntake:
+        if self._client is None or self._made_for != (settings, api_key):
+            if self._client is not None:
+                self._client.close()
+            self._client = DatadogIntake(settings, api_key)
+            self._made_for = (settings, api_key)
+        return self._client
+
+    @property
+    def built(self) -> bool:
+        return self._client is not None
+
+
+_INTAKE = _IntakeSlot()

@@ -26,7 +26,7 @@ import zstandard
 from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib
 
-from forwarder.errors import InputError
+from forwarder.errors import REREAD_TOO_SLOW, InputError
 from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -38,7 +38,7 @@ ZSTD_FEED_BYTES = 256
 """zstd has no output limit per call, and one 4-byte RLE block expands to 128 KiB: feed it in sips."""
 
 # isal's stubs declare `error` as an instance rather than a class.
-_ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 _TRANSPORT_ERRORS = (BotoCoreError, ClientError, urllib3.exceptions.HTTPError, OSError)
 PLAIN = "plain"
 """The codec name of an uncompressed object, whose every byte is a place to start reading."""
@@ -181,8 +181,7 @@ def discard(
             raise InputError(
                 origin,
                 f"decompressed byte {at} of the {tracker.decompressed + tracker.skip_bytes} to drop",
-                "the deadline came while reading past what an earlier invocation handled: "
-                "re-reading the object's start takes longer than the function's timeout",
+                REREAD_TOO_SLOW,
             )
     yield from stream
 
@@ -199,7 +198,7 @@ def decode_awslogs(data: str) -> LogBatch | Skip:
         raise InputError("awslogs payload", "base64", str(exc)) from exc
     try:
         raw = isal_zlib.decompress(compressed, wbits=47)  # 32 + 15: gzip or zlib header, detected
-    except _ISAL_ERROR as exc:
+    except ISAL_ERROR as exc:
         raise InputError("awslogs payload", "decompress", str(exc)) from exc
     try:
         payload = orjson.loads(raw)
@@ -359,7 +358,7 @@ class _Inflate:
                         self.boundaries.append((self.offset, self.produced))
                 try:
                     data = yield from self._member(stream, data)
-                except (_ISAL_ERROR, zstandard.ZstdError) as exc:
+                except (ISAL_ERROR, zstandard.ZstdError) as exc:
                     raise self._error(f"corrupt {self.codec.kind} data: {exc}") from exc
         if stream is not None and not stream.eof:
             raise self._error(f"truncated {self.codec.kind} stream")

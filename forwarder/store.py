@@ -10,21 +10,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from isal import igzip
 
 from forwarder.errors import DeliveryError, InputError, StoreError
+from forwarder.read import ISAL_ERROR
 
 FORMAT = "security-log-forwarder/failed-events/v1"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
-    key: str
-    entries: list[bytes]
 
 
 class FailureStore:
@@ -65,18 +59,20 @@ class FailureStore:
         except Exception as exc:
             raise StoreError(f"could not list s3://{self._bucket}/{self._prefix}: {exc}") from exc
 
-    def load(self, key: str) -> StoredBatch:
+    def load(self, key: str) -> list[bytes]:
+        """The entries of one stored batch, each as the JSON bytes to send."""
         origin = f"s3://{self._bucket}/{key}"
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except Exception as exc:
             raise StoreError(f"could not read {origin}: {exc}") from exc
         try:
-            document = orjson.loads(igzip.decompress(body))
-            entries = [orjson.dumps(entry) for entry in document["entries"]]
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(origin, "stored batch", f"not a stored batch: {exc}") from exc
-        return StoredBatch(key, entries)
+            entries = orjson.loads(igzip.decompress(body))["entries"]
+        except (OSError, EOFError, ISAL_ERROR, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(origin, "stored batch", f"not a stored batch: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise InputError(origin, "stored batch", "not a stored batch: entries is not a list of objects")
+        return [orjson.dumps(entry) for entry in entries]
 
     def delete(self, key: str) -> None:
         try:

@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import requests
 from isal import igzip
 from requests.adapters import HTTPAdapter
+from urllib3.util import Timeout
 
 from forwarder.errors import ConfigError, DeliveryError
 from forwarder.model import Batch, Deadline
@@ -107,10 +109,14 @@ def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float
 
 
 class DatadogIntake:
-    """A keep-alive client for one intake URL, safe to share between the delivery threads.
+    """A keep-alive client for one intake URL, shared by the delivery threads.
 
-    TLS certificates are verified unless DD_SKIP_SSL_VALIDATION is set. The API key lives only in
-    the session's headers: it is never part of an error, a log line or this object's repr.
+    The threads share one session's connection pool (urllib3's pool is thread-safe); the session
+    keeps no cookies, the one piece of per-response state it would otherwise update.
+    TLS certificates are verified unless DD_SKIP_SSL_VALIDATION is set. Redirects are not followed:
+    requests would turn the POST into a body-less GET and carry the DD-API-KEY header to another
+    host. The API key lives only in the session's headers: it is never part of an error, a log line
+    or this object's repr.
     """
 
     def __init__(
@@ -179,10 +185,12 @@ class DatadogIntake:
         self._sleep(pause)
 
     def _post(self, payload: bytes, left: float) -> requests.Response:
-        """One POST, timed out within `left` seconds; DeliveryError when no answer came."""
+        """One POST, connect and answer together within `left` seconds; DeliveryError when no answer came."""
         seconds = max(0.001, min(self._timeout, left))
+        # requests hands a urllib3 Timeout to urllib3 as it is; its `total` bounds connect and answer together.
+        timeout = Timeout(connect=seconds, read=seconds, total=seconds)
         try:
-            return self._session.post(self.url, data=payload, timeout=(seconds, seconds))
+            return self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False)  # type: ignore[arg-type]
         except requests.Timeout as exc:
             raise DeliveryError(f"no answer from the intake within {seconds:.1f} s ({type(exc).__name__})") from exc
         except requests.RequestException as exc:
@@ -190,6 +198,8 @@ class DatadogIntake:
 
     def _rejection(self, response: requests.Response) -> DeliveryError:
         answer = self._redact(response.text[:ANSWER_MAX_CHARS])
+        if response.is_redirect:
+            answer = f"redirect to {_host(response.headers.get('Location', ''))} not followed; {answer}"
         return DeliveryError(f"the intake answered {response.status_code}", response.status_code, answer)
 
 
@@ -245,6 +255,7 @@ def _session(settings: Settings, api_key: str) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.verify = not settings.skip_ssl_validation
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     session.headers.update(
         {
             "DD-API-KEY": api_key,

@@ -144,6 +144,45 @@ class EchoKey(BaseHTTPRequestHandler):
         pass
 
 
+def test_a_redirect_is_not_followed_so_the_key_never_leaves_for_another_host(intake: LocalIntake) -> None:
+    seen_elsewhere: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen_elsewhere.append(self.headers.get("DD-API-KEY", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET
+
+    other = HTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True).start()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_address[1]}/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    redirecting = HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirecting.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        with pytest.raises(DeliveryError) as failure:
+            client(f"http://127.0.0.1:{redirecting.server_address[1]}/api/v2/logs").send(make_batch("x"), deadline())
+    finally:
+        for server in (redirecting, other):
+            server.shutdown()
+            server.server_close()
+    assert failure.value.status == 302 and "not followed" in failure.value.answer
+    assert seen_elsewhere == []
+
+
 def test_an_answer_quoting_the_key_is_redacted() -> None:
     server = HTTPServer(("127.0.0.1", 0), EchoKey)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
