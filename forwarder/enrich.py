@@ -40,11 +40,10 @@ RESERVED = frozenset(
     {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "timestamp", "aws", "message"}
     | {"original_fields", "forwarder"}
 )
-TIME_FIELDS = ("eventTime", "stageTimestamp", "requestReceivedTimestamp", "timestamp")
 # Kubernetes audit events have no eventTime; their own time is when the stage was reached.
-SMALL_FIELD_BYTES = 1024
-
 AUDIT_TIME_FIELDS = ("stageTimestamp", "requestReceivedTimestamp", "timestamp")
+TIME_FIELDS = ("eventTime", *AUDIT_TIME_FIELDS)
+SMALL_FIELD_BYTES = 1024
 _STAGE_KEY = '"stageTimestamp"'
 _WHOLE_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 
@@ -68,8 +67,8 @@ class Invoker:
 def id_base(container: S3Object | LogBatch) -> str:
     """What, with an event's position, identifies the event when it has no id of its own."""
     if isinstance(container, S3Object):
-        return f"s3://{container.bucket}/{container.key}#{container.version_id or container.etag or ''}"
-    return f"{container.log_group}/{container.log_stream}"
+        return f"{container.origin}#{container.version_tag}"
+    return container.origin
 
 
 def container_metadata(container: S3Object | LogBatch) -> dict[str, Any]:
@@ -82,9 +81,7 @@ def container_metadata(container: S3Object | LogBatch) -> dict[str, Any]:
 class Enricher:
     """Turns one container's raw events into entries; the metadata is serialised once per container."""
 
-    def __init__(
-        self, source: Source, container: S3Object | LogBatch, invoker: Invoker, settings: Settings, owner: int = 0
-    ) -> None:
+    def __init__(self, source: Source, container: S3Object | LogBatch, invoker: Invoker, settings: Settings) -> None:
         tags = [
             *settings.tags,
             f"forwardername:{settings.function_name.lower()}",
@@ -106,7 +103,6 @@ class Enricher:
         self._id_base = id_base(container)
         self._prefix = orjson.dumps(self._meta)[:-1]
         self._entry_max = settings.entry_max_bytes
-        self._owner = owner
         self._audit = source.ddsource == "kubernetes.audit"
 
     def entry(self, raw: RawEvent) -> Entry:
@@ -116,8 +112,8 @@ class Enricher:
         else:
             body = self._text(raw.message or "", raw.timestamp_ms, event_id)
         if len(body) > self._entry_max:
-            return Entry(self._truncated(raw, len(body), event_id), self._owner, truncated=True)
-        return Entry(body, self._owner)
+            return Entry(self._truncated(raw, len(body), event_id), truncated=True)
+        return Entry(body)
 
     def _event_id(self, raw: RawEvent) -> str:
         own = (raw.fields or {}).get("eventID") or raw.event_id
@@ -150,18 +146,7 @@ class Enricher:
 
     def _text(self, message: str, container_ms: int | None, event_id: str) -> bytes:
         timestamp = self._message_time(message) or container_ms
-        if timestamp is None:
-            return b'%b,"forwarder":{"id":%b},"message":%b}' % (
-                self._prefix,
-                orjson.dumps(event_id),
-                orjson.dumps(message),
-            )
-        return b'%b,"timestamp":%d,"forwarder":{"id":%b},"message":%b}' % (
-            self._prefix,
-            timestamp,
-            orjson.dumps(event_id),
-            orjson.dumps(message),
-        )
+        return b'%b,"message":%b}' % (self._head(timestamp, event_id), orjson.dumps(message))
 
     def _message_time(self, message: str) -> int | None:
         """JSON lines (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON."""

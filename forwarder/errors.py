@@ -4,7 +4,9 @@ ForwarderError
 ├── ConfigError        a setting is missing or malformed (names the variable, never its value)
 ├── UnsupportedEvent   the Lambda event has a shape no trigger recognises
 ├── InputError         an object or log batch could not be read or split (names object and position)
-└── DeliveryError      events could not be delivered to the intake
+├── DeliveryError      events could not be delivered to the intake
+├── StoreError         the failure store or the continuation queue could not be written or read
+└── IncompleteInvocation  the invocation ends with events not delivered, so AWS must retry it
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def identity(obj: S3Object) -> dict[str, str]:
     return {
         "bucket": obj.bucket,
         "key": obj.key,
-        "version": obj.version_id or obj.etag or "",
+        "version": obj.version_tag,
         "sequencer": obj.sequencer or "",
     }
 

@@ -58,6 +58,11 @@ class S3Object:
     def origin(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
+    @property
+    def version_tag(self) -> str:
+        """Which write of the key this is: the version id, else the ETag, else "" (neither was given)."""
+        return self.version_id or self.etag or ""
+
 
 @dataclass(frozen=True, slots=True)
 class AwsLogs:
@@ -161,10 +166,9 @@ class Source:
 
 @dataclass(slots=True)
 class Entry:
-    """One serialized intake log object. `owner` points back at the work item it came from."""
+    """One serialized intake log object; `truncated` when it was cut to the per-entry limit."""
 
     body: bytes
-    owner: int = 0
     truncated: bool = False
 
 

@@ -95,32 +95,37 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every variable; errors name the variable, never a secret's value."""
         env = os.environ if env is None else env
+        default = cls()
         settings = cls(
-            site=env.get("DD_SITE", "").strip() or "datadoghq.com",
+            site=env.get("DD_SITE", "").strip() or default.site,
             url=env.get("DD_URL", "").strip(),
-            port=_integer(env, "DD_PORT", 443, 1, 65535),
+            port=_integer(env, "DD_PORT", default.port, 1, 65535),
             api_key=env.get("DD_API_KEY", "").strip(),
             api_key_secret_arn=env.get("DD_API_KEY_SECRET_ARN", "").strip(),
             api_key_ssm_name=env.get("DD_API_KEY_SSM_NAME", "").strip(),
             tags=_tags(env.get("DD_TAGS", "")),
             source_override=env.get("DD_SOURCE", "").strip(),
-            use_compression=_flag(env, "DD_USE_COMPRESSION", True),
-            compression_level=_integer(env, "DD_COMPRESSION_LEVEL", 6, 0, 9),
-            skip_ssl_validation=_flag(env, "DD_SKIP_SSL_VALIDATION", False),
-            max_workers=_integer(env, "DD_MAX_WORKERS", 4, 1, 64),
-            http_timeout_seconds=_number(env, "FORWARDER_HTTP_TIMEOUT_SECONDS", 10.0, 0.1, 900),
-            max_attempts=_integer(env, "FORWARDER_MAX_ATTEMPTS", 6, 1, 100),
-            deadline_margin_seconds=_number(env, "FORWARDER_DEADLINE_MARGIN_SECONDS", 5.0, 0, 900),
-            batch_max_entries=_integer(env, "FORWARDER_BATCH_MAX_ENTRIES", 1000, 1, 1000),
-            batch_max_bytes=_integer(env, "FORWARDER_BATCH_MAX_BYTES", 5_000_000, 1024, 5_000_000),
-            entry_max_bytes=_integer(env, "FORWARDER_ENTRY_MAX_BYTES", 1_000_000, 1024, 1_000_000),
-            read_chunk_bytes=_integer(env, "FORWARDER_READ_CHUNK_BYTES", 1 << 20, 4096, 64 << 20),
-            store_failed_events=_flag(env, "DD_STORE_FAILED_EVENTS", False),
+            use_compression=_flag(env, "DD_USE_COMPRESSION", default.use_compression),
+            compression_level=_integer(env, "DD_COMPRESSION_LEVEL", default.compression_level, 0, 9),
+            skip_ssl_validation=_flag(env, "DD_SKIP_SSL_VALIDATION", default.skip_ssl_validation),
+            max_workers=_integer(env, "DD_MAX_WORKERS", default.max_workers, 1, 64),
+            http_timeout_seconds=_number(env, "FORWARDER_HTTP_TIMEOUT_SECONDS", default.http_timeout_seconds, 0.1, 900),
+            max_attempts=_integer(env, "FORWARDER_MAX_ATTEMPTS", default.max_attempts, 1, 100),
+            deadline_margin_seconds=_number(
+                env, "FORWARDER_DEADLINE_MARGIN_SECONDS", default.deadline_margin_seconds, 0, 900
+            ),
+            batch_max_entries=_integer(env, "FORWARDER_BATCH_MAX_ENTRIES", default.batch_max_entries, 1, 1000),
+            batch_max_bytes=_integer(env, "FORWARDER_BATCH_MAX_BYTES", default.batch_max_bytes, 1024, 5_000_000),
+            entry_max_bytes=_integer(env, "FORWARDER_ENTRY_MAX_BYTES", default.entry_max_bytes, 1024, 1_000_000),
+            read_chunk_bytes=_integer(env, "FORWARDER_READ_CHUNK_BYTES", default.read_chunk_bytes, 4096, 64 << 20),
+            store_failed_events=_flag(env, "DD_STORE_FAILED_EVENTS", default.store_failed_events),
             store_bucket=env.get("DD_S3_BUCKET_NAME", "").strip(),
             continuation_queue_url=env.get("FORWARDER_CONTINUATION_QUEUE_URL", "").strip(),
             idempotency_table=env.get("FORWARDER_IDEMPOTENCY_TABLE", "").strip(),
-            idempotency_expiry_seconds=_integer(env, "FORWARDER_IDEMPOTENCY_EXPIRY_SECONDS", 86400, 60, 30 * 86400),
-            function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or "security-log-forwarder",
+            idempotency_expiry_seconds=_integer(
+                env, "FORWARDER_IDEMPOTENCY_EXPIRY_SECONDS", default.idempotency_expiry_seconds, 60, 30 * 86400
+            ),
+            function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or default.function_name,
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
         )
         settings._check_intake_url()
@@ -154,7 +159,7 @@ class Settings:
             raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {self.url!r}")
 
     def resolve_api_key(self) -> str:
-        """The API key from DD_API_KEY, else Secrets Manager, else SSM; fetched once and cached."""
+        """The API key from DD_API_KEY, else Secrets Manager, else SSM (cached for API_KEY_CACHE_SECONDS)."""
         if self.api_key:
             return self.api_key
         if self.api_key_secret_arn:

@@ -18,6 +18,9 @@ CLOUDTRAIL = "cloudtrail"
 _CLOUDTRAIL_KEY = re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail(?:-Insight)?/")
 _DIGEST_KEY = re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail-Digest/")
 _CLOUDTRAIL_STREAM = re.compile(r"^\d{12}_CloudTrail_[a-z0-9-]+")
+# What the console names a trail's log group. Any other group is recognised by its streams, which a
+# trail always names `<account>_CloudTrail_<region>`: a word in a group's name proves nothing.
+_CLOUDTRAIL_GROUP_PREFIX = "aws-cloudtrail-logs-"
 _EKS_GROUP = re.compile(r"^/aws/eks/(?P<cluster>[^/]+)/cluster$")
 _EKS_STREAM_SOURCES = (
     ("kube-apiserver-audit-", "kubernetes.audit"),
@@ -54,7 +57,7 @@ def for_log_batch(batch: LogBatch, settings: Settings) -> Source:
         return _source(detected, host=group, settings=settings, tags=tags)
     if group.startswith("/aws/lambda/"):
         return _source("lambda", host=group, settings=settings)
-    if _CLOUDTRAIL_STREAM.match(stream) or "cloudtrail" in group.lower():
+    if _CLOUDTRAIL_STREAM.match(stream) or group.startswith(_CLOUDTRAIL_GROUP_PREFIX):
         return _source(CLOUDTRAIL, host=group, settings=settings)
     return _source("cloudwatch", host=group, settings=settings)
 

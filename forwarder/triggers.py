@@ -156,7 +156,7 @@ def _s3_notification(records: Iterable[Any]) -> Items:
         name = str(record.get("eventName", ""))
         s3 = _field(record, "s3", Mapping)
         bucket = _field(_field(s3, "bucket", Mapping), "name", str)
-        obj = s3.get("object") or s3.get("get_object") or {}
+        obj = s3.get("object") or {}
         key = _decoded(_field(obj, "key", str))
         if not name.removeprefix("s3:").startswith("ObjectCreated:"):
             items.append(Skip("not_object_created", f"{name} s3://{bucket}/{key}"))

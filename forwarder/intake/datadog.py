@@ -210,8 +210,9 @@ def deliver(
 
     Batches are pulled lazily and only while fewer than `max_in_flight` are being sent, so at most
     max_in_flight + 1 batches exist at once. Each batch given is yielded exactly once. When producing
-    the batches raises (bad input upstream), the batches already sent are still awaited and yielded
-    first, so the events read before the error are delivered and accounted; then the error is raised.
+    the batches raises (the handler turns bad input into a normal end of its entries, so this is a
+    bug upstream), the batches already sent are still awaited and yielded first, so the events read
+    before it are delivered and accounted; then the error is raised.
     """
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")

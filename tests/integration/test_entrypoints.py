@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -19,7 +20,17 @@ from forwarder.devintake import LocalIntake
 from forwarder.model import S3Object
 from forwarder.settings import load_settings
 
-from .helpers import API_KEY, FIXTURES, cloudtrail_documents, context, put, records_of, s3_event, settings_for
+from .helpers import (
+    API_KEY,
+    FIXTURES,
+    cloudtrail_documents,
+    context,
+    put,
+    records_of,
+    s3_event,
+    settings_for,
+    sqs_event,
+)
 
 ROOT = Path(__file__).parent.parent.parent
 DOCUMENT = cloudtrail_documents()["aws.persistence.iam-create-admin-user"]
@@ -119,3 +130,42 @@ def test_cli_invokes_the_handler_on_an_event_file(s3: Any, intake: LocalIntake, 
 def test_sample_events_all_parse() -> None:
     for path in sorted((ROOT / "events").glob("*.json")):
         assert triggers.parse_event(json.loads(path.read_text())).messages, path.name
+
+
+def test_an_unexpected_failure_fails_only_its_own_sqs_message(
+    s3: Any, intake: LocalIntake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(s3, "good-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/good.json.gz", DOCUMENT)
+    put(s3, "buggy-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/buggy.json.gz", DOCUMENT)
+    labelled = handler.sources.for_object
+
+    def for_object(obj: S3Object, cloudtrail: bool, settings: Any) -> Any:
+        if obj.bucket == "buggy-bucket":
+            raise RuntimeError("a bug")
+        return labelled(obj, cloudtrail, settings)
+
+    monkeypatch.setattr(handler.sources, "for_object", for_object)
+    event = sqs_event(
+        s3_event("buggy-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/buggy.json.gz"),
+        s3_event("good-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/good.json.gz"),
+    )
+
+    result = handler.handle(event, context(), settings_for(intake.url))
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert len(intake.entries) == len(records_of(DOCUMENT))
+
+
+def test_replay_reports_an_unreadable_stored_batch_and_replays_the_rest(s3: Any, intake: LocalIntake) -> None:
+    s3.create_bucket(Bucket="store-bucket")
+    settings = settings_for(intake.url, DD_STORE_FAILED_EVENTS="true", DD_S3_BUCKET_NAME="store-bucket")
+    s3.put_object(Bucket="store-bucket", Key=f"{settings.store_prefix}2024/01/01/000000-a.json.gz", Body=b"\x1f\x8bbad")
+    good = gzip.compress(json.dumps({"entries": [{"message": "kept", "ddsource": "cloudtrail"}]}).encode())
+    s3.put_object(Bucket="store-bucket", Key=f"{settings.store_prefix}2024/01/01/000001-b.json.gz", Body=good)
+
+    summary = handler.handle({"retry": True}, context(), settings)
+
+    assert (summary["events_read"], summary["events_delivered"], summary["input_errors"]) == (1, 1, 1)
+    assert [entry["message"] for entry in intake.entries] == ["kept"]
+    left = s3.list_objects_v2(Bucket="store-bucket", Prefix=settings.store_prefix)["Contents"]
+    assert [item["Key"].rsplit("/", 1)[-1] for item in left] == ["000000-a.json.gz"]

@@ -13,9 +13,10 @@ from forwarder.batch import batches
 from forwarder.model import Batch, Entry
 
 
-def entry(size: int, owner: int = 0) -> Entry:
-    """A JSON string entry of exactly `size` bytes (size >= 2)."""
-    return Entry(b'"' + b"x" * (size - 2) + b'"', owner=owner)
+def entry(size: int, tag: int = 0) -> Entry:
+    """A JSON string entry of exactly `size` bytes (size >= 2), starting with `tag`'s last digit when it fits."""
+    filler = (str(tag % 10).encode() + b"x" * size)[: size - 2]
+    return Entry(b'"' + filler + b'"')
 
 
 json_values = st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=40))  # orjson: 64-bit integers only
@@ -41,7 +42,7 @@ def test_batches_keep_every_entry_in_order_within_both_limits(
 @given(sizes=st.lists(st.integers(2, 50), max_size=40), max_entries=st.integers(1, 5), slack=st.integers(0, 60))
 def test_each_batch_is_full_before_the_next_starts(sizes: list[int], max_entries: int, slack: int) -> None:
     """Greedy packing: the next batch's first entry did not fit in the previous batch."""
-    entries = [entry(size, owner=i) for i, size in enumerate(sizes)]
+    entries = [entry(size, tag=i) for i, size in enumerate(sizes)]
     max_bytes = 52 + slack
     out = list(batches(entries, max_entries, max_bytes))
     for previous, following in itertools.pairwise(out):
@@ -77,11 +78,11 @@ def test_lazy_yields_a_full_batch_before_reading_further() -> None:
     def source():
         for i in range(5):
             read.append(i)
-            yield entry(4, owner=i)
+            yield entry(4, tag=i)
 
     stream = batches(source(), 2, 1000)
     first = next(stream)
-    assert [e.owner for e in first.entries] == [0, 1]
+    assert [e.body for e in first.entries] == [b'"0x"', b'"1x"']
     assert read == [0, 1]
 
 
@@ -91,7 +92,7 @@ def test_batch_full_by_bytes_is_yielded_without_waiting() -> None:
     def source():
         for i in range(3):
             read.append(i)
-            yield entry(8, owner=i)
+            yield entry(8, tag=i)
 
     first = next(batches(source(), 10, 10))
     assert first.size == 10

@@ -19,7 +19,7 @@ OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/eu-west-1/202
 
 def enricher(source: Source | None = None, settings: Settings = SETTINGS, container=OBJECT) -> Enricher:
     source = source or Source("cloudtrail", "cloudtrail", "trail-bucket")
-    return Enricher(source, container, Invoker.from_arn(ARN), settings, owner=3)
+    return Enricher(source, container, Invoker.from_arn(ARN), settings)
 
 
 def record_event(record: dict, position: int = 0) -> RawEvent:
@@ -31,7 +31,7 @@ def test_cloudtrail_record_fields_sit_beside_the_metadata() -> None:
     record = {"eventVersion": "1.08", "eventTime": "2024-12-04T12:00:00Z", "eventName": "GetObject"}
     entry = enricher().entry(record_event(record))
     body = orjson.loads(entry.body)
-    assert entry.owner == 3 and not entry.truncated
+    assert not entry.truncated
     assert {key: body[key] for key in record} == record
     assert body["ddsource"] == "cloudtrail" and body["service"] == "cloudtrail"
     assert body["host"] == "trail-bucket" and body["ddsourcecategory"] == "aws"

@@ -29,6 +29,9 @@ def batch(group: str, stream: str) -> LogBatch:
         ("aws-cloudtrail-logs-123456789123-c81b5193", "123456789123_CloudTrail_us-east-1", "cloudtrail", ()),
         ("my-trail-group", "123456789123_CloudTrail_us-east-1", "cloudtrail", ()),
         ("testLogGroup", "testLogStream", "cloudwatch", ()),
+        ("cloudtrail-alerts-service", "2024/12/04/[$LATEST]abc", "cloudwatch", ()),
+        ("aws-cloudtrail-logs-123456789123-c81b5193", "any-stream", "cloudtrail", ()),
+        ("/aws/eks/prod/cluster", "some-new-component-0a", "eks", ("kube_cluster_name:prod",)),
     ],
 )
 def test_log_group_sources(group: str, stream: str, ddsource: str, tags: tuple[str, ...]) -> None:
