@@ -11,6 +11,7 @@ events are skipped without being sent. docs/reliability.md explains the choice p
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -57,15 +58,7 @@ def message_body(obj: S3Object, resume_at: int, checkpoint: Checkpoint | None = 
     fields: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "resume_at": resume_at}
     fields.update((name, value) for name, value in (("version_id", obj.version_id), ("etag", obj.etag)) if value)
     if checkpoint is not None:
-        fields["checkpoint"] = {
-            "offset": checkpoint.offset,
-            "skip_bytes": checkpoint.skip_bytes,
-            "decompressed": checkpoint.decompressed,
-            "position": checkpoint.position,
-            "format": checkpoint.format,
-            "codec": checkpoint.codec,
-            **({"etag": checkpoint.etag} if checkpoint.etag else {}),
-        }
+        fields["checkpoint"] = {name: value for name, value in asdict(checkpoint).items() if value not in (None, "")}
     return orjson.dumps({MESSAGE_KEY: fields}).decode()
 
 
