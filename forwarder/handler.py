@@ -17,7 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from forwarder import continuation, read, sources, split, triggers
+from forwarder import continuation, memory, read, sources, split, triggers
 from forwarder.batch import batches
 from forwarder.enrich import Enricher, Invoker
 from forwarder.errors import (
@@ -99,6 +99,8 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
 
     `tally` lets a caller (the demo, tests) see the counts behind an SQS response.
     """
+    if settings.keep_freed_memory:
+        memory.keep_freed_memory()
     invocation = triggers.parse_event(event)
     run = Run(
         settings,

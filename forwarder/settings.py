@@ -83,6 +83,7 @@ class Settings:
     batch_max_bytes: int = 5_000_000
     entry_max_bytes: int = 1_000_000
     read_chunk_bytes: int = 1 << 20
+    keep_freed_memory: bool = True
     store_failed_events: bool = False
     store_bucket: str = ""
     continuation_queue_url: str = ""
@@ -118,6 +119,7 @@ class Settings:
             batch_max_bytes=_integer(env, "FORWARDER_BATCH_MAX_BYTES", default.batch_max_bytes, 1024, 5_000_000),
             entry_max_bytes=_integer(env, "FORWARDER_ENTRY_MAX_BYTES", default.entry_max_bytes, 1024, 1_000_000),
             read_chunk_bytes=_integer(env, "FORWARDER_READ_CHUNK_BYTES", default.read_chunk_bytes, 4096, 64 << 20),
+            keep_freed_memory=_flag(env, "FORWARDER_KEEP_FREED_MEMORY", default.keep_freed_memory),
             store_failed_events=_flag(env, "DD_STORE_FAILED_EVENTS", default.store_failed_events),
             store_bucket=env.get("DD_S3_BUCKET_NAME", "").strip(),
             continuation_queue_url=env.get("FORWARDER_CONTINUATION_QUEUE_URL", "").strip(),
