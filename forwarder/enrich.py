@@ -27,24 +27,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from forwarder.model import Entry, LogBatch, RawEvent, S3Object, Source
+from forwarder.model import RESERVED, Entry, LogBatch, RawEvent, RecordHead, S3Object, Source
 from forwarder.settings import Settings
 
-RESERVED = frozenset(
-    {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "timestamp", "aws", "message"}
-    | {"original_fields", "forwarder"}
-)
+__all__ = ["RESERVED", "Enricher", "Invoker"]
 # Kubernetes audit events have no eventTime; their own time is when the stage was reached.
 AUDIT_TIME_FIELDS = ("stageTimestamp", "requestReceivedTimestamp", "timestamp")
 TIME_FIELDS = ("eventTime", *AUDIT_TIME_FIELDS)
 SMALL_FIELD_BYTES = 1024
 _STAGE_KEY = '"stageTimestamp"'
+_SPACE_OR_CLOSE = frozenset(b"} \t\r\n")
 _WHOLE_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
@@ -107,8 +106,8 @@ class Enricher:
 
     def entry(self, raw: RawEvent) -> Entry:
         event_id = self._event_id(raw)
-        if raw.record is not None:
-            body = self._structured(raw.record, raw.fields or {}, raw.timestamp_ms, event_id)
+        if raw.record is not None and raw.head is not None:
+            body = self._structured(raw, raw.record, raw.head, event_id)
         else:
             body = self._text(raw.message or "", raw.timestamp_ms, event_id)
         if len(body) > self._entry_max:
@@ -116,7 +115,7 @@ class Enricher:
         return Entry(body)
 
     def _event_id(self, raw: RawEvent) -> str:
-        own = (raw.fields or {}).get("eventID") or raw.event_id
+        own = raw.event_id if raw.head is None else raw.head.eventID
         if isinstance(own, str) and own:
             return own
         return hashlib.blake2b(f"{self._id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
@@ -127,19 +126,32 @@ class Enricher:
             return b'%b,"forwarder":{"id":%b}' % (self._prefix, orjson.dumps(event_id))
         return b'%b,"timestamp":%d,"forwarder":{"id":%b}' % (self._prefix, timestamp, orjson.dumps(event_id))
 
-    def _structured(self, record: bytes, fields: dict[str, Any], container_ms: int | None, event_id: str) -> bytes:
-        timestamp = _event_time(fields) or container_ms
-        if not fields.keys().isdisjoint(RESERVED):
-            return orjson.dumps(self._with_moved_fields(fields, timestamp, event_id))
-        if not fields:
-            return self._head(timestamp, event_id) + b"}"
-        return b",".join((self._head(timestamp, event_id), memoryview(record.lstrip())[1:]))
+    def _structured(self, raw: RawEvent, record: bytes, head: RecordHead, event_id: str) -> bytes:
+        """The metadata spliced in front of the record's own bytes; the record is parsed in full only
+        when a field must move (a reserved name) or there is nothing to splice onto (`{}`)."""
+        record = record.lstrip()
+        if head.clashes() or (record[1] in _SPACE_OR_CLOSE and record[1:].lstrip().startswith(b"}")):
+            return self._parsed(raw, event_id)
+        timestamp = _first_time((head.eventTime, head.stageTimestamp, head.requestReceivedTimestamp))
+        return b",".join((self._head(timestamp or raw.timestamp_ms, event_id), memoryview(record)[1:]))
+
+    def _parsed(self, raw: RawEvent, event_id: str) -> bytes:
+        fields = raw.fields
+        if fields is None:  # valid JSON a full parse cannot hold (a number past the double range): as text
+            return self._text((raw.record or b"").decode(), raw.timestamp_ms, event_id)
+        timestamp = _event_time(fields) or raw.timestamp_ms
+        if fields.keys().isdisjoint(RESERVED):
+            return orjson.dumps({**self._meta, **self._identity(timestamp, event_id), **fields})
+        return orjson.dumps(self._with_moved_fields(fields, timestamp, event_id))
+
+    @staticmethod
+    def _identity(timestamp: int | None, event_id: str) -> dict[str, Any]:
+        identity: dict[str, Any] = {} if timestamp is None else {"timestamp": timestamp}
+        identity["forwarder"] = {"id": event_id}
+        return identity
 
     def _with_moved_fields(self, fields: dict[str, Any], timestamp: int | None, event_id: str) -> dict[str, Any]:
-        merged = dict(self._meta)
-        if timestamp is not None:
-            merged["timestamp"] = timestamp
-        merged["forwarder"] = {"id": event_id}
+        merged = {**self._meta, **self._identity(timestamp, event_id)}
         merged.update((key, value) for key, value in fields.items() if key not in RESERVED)
         merged["original_fields"] = {key: value for key, value in fields.items() if key in RESERVED}
         return merged
@@ -166,10 +178,11 @@ class Enricher:
 
     def _truncated(self, raw: RawEvent, original_bytes: int, event_id: str) -> bytes:
         head = dict(self._meta)
-        timestamp = _event_time(raw.fields or {}) or raw.timestamp_ms
+        fields = raw.fields or {}
+        timestamp = _event_time(fields) or raw.timestamp_ms
         if timestamp is not None:
             head["timestamp"] = timestamp
-        for key, value in (raw.fields or {}).items():
+        for key, value in fields.items():
             if key not in RESERVED and len(orjson.dumps(value)) <= SMALL_FIELD_BYTES:
                 head[key] = value
         marker = {"id": event_id, "truncated": True, "original_bytes": original_bytes}
@@ -215,8 +228,12 @@ def _stage_time(message: str) -> int | None:
 
 
 def _event_time(fields: dict[str, Any], names: tuple[str, ...] = TIME_FIELDS) -> int | None:
-    for name in names:
-        value = fields.get(name)
+    return _first_time(fields.get(name) for name in names)
+
+
+def _first_time(values: Iterable[Any]) -> int | None:
+    """The first value that is an ISO 8601 time, in epoch milliseconds."""
+    for value in values:
         if isinstance(value, str):
             parsed = _iso_ms(value)
             if parsed is not None:

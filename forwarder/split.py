@@ -2,9 +2,10 @@
 
 CloudTrail files are a single JSON document, `{"Records":[...]}`, up to gigabytes, usually on one
 line. Parsing it whole would hold it all in memory, and a Python loop per byte is far too slow, so
-records are cut out of the stream: a regex proposes where a record ends, `orjson` confirms it (a
-JSON object is prefix-free, so the first prefix that parses is the record), and an exact tokenizer
-takes over when proposals keep failing. Everything else is split into lines.
+records are cut out of the stream: a search proposes where a record ends, `model.read_head`
+confirms it (a JSON object is prefix-free, so a slice that is one valid object is the record) and
+decodes the few fields enrichment needs, and an exact tokenizer takes over when proposals keep
+failing. Everything else is split into lines.
 
 Every event carries `end_offset`, the decompressed byte just past it, so a continuation can start
 at the next event instead of the object's start (`split_object(..., start=checkpoint)`): a LINES
@@ -18,12 +19,11 @@ import enum
 import itertools
 import re
 from collections.abc import Generator, Iterable, Iterator
-from typing import Any
 
 import orjson
 
 from forwarder.errors import InputError
-from forwarder.model import Checkpoint, LogBatch, RawEvent
+from forwarder.model import Checkpoint, InvalidRecord, LogBatch, RawEvent, RecordHead, read_head
 
 DEFAULT_MAX_EVENT_BYTES = 64 << 20
 SNIFF_BYTES = 512
@@ -221,23 +221,23 @@ class _Records:
                 return
             if learned:
                 index, start = yield from self._fast(start, index)
-            record, fields, start = self._careful(start, index)
+            record, head, start = self._careful(start, index)
             if not learned:
                 self._learn_separator(record)
                 learned = True
-            yield RawEvent(position=index, record=record, fields=fields, end_offset=self.base + start)
+            yield RawEvent(position=index, record=record, head=head, end_offset=self.base + start)
             index += 1
 
     def _fast(self, start: int, index: int) -> Generator[RawEvent, None, tuple[int, int]]:
-        """Records whose proposed end parses at the first try: the hot loop, one search and one parse each.
+        """Records whose proposed end is right at the first try: the hot loop, one search and one check each.
 
         Minified files (CloudTrail's own) are cut with `bytes.find` on the literal `},{"eventVersion"`;
-        a proposal that does not parse hands over to `_careful`, which never guesses. A slice that
-        parses is exactly one record whatever proposed it: a JSON object has one matching end.
+        a proposal that is not one valid object hands over to `_careful`, which never guesses. A slice
+        that is one valid object is exactly one record whatever proposed it: an object has one end.
         """
         data = self.data
         base = self.base
-        loads = orjson.loads
+        check = read_head
         limit = self.max_event_bytes
         event = RawEvent
         literal = self.literal
@@ -252,11 +252,11 @@ class _Records:
                     return index, start
                 record = data[start:end]
                 try:
-                    fields = loads(record)
-                except orjson.JSONDecodeError:
+                    head = check(record)
+                except InvalidRecord:
                     self.literal = None  # not minified after all: the separator regex takes over
                     return index, start
-                yield event(index, None, record, fields, None, None, base + end)
+                yield event(index, None, record, head, None, None, base + end)
                 index += 1
                 start = at + 2
         search = self.separator.search
@@ -269,16 +269,16 @@ class _Records:
                 break
             record = data[start:end]
             try:
-                fields = loads(record)
-            except orjson.JSONDecodeError:
+                head = check(record)
+            except InvalidRecord:
                 break
-            yield event(index, None, record, fields, None, None, base + end)
+            yield event(index, None, record, head, None, None, base + end)
             index += 1
             start = found.start(1)
         return index, start
 
-    def _careful(self, start: int, index: int) -> tuple[bytes, dict[str, Any], int]:
-        """The record at `start` (a "{"), reading more as needed: `(record, fields, end)`.
+    def _careful(self, start: int, index: int) -> tuple[bytes, RecordHead, int]:
+        """The record at `start` (a "{"), reading more as needed: `(record, head, end)`.
 
         Proposals are tried first; after a few failures, or none within reach, the tokenizer finds
         the exact end, and a record that still does not parse is repaired (UTF-8) or reported.
@@ -309,15 +309,24 @@ class _Records:
         start, end = self._exact_end(start, index)
         return self._parse_exact(start, end, index)
 
-    def _parse_prefix(self, start: int, end: int) -> tuple[bytes, dict[str, Any], int] | None:
-        """Parse data[start:end], or the complete object orjson found inside it, if either is one."""
+    def _parse_prefix(self, start: int, end: int) -> tuple[bytes, RecordHead, int] | None:
+        """data[start:end], or the complete object inside it, if either is one valid object.
+
+        orjson's error position says where an object inside the slice ends; `read_head` decides.
+        """
         if end - start > self.max_event_bytes:
             return None
         record = self.data[start:end]
         try:
-            return record, orjson.loads(record), end
+            return record, read_head(record), end
+        except InvalidRecord:
+            pass
+        try:
+            orjson.loads(record)
         except orjson.JSONDecodeError as exc:
             cut = exc.pos
+        else:
+            return None  # whole for orjson, not for read_head (nested deeper than msgspec goes)
         if not 0 < cut < len(record):
             return None
         if not record.isascii():  # orjson counts characters, not bytes
@@ -326,25 +335,25 @@ class _Records:
         if not record.endswith(b"}"):
             return None
         try:
-            return record, orjson.loads(record), start + len(record)
-        except orjson.JSONDecodeError:
+            return record, read_head(record), start + len(record)
+        except InvalidRecord:
             return None
 
-    def _parse_exact(self, start: int, end: int, index: int) -> tuple[bytes, dict[str, Any], int]:
+    def _parse_exact(self, start: int, end: int, index: int) -> tuple[bytes, RecordHead, int]:
         if end - start > self.max_event_bytes:
             raise self._error(index, start, f"record longer than {self.max_event_bytes} bytes")
         record = self.data[start:end]
         try:
-            return record, orjson.loads(record), end
-        except orjson.JSONDecodeError as exc:
-            error = exc
+            return record, read_head(record), end
+        except InvalidRecord as exc:
+            error: Exception = exc
         try:
             record.decode()
         except UnicodeDecodeError:
             record = record.decode("utf-8", "replace").encode()
             try:
-                return record, orjson.loads(record), end
-            except orjson.JSONDecodeError as exc:
+                return record, read_head(record), end
+            except InvalidRecord as exc:
                 error = exc
         raise self._error(index, start, f"record is not valid JSON: {error}")
 

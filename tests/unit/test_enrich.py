@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from forwarder import enrich
 from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import LogBatch, RawEvent, S3Object, Source
+from forwarder.model import LogBatch, RawEvent, S3Object, Source, read_head
 from forwarder.settings import Settings
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:Forwarder"
@@ -24,7 +24,7 @@ def enricher(source: Source | None = None, settings: Settings = SETTINGS, contai
 
 def record_event(record: dict, position: int = 0) -> RawEvent:
     raw = orjson.dumps(record)
-    return RawEvent(position=position, record=raw, fields=orjson.loads(raw))
+    return RawEvent(position=position, record=raw, head=read_head(raw))
 
 
 def test_cloudtrail_record_fields_sit_beside_the_metadata() -> None:
@@ -51,7 +51,7 @@ def test_cloudtrail_record_fields_sit_beside_the_metadata() -> None:
 
 def test_pretty_printed_record_bytes_are_spliced_not_reserialised() -> None:
     raw = b'{\n  "eventName": "A",\n  "nested": {"x": [1, 2]}\n}'
-    entry = enricher().entry(RawEvent(position=0, record=raw, fields=orjson.loads(raw)))
+    entry = enricher().entry(RawEvent(position=0, record=raw, head=read_head(raw)))
     assert entry.body.endswith(b'\n  "eventName": "A",\n  "nested": {"x": [1, 2]}\n}')
     assert orjson.loads(entry.body)["nested"] == {"x": [1, 2]}
 

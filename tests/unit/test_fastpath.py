@@ -1,7 +1,7 @@
 """The fast path delivers exactly what a deliberately simple one would.
 
 The fast path streams: it inflates in capped pieces, cuts records out of the `Records` array at
-proposed ends that orjson confirms, and splices the metadata in front of each record's own bytes.
+proposed ends that `read_head` confirms (decoding only the fields an entry needs), and splices the metadata in front of each record's own bytes.
 The reference here does none of that: it parses the whole document with orjson, takes `Records`,
 and builds each entry as a dict, the metadata plus the record's fields (a reserved name moved into
 `original_fields`). Both are compared element for element after `orjson.loads`, on every real
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import RawEvent, S3Object, Source
+from forwarder.model import InvalidRecord, RawEvent, S3Object, Source, read_head
 from forwarder.read import decompress
 from forwarder.settings import Settings
 from forwarder.split import Format, split_object
@@ -70,7 +70,7 @@ def fast_entries(document: bytes, chunk_bytes: int = 1 << 16) -> list[dict[str, 
 def static_metadata() -> dict[str, Any]:
     """The metadata every entry of the object carries: the entry of an empty record, less its own parts."""
     enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
-    entry: dict[str, Any] = orjson.loads(enricher.entry(RawEvent(position=0, record=b"{}", fields={})).body)
+    entry: dict[str, Any] = orjson.loads(enricher.entry(RawEvent(position=0, record=b"{}", head=read_head(b"{}"))).body)
     return {key: value for key, value in entry.items() if key not in {"timestamp", "forwarder"}}
 
 
@@ -192,3 +192,53 @@ def documents(draw: st.DrawFn) -> bytes:
 @given(document=documents(), chunk_bytes=st.sampled_from([3, 64, 1 << 16]))
 def test_hostile_generated_documents_match_the_simple_path(document: bytes, chunk_bytes: int) -> None:
     assert_same(document, chunk_bytes)
+
+
+@st.composite
+def damaged_records(draw: st.DrawFn) -> bytes:
+    """A generated record's JSON with one byte replaced, removed or added: mostly invalid JSON."""
+    text = orjson.dumps(draw(records()))
+    at = draw(st.integers(0, len(text)))
+    byte = bytes([draw(st.sampled_from(b'{}[]",:\\ e0-.tfn\xff\xc3\x80'))])
+    how = draw(st.sampled_from(["replace", "remove", "add"]))
+    if how == "add":
+        return text[:at] + byte + text[at:]
+    return text[:at] + (byte if how == "replace" else b"") + text[at + 1 :]
+
+
+def full_parse(record: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+@settings(max_examples=600, deadline=None)
+@given(record=st.one_of(damaged_records(), records().map(orjson.dumps)))
+def test_the_record_check_accepts_exactly_what_a_full_parse_does(record: bytes) -> None:
+    """`read_head` skips most of a record unbuilt; it must still accept and reject as orjson does
+    (numbers within the double range: see the next test)."""
+    parsed = full_parse(record)
+    try:
+        head = read_head(record)
+    except InvalidRecord:
+        assert parsed is None
+        return
+    assert parsed is not None
+    assert (head.eventID, head.eventTime) == (parsed.get("eventID"), parsed.get("eventTime"))
+    assert head.clashes() == (not parsed.keys().isdisjoint(RESERVED))
+
+
+def test_a_number_past_the_double_range_is_forwarded_as_it_is() -> None:
+    """Valid JSON that orjson cannot hold (the one place the check is wider than a full parse): the
+    record's bytes still go as they are, or, if a field must move, the record goes as text."""
+    record = b'{"eventVersion":"1.08","eventID":"e-1","size":1e400}'
+    assert full_parse(record) is None
+    enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
+    spliced = enricher.entry(RawEvent(position=0, record=record, head=read_head(record))).body
+    assert spliced.endswith(b',"eventVersion":"1.08","eventID":"e-1","size":1e400}')
+    clashing = b'{"eventVersion":"1.08","eventID":"e-2","host":"h","size":1e400}'
+    as_text = orjson.loads(enricher.entry(RawEvent(position=0, record=clashing, head=read_head(clashing))).body)
+    assert as_text["message"] == clashing.decode()
+    assert as_text["forwarder"] == {"id": "e-2"}
