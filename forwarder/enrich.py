@@ -130,7 +130,8 @@ class Enricher:
         """
         lead = self._leads.get(timestamp)
         if lead is None:
-            lead = self._prefix + (b"" if timestamp is None else b',"timestamp":%d' % timestamp) + b',"forwarder":{"id":'
+            stamp = b"" if timestamp is None else b',"timestamp":%d' % timestamp
+            lead = b'%b%b,"forwarder":{"id":' % (self._prefix, stamp)
             if len(self._leads) < LEADS_KEPT:
                 self._leads[timestamp] = lead
         return b"".join((lead, orjson.dumps(event_id), b"},", *rest))

@@ -1,11 +1,12 @@
 """The fast path delivers exactly what a deliberately simple one would.
 
 The fast path streams: it inflates in capped pieces, cuts records out of the `Records` array at
-proposed ends that `read_head` confirms (decoding only the fields an entry needs), and splices the metadata in front of each record's own bytes.
-The reference here does none of that: it parses the whole document with orjson, takes `Records`,
-and builds each entry as a dict, the metadata plus the record's fields (a reserved name moved into
-`original_fields`). Both are compared element for element after `orjson.loads`, on every real
-CloudTrail fixture and on generated documents full of strings that look like record boundaries.
+proposed ends that `read_head` confirms (decoding only the fields an entry needs), and splices the
+metadata in front of each record's own bytes. The reference here does none of that: it parses the
+whole document with orjson, takes `Records`, and builds each entry as a dict, the metadata plus the
+record's fields (a reserved name moved into `original_fields`). Both are compared element for
+element after `orjson.loads`, on every real CloudTrail fixture and on generated documents full of
+strings that look like record boundaries.
 """
 
 from __future__ import annotations
