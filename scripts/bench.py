@@ -16,7 +16,13 @@ For each size, in one run:
 - the forwarder: `forwarder.handler.handle` in a fresh interpreter per size (so its peak RSS is its
   own), reading from moto's S3 server in another process and delivering to a counting intake in a
   third process that gunzips and parses every request, like Datadog's. The bench fails if the intake
-  did not receive exactly the events generated.
+  did not receive exactly the events generated. It runs again against the same intake told only to
+  read and answer: on 2 shared cores, the decoding intake's own CPU slows the forwarder's wall clock.
+- with `BENCH_DATADOG_FORWARDER` naming a directory that holds the Datadog Forwarder's
+  `lambda_function.py` and what it imports (a checkout of aws/logs_monitoring; nothing of it is
+  part of this project), its `lambda_handler` runs the same way on the same inputs, against the same
+  moto and intake (`BENCH_DATADOG_PYTHON` picks its interpreter), for a side-by-side table, on
+  inputs up to 100 MB.
 
 Sizes are MB of uncompressed input (10^6 bytes): `BENCH_SIZES=10,100 make bench` or
 `--sizes 10,100`; the default is 10,100,1000. `--profile` also profiles the forwarder on the 100 MB
@@ -56,6 +62,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 GENERATOR_VERSION = 4
 """Bump when generated inputs change, so cached files are rebuilt."""
 API_KEY = "bench-api-key-0000000000000000000"
+DATADOG_API_KEY = "0123456789abcdef0123456789abcdef"  # the Datadog Forwarder insists on 32 characters
 BUCKET = "bench-cloudtrail-bucket"
 ACCOUNT = "123456789012"
 MB = 1_000_000
@@ -333,20 +340,31 @@ def raw_limit_eks(found: Input) -> tuple[float, float]:
 
 
 class _CountingHandler(http.server.BaseHTTPRequestHandler):
-    """Gunzips and parses every request, like Datadog, and counts the entries; GET /count reads them."""
+    """Gunzips and parses every request, like Datadog, and counts the entries; GET /count reads them.
+
+    `GET /reset?decode=0` zeroes the counts and switches to reading and answering only (requests are
+    still counted, entries are not); `/reset` switches decoding back on. `/api/v1/validate` answers
+    the key check the Datadog Forwarder makes when it is imported.
+    """
 
     protocol_version = "HTTP/1.1"
     # The answer's headers and body are two writes: with Nagle on, the body waits for the client's
     # delayed ACK (40 ms on Linux), a stall per request that Datadog's intake does not have.
     disable_nagle_algorithm = True
     counts: dict[str, int] = {"entries": 0, "requests": 0, "rejected": 0}  # noqa: RUF012
+    decode = True
     lock = threading.Lock()
 
     def do_POST(self) -> None:
         wire = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            if self.headers.get("DD-API-KEY") != API_KEY:
+            if self.headers.get("DD-API-KEY") not in (API_KEY, DATADOG_API_KEY):
                 raise ValueError("bad API key")
+            if not self.decode:
+                with self.lock:
+                    self.counts["requests"] += 1
+                self._answer(202, b"{}")
+                return
             # ISA-L, as the forwarder uses: the intake shares the 2 cores, and zlib would take 4x its CPU
             body = isal_zlib.decompress(wire, 31) if self.headers.get("Content-Encoding") == "gzip" else wire
             entries = orjson.loads(body)
@@ -363,10 +381,14 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
         self._answer(202, b"{}")
 
     def do_GET(self) -> None:
+        if self.path.startswith("/api/v1/validate"):
+            self._answer(200, b'{"valid":true}')
+            return
         with self.lock:
             body = orjson.dumps(self.counts)
-            if self.path == "/reset":
+            if self.path.startswith("/reset"):
                 self.counts.update(entries=0, requests=0, rejected=0)
+                type(self).decode = self.path != "/reset?decode=0"
         self._answer(200, body)
 
     def _answer(self, status: int, body: bytes) -> None:
@@ -450,12 +472,14 @@ class Row:
     events: int
     raw_mbps: float
     mbps: float
-    events_per_s: float
     ratio: float
+    quiet_mbps: float
+    quiet_ratio: float
     cpu_mbps: float
     cpu_ratio: float
     baseline_mb: float
     peak_mb: float
+    datadog: dict[str, float] | None = None
 
 
 def start_processes() -> tuple[subprocess.Popen[bytes], str, subprocess.Popen[bytes], str]:
@@ -484,10 +508,11 @@ def start_processes() -> tuple[subprocess.Popen[bytes], str, subprocess.Popen[by
     return moto, f"http://127.0.0.1:{moto_port_file.read_text()}", intake, intake_port_file.read_text().strip()
 
 
-def intake_counts(port: str, reset: bool = False) -> dict[str, int]:
+def intake_counts(port: str, reset: bool = False, decode: bool = True) -> dict[str, int]:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{'reset' if reset else 'count'}", timeout=10) as answer:
+    path = ("reset" if decode else "reset?decode=0") if reset else "count"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=10) as answer:
         counts: dict[str, int] = orjson.loads(answer.read())
         return counts
 
@@ -640,9 +665,8 @@ def bench(sizes: list[int], profile: bool, write_doc: bool) -> int:
         )
         s3.create_bucket(Bucket=BUCKET)
         warm_key = trail_key("warmup")
-        s3.put_object(
-            Bucket=BUCKET, Key=warm_key, Body=(FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes()
-        )
+        warm_body = isal_zlib.compress((FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes(), wbits=31)
+        s3.put_object(Bucket=BUCKET, Key=warm_key, Body=warm_body)  # gzipped, as its .json.gz key says
         env = worker_env(endpoint, intake_port)
         for found in inputs:
             rows.append(measure(spawner, found, s3, env, intake_port, warm_key, profile))
@@ -678,14 +702,12 @@ def measure(
     result = run_forwarder(spawner, spec, profile_to)
     if profile_to is not None:
         print(summarise_profile(profile_to), flush=True)
-    counts = intake_counts(intake_port)
-    warm_events = len(orjson.loads((FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes())["Records"])
-    received = counts["entries"] - warm_events
-    if result["read"] != found.events or received != found.events or result["failed"] or counts["rejected"]:
-        raise SystemExit(
-            f"{name}: generated {found.events} events, the forwarder read {result['read']} and failed "
-            f"{result['failed']}, the intake received {received} and rejected {counts['rejected']} requests"
-        )
+    received = check_received(name, found, intake_port, result["read"], result["failed"])
+    intake_counts(intake_port, reset=True, decode=False)
+    quiet = run_forwarder(spawner, spec)
+    intake_counts(intake_port, reset=True)
+    if quiet["read"] != found.events or quiet["delivered"] != found.events:
+        raise SystemExit(f"{name}: with the reading-only intake {quiet['delivered']} of {found.events} delivered")
     megabytes = found.raw_bytes / MB
     row = Row(
         input=name,
@@ -693,20 +715,107 @@ def measure(
         events=found.events,
         raw_mbps=megabytes / raw_seconds,
         mbps=megabytes / result["seconds"],
-        events_per_s=found.events / result["seconds"],
         ratio=raw_seconds / result["seconds"],
+        quiet_mbps=megabytes / quiet["seconds"],
+        quiet_ratio=raw_seconds / quiet["seconds"],
         cpu_mbps=megabytes / result["cpu_seconds"],
         cpu_ratio=raw_cpu_seconds / result["cpu_seconds"],
         baseline_mb=result["baseline_mb"],
         peak_mb=result["peak_mb"],
     )
     print(
-        f"{name}: forwarder {row.mbps:.1f} MB/s, raw limit {row.raw_mbps:.1f} MB/s, peak RSS {row.peak_mb:.0f} MB "
-        f"(after imports {row.baseline_mb:.0f} MB, warm {result['warm_mb']:.0f} MB, "
-        f"VmHWM {result['vmhwm_mb']:.0f} MB); intake counted {received}",
+        f"{name}: forwarder {row.mbps:.1f} MB/s ({row.quiet_mbps:.1f} with the reading-only intake), raw limit "
+        f"{row.raw_mbps:.1f} MB/s, peak RSS {row.peak_mb:.0f} MB (after imports {row.baseline_mb:.0f} MB, warm "
+        f"{result['warm_mb']:.0f} MB, VmHWM {result['vmhwm_mb']:.0f} MB); intake counted {received}",
         flush=True,
     )
+    if DATADOG_FORWARDER and found.size_mb <= DATADOG_MAX_MB:
+        row.datadog = run_datadog(spawner, spec, intake_port)
+        check_received(f"{name} (Datadog Forwarder)", found, intake_port, found.events, 0)
+        print(
+            f"{name}: Datadog Forwarder {megabytes / row.datadog['seconds']:.1f} MB/s, "
+            f"{megabytes / row.datadog['cpu_seconds']:.1f} MB per CPU-s, peak RSS {row.datadog['peak_mb']:.0f} MB",
+            flush=True,
+        )
     return row
+
+
+def check_received(name: str, found: Input, intake_port: str, read: int, failed: int) -> int:
+    """The entries the decoding intake received since its reset, less the warm-up's; exit unless all came."""
+    counts = intake_counts(intake_port)
+    warm_events = len(orjson.loads((FIXTURES / "cloudtrail" / "plaso_aws_cloudtrail.json").read_bytes())["Records"])
+    received = counts["entries"] - warm_events
+    if read != found.events or received != found.events or failed or counts["rejected"]:
+        raise SystemExit(
+            f"{name}: generated {found.events} events, the forwarder read {read} and failed "
+            f"{failed}, the intake received {received} and rejected {counts['rejected']} requests"
+        )
+    return received
+
+
+DATADOG_FORWARDER = os.environ.get("BENCH_DATADOG_FORWARDER", "")
+DATADOG_MAX_MB = 100
+"""It reads whole objects into memory (828 MB peak RSS at 100 MB): 1 GB would need about 8 GB."""
+DATADOG_WORKER = """
+import json, os, resource, sys, time
+spec = json.loads(sys.argv[1])
+os.environ.update(spec["env"])
+sys.path.insert(0, spec["dir"])
+import lambda_function
+
+class Context:
+    function_name = "datadog-forwarder-bench"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:datadog-forwarder-bench"
+    memory_limit_in_mb = 1024
+    aws_request_id = "bench"
+    log_group_name = "/aws/lambda/datadog-forwarder-bench"
+    log_stream_name = "bench"
+    def get_remaining_time_in_millis(self):
+        return 3600000
+
+lambda_function.lambda_handler(spec["warmup"], Context())
+events = spec["events"]
+if isinstance(events, str):
+    events = [json.loads(line) for line in open(events, "rb").read().splitlines()]
+before = resource.getrusage(resource.RUSAGE_SELF)
+started = time.perf_counter()
+for event in events:
+    lambda_function.lambda_handler(event, Context())
+seconds = time.perf_counter() - started
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mb": after.ru_maxrss / 1024}))
+"""
+
+
+def run_datadog(spawner: Spawner, spec: dict[str, Any], intake_port: str) -> dict[str, float]:
+    """The Datadog Forwarder on the same events, moto and (decoding) intake, in a fresh interpreter."""
+    intake = f"127.0.0.1:{intake_port}"
+    env = {
+        **{name: value for name, value in spec["env"].items() if not name.startswith(("DD_", "POWERTOOLS_"))},
+        "DD_API_KEY": DATADOG_API_KEY,
+        "DD_URL": "127.0.0.1",
+        "DD_PORT": intake_port,
+        "DD_NO_SSL": "true",
+        "DD_SKIP_SSL_VALIDATION": "true",
+        "DD_USE_COMPRESSION": "true",
+        "DD_API_URL": f"http://{intake}",
+        "DD_TRACE_INTAKE_URL": f"http://{intake}",
+        "DD_TAGS": "env:bench",
+        "DD_LOG_LEVEL": "WARNING",
+        "DD_STORE_FAILED_EVENTS": "false",
+        **{f"DD_FETCH_{kind}_TAGS": "false" for kind in ("S3", "LAMBDA", "LOG_GROUP", "STEP_FUNCTIONS")},
+    }
+    python = os.environ.get("BENCH_DATADOG_PYTHON") or sys.executable
+    worker = {"env": env, "dir": DATADOG_FORWARDER, "warmup": spec["warmup"], "events": spec["events"]}
+    intake_counts(intake_port, reset=True)
+    code, out, err = spawner.run([python, "-c", DATADOG_WORKER, json.dumps(worker)])
+    if code != 0:
+        sys.stderr.write(err[-4000:])
+        raise SystemExit(f"Datadog Forwarder run failed with exit status {code}")
+    result: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    return result
 
 
 def summarise_profile(path: Path, top: int = 18) -> str:
@@ -743,19 +852,40 @@ def _frame(frame: str) -> str:
 
 def render(rows: list[Row], import_ms: float) -> str:
     lines = [
-        "| input | size MB | events | raw limit MB/s | forwarder MB/s | events/s | ratio to raw limit "
+        "| input | size MB | events | raw limit MB/s | forwarder MB/s | ratio to raw limit "
+        "| MB/s, reading-only intake | ratio, reading-only intake "
         "| forwarder MB per CPU-s | CPU ratio to raw limit | RSS after imports MB | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.input} | {row.size_mb:.0f} | {row.events:,} | {row.raw_mbps:.1f} | {row.mbps:.1f} "
-            f"| {row.events_per_s:,.0f} | {row.ratio:.2f} | {row.cpu_mbps:.1f} | {row.cpu_ratio:.2f} "
-            f"| {row.baseline_mb:.0f} | {row.peak_mb:.0f} |"
+            f"| {row.ratio:.2f} | {row.quiet_mbps:.1f} | {row.quiet_ratio:.2f} | {row.cpu_mbps:.1f} "
+            f"| {row.cpu_ratio:.2f} | {row.baseline_mb:.0f} | {row.peak_mb:.0f} |"
         )
     lines.append("")
     lines.append(f"Cold start, `import forwarder.handler` in a fresh interpreter: {import_ms:.0f} ms")
     lines[-1] += f" (median of {IMPORT_RUNS})."
+    compared = [row for row in rows if row.datadog is not None]
+    if compared:
+        lines += [
+            "",
+            "Side by side with the Datadog Forwarder (`BENCH_DATADOG_FORWARDER`): the same inputs, moto and "
+            "decoding intake.",
+            "",
+            "| input | Datadog Forwarder MB/s | this forwarder MB/s | times | Datadog MB per CPU-s "
+            "| this MB per CPU-s | times | Datadog peak RSS MB | this peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in compared:
+            assert row.datadog is not None
+            theirs = row.size_mb / row.datadog["seconds"]
+            their_cpu = row.size_mb / row.datadog["cpu_seconds"]
+            lines.append(
+                f"| {row.input} | {theirs:.1f} | {row.mbps:.1f} | {row.mbps / theirs:.1f} | {their_cpu:.1f} "
+                f"| {row.cpu_mbps:.1f} | {row.cpu_mbps / their_cpu:.1f} | {row.datadog['peak_mb']:.0f} "
+                f"| {row.peak_mb:.0f} |"
+            )
     return "\n".join(lines)
 
 
