@@ -123,11 +123,12 @@ class Enricher:
             return own
         return hashlib.blake2b(f"{self._id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
 
-    def _assemble(self, timestamp: int | None, event_id: str, *rest: bytes | memoryview) -> bytes:
-        """The entry, joined in one copy: the metadata, time and id, then `rest`, the event's own members.
+    def _lead(self, timestamp: int | None) -> bytes:
+        """The entry up to its id: the metadata, the time, and `"forwarder":{"id":`.
 
-        Joining is about twice as fast as `%` formatting with a memoryview. The lead up to the id is
-        kept per timestamp: CloudTrail times have whole seconds, so a file's records share a few.
+        Entries are joined from this, the id and the event's own members in one copy (about twice as
+        fast as `%` formatting with a memoryview). Leads are kept per timestamp: CloudTrail times have
+        whole seconds, so a file's records share a few.
         """
         lead = self._leads.get(timestamp)
         if lead is None:
@@ -135,7 +136,7 @@ class Enricher:
             lead = b'%b%b,"forwarder":{"id":' % (self._prefix, stamp)
             if len(self._leads) < LEADS_KEPT:
                 self._leads[timestamp] = lead
-        return b"".join((lead, orjson.dumps(event_id), b"},", *rest))
+        return lead
 
     def _structured(self, raw: RawEvent, record: bytes, head: RecordHead, event_id: str) -> bytes:
         """The metadata spliced in front of the record's own bytes; the record is parsed in full only
@@ -147,7 +148,7 @@ class Enricher:
         timestamp = _iso_ms(when) if isinstance(when, str) else None
         if timestamp is None:
             timestamp = _first_time((head.stageTimestamp, head.requestReceivedTimestamp)) or raw.timestamp_ms
-        return self._assemble(timestamp, event_id, memoryview(record)[1:])
+        return b"".join((self._lead(timestamp), orjson.dumps(event_id), b"},", memoryview(record)[1:]))
 
     def _parsed(self, raw: RawEvent, event_id: str) -> bytes:
         fields = raw.fields
@@ -172,7 +173,7 @@ class Enricher:
 
     def _text(self, message: str, container_ms: int | None, event_id: str) -> bytes:
         timestamp = self._message_time(message) or container_ms
-        return self._assemble(timestamp, event_id, b'"message":', orjson.dumps(message), b"}")
+        return b"".join((self._lead(timestamp), orjson.dumps(event_id), b'},"message":', orjson.dumps(message), b"}"))
 
     def _message_time(self, message: str) -> int | None:
         """JSON lines (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON."""
