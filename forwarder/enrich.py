@@ -146,14 +146,14 @@ class Enricher:
             return self._parsed(raw, event_id)
         when = head.eventTime  # what nearly every record has: looked at before the general search
         timestamp = _iso_ms(when) if isinstance(when, str) else None
-        if timestamp is None:
+        if not timestamp:  # as in `_first_time(...) or ...`: an epoch-zero time counts as none
             timestamp = _first_time((head.stageTimestamp, head.requestReceivedTimestamp)) or raw.timestamp_ms
         return b"".join((self._lead(timestamp), orjson.dumps(event_id), b"},", memoryview(record)[1:]))
 
     def _parsed(self, raw: RawEvent, event_id: str) -> bytes:
         fields = raw.fields
-        if fields is None:  # valid JSON a full parse cannot hold (a number past the double range): as text
-            return self._text((raw.record or b"").decode(), raw.timestamp_ms, event_id)
+        if fields is None:  # only for a record that skipped `read_head`'s check: sent as text, not lost
+            return self._text((raw.record or b"").decode("utf-8", "replace"), raw.timestamp_ms, event_id)
         timestamp = _event_time(fields) or raw.timestamp_ms
         if fields.keys().isdisjoint(RESERVED):
             return orjson.dumps({**self._meta, **self._identity(timestamp, event_id), **fields})
@@ -236,7 +236,7 @@ def _stage_time(message: str) -> int | None:
         return None
     try:
         value = _decode_stage_tail("{" + message[at:]).stageTimestamp
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):  # the last: a lone surrogate
         return None
     return _iso_ms(value) if isinstance(value, str) else None
 

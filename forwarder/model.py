@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import simdjson
 from msgspec import UNSET, Raw, UnsetType
 
 RESERVED = frozenset(
@@ -175,21 +176,34 @@ class RecordHead(msgspec.Struct, gc=False):
 
 _RESERVED_FROM = 4
 _NONE_RESERVED = (UNSET,) * len(RESERVED)
+_HEAD_NAMES = RecordHead.__struct_fields__[:_RESERVED_FROM]
+assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:]) == RESERVED, "a reserved name without its field"
 _decode_head = msgspec.json.Decoder(RecordHead).decode
-InvalidRecord = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_validator = simdjson.Parser()
+InvalidRecord = orjson.JSONDecodeError
 """What `read_head` raises for bytes that are not one valid JSON object in UTF-8."""
 
 
 def read_head(record: bytes) -> RecordHead:
-    """Validate `record` as one JSON object (RFC 8259, UTF-8) and decode its head; raises `InvalidRecord`.
+    """Check that `record` is one JSON object a full parse accepts, and decode its head; raises `InvalidRecord`.
 
-    msgspec does not check UTF-8 inside the strings it skips, so a record that is not ASCII is
-    decoded once to check it.
+    Validity is orjson's: UTF-8, RFC 8259, numbers within the double range, at most 1024 levels of
+    nesting (the intake refuses a whole batch over one entry that breaks these). simdjson checks
+    exactly that, at a quarter of orjson's cost, and never accepts what orjson refuses; what it
+    refuses (integers past 64 bits, which orjson takes) goes to orjson to decide. msgspec then
+    decodes the head, skipping the rest unbuilt: alone it would let numbers past the double range
+    through, and its nesting limit follows Python's recursion limit.
     """
-    head = _decode_head(record)
-    if not record.isascii():
-        record.decode()
-    return head
+    try:
+        _validator.parse(record)
+    except (ValueError, RuntimeError):
+        orjson.loads(record)
+    try:
+        return _decode_head(record)
+    except (RecursionError, msgspec.DecodeError):  # valid, but deeper than msgspec goes: a full parse
+        fields = orjson.loads(record)
+        present = {name: Raw(b"null") for name in RESERVED if name in fields}
+        return RecordHead(*(fields.get(name) for name in _HEAD_NAMES), **present)
 
 
 class RawEvent(msgspec.Struct, gc=False):

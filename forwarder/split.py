@@ -20,8 +20,6 @@ import itertools
 import re
 from collections.abc import Generator, Iterable, Iterator
 
-import orjson
-
 from forwarder.errors import InputError
 from forwarder.model import Checkpoint, InvalidRecord, LogBatch, RawEvent, RecordHead, read_head
 
@@ -312,21 +310,15 @@ class _Records:
     def _parse_prefix(self, start: int, end: int) -> tuple[bytes, RecordHead, int] | None:
         """data[start:end], or the complete object inside it, if either is one valid object.
 
-        orjson's error position says where an object inside the slice ends; `read_head` decides.
+        The error's position (orjson's) says where an object inside the slice ends.
         """
         if end - start > self.max_event_bytes:
             return None
         record = self.data[start:end]
         try:
             return record, read_head(record), end
-        except InvalidRecord:
-            pass
-        try:
-            orjson.loads(record)
-        except orjson.JSONDecodeError as exc:
+        except InvalidRecord as exc:
             cut = exc.pos
-        else:
-            return None  # whole for orjson, not for read_head (nested deeper than msgspec goes)
         if not 0 < cut < len(record):
             return None
         if not record.isascii():  # orjson counts characters, not bytes
