@@ -25,7 +25,11 @@ TRIM_THRESHOLD_BYTES = 128 << 20
 
 @functools.cache
 def keep_freed_memory() -> bool:
-    """Apply the setting once per process; False where the C library has no `mallopt` (not glibc)."""
+    """Apply the setting once per process; False where the C library has no `mallopt` (not glibc).
+
+    With another allocator preloaded (jemalloc, tcmalloc), glibc's `mallopt` still answers yes but
+    changes nothing; those keep freed memory by themselves.
+    """
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
