@@ -179,7 +179,9 @@ _NONE_RESERVED = (UNSET,) * len(RESERVED)
 _HEAD_NAMES = RecordHead.__struct_fields__[:_RESERVED_FROM]
 assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:]) == RESERVED, "a reserved name without its field"
 _decode_head = msgspec.json.Decoder(RecordHead).decode
-_validator = simdjson.Parser()
+_VALIDATOR_MAX_BYTES = 1 << 20
+"""simdjson keeps buffers sized for the largest document it has parsed: larger records go to orjson."""
+_validator = simdjson.Parser(max_capacity=_VALIDATOR_MAX_BYTES)
 InvalidRecord = orjson.JSONDecodeError
 """What `read_head` raises for bytes that are not one valid JSON object in UTF-8."""
 
@@ -190,9 +192,9 @@ def read_head(record: bytes) -> RecordHead:
     Validity is orjson's: UTF-8, RFC 8259, numbers within the double range, at most 1024 levels of
     nesting (the intake refuses a whole batch over one entry that breaks these). simdjson checks
     exactly that, at a quarter of orjson's cost, and never accepts what orjson refuses; what it
-    refuses (integers past 64 bits, which orjson takes) goes to orjson to decide. msgspec then
-    decodes the head, skipping the rest unbuilt: alone it would let numbers past the double range
-    through, and its nesting limit follows Python's recursion limit.
+    refuses (integers past 64 bits, which orjson takes; records over 1 MiB) goes to orjson to
+    decide. msgspec then decodes the head, skipping the rest unbuilt: alone it would let numbers
+    past the double range through, and its nesting limit follows Python's recursion limit.
     """
     try:
         _validator.parse(record)

@@ -245,6 +245,8 @@ def test_the_record_check_accepts_exactly_what_a_full_parse_does(record: bytes) 
         b'{"eventID":"e","s":"\\ud800"}',
         b'{"eventID":"e","s":"\xed\xa0\x80"}',
         b'{"eventID":"e","s":"caf\xc3\xa9"}',
+        b'{"eventID":"e","big":"' + b"x" * (2 << 20) + b'"}',
+        b'{"eventID":"e","big":"' + b"x" * (2 << 20) + b'","n":1e400}',
     ],
 )
 def test_numbers_nesting_and_encodings_are_judged_as_a_full_parse_judges_them(record: bytes) -> None:
