@@ -176,7 +176,6 @@ class RecordHead(msgspec.Struct, gc=False):
 
 _RESERVED_FROM = 4
 _NONE_RESERVED = (UNSET,) * len(RESERVED)
-_HEAD_NAMES = RecordHead.__struct_fields__[:_RESERVED_FROM]
 assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:]) == RESERVED, "a reserved name without its field"
 _decode_head = msgspec.json.Decoder(RecordHead).decode
 _VALIDATOR_MAX_BYTES = 1 << 20
@@ -191,7 +190,7 @@ def read_head(record: bytes) -> RecordHead:
 
     Validity is orjson's: UTF-8, RFC 8259, numbers within the double range, at most 1024 levels of
     nesting (the intake refuses a whole batch over one entry that breaks these). simdjson checks
-    exactly that, at a quarter of orjson's cost, and never accepts what orjson refuses; what it
+    that, at a quarter of orjson's cost (a leading BOM, which it allows, msgspec refuses); what it
     refuses (integers past 64 bits, which orjson takes; records over 1 MiB) goes to orjson to
     decide. msgspec then decodes the head, skipping the rest unbuilt: alone it would let numbers
     past the double range through, and its nesting limit follows Python's recursion limit.
@@ -202,10 +201,18 @@ def read_head(record: bytes) -> RecordHead:
         orjson.loads(record)
     try:
         return _decode_head(record)
-    except (RecursionError, msgspec.DecodeError):  # valid, but deeper than msgspec goes: a full parse
+    except (RecursionError, msgspec.DecodeError):  # deeper than msgspec goes, a BOM, or not an object
         fields = orjson.loads(record)
+        if not isinstance(fields, dict):
+            raise InvalidRecord("a record must be a JSON object", record.decode(errors="replace"), 0) from None
         present = {name: Raw(b"null") for name in RESERVED if name in fields}
-        return RecordHead(*(fields.get(name) for name in _HEAD_NAMES), **present)
+        return RecordHead(
+            eventID=fields.get("eventID"),
+            eventTime=fields.get("eventTime"),
+            stageTimestamp=fields.get("stageTimestamp"),
+            requestReceivedTimestamp=fields.get("requestReceivedTimestamp"),
+            **present,
+        )
 
 
 class RawEvent(msgspec.Struct, gc=False):

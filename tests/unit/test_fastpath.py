@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from forwarder import model
 from forwarder.enrich import RESERVED, Enricher, Invoker
 from forwarder.model import InvalidRecord, RawEvent, S3Object, Source, read_head
 from forwarder.read import decompress
@@ -247,6 +248,10 @@ def test_the_record_check_accepts_exactly_what_a_full_parse_does(record: bytes) 
         b'{"eventID":"e","s":"caf\xc3\xa9"}',
         b'{"eventID":"e","big":"' + b"x" * (2 << 20) + b'"}',
         b'{"eventID":"e","big":"' + b"x" * (2 << 20) + b'","n":1e400}',
+        b'\xef\xbb\xbf{"eventID":"e"}',
+        b"[1]",
+        b'"x"',
+        b"null",
     ],
 )
 def test_numbers_nesting_and_encodings_are_judged_as_a_full_parse_judges_them(record: bytes) -> None:
@@ -260,5 +265,6 @@ def test_numbers_nesting_and_encodings_are_judged_as_a_full_parse_judges_them(re
         assert parsed is None
         return
     assert parsed is not None
+    assert model._validator.parse(b"{}") is not None, "the validator is still usable after the record"
     assert head.eventID == parsed.get("eventID")
     assert head.clashes() == (not parsed.keys().isdisjoint(RESERVED))
