@@ -161,16 +161,7 @@ def _s3_notification(records: Iterable[Any]) -> Items:
         if not name.removeprefix("s3:").startswith("ObjectCreated:"):
             items.append(Skip("not_object_created", f"{name} s3://{bucket}/{key}"))
             continue
-        items.append(
-            S3Object(
-                bucket=bucket,
-                key=key,
-                version_id=obj.get("versionId"),
-                etag=obj.get("eTag"),
-                size=_size(obj.get("size")),
-                sequencer=obj.get("sequencer"),
-            )
-        )
+        items.append(_s3_object(bucket, key, obj, version_field="versionId", etag_field="eTag"))
     return tuple(items)
 
 
@@ -190,11 +181,16 @@ def _eventbridge(event: Mapping[str, Any]) -> WorkItem | Skip:
     key = _decoded(_field(obj, "key", str))
     if event["detail-type"] != "Object Created":
         return Skip("not_object_created", f"{event['detail-type']} s3://{bucket}/{key}")
+    return _s3_object(bucket, key, obj, version_field="version-id", etag_field="etag")
+
+
+def _s3_object(bucket: str, key: str, obj: Mapping[str, Any], *, version_field: str, etag_field: str) -> S3Object:
+    """The created object an S3 notification or EventBridge event names; the two spell two fields apart."""
     return S3Object(
         bucket=bucket,
         key=key,
-        version_id=obj.get("version-id"),
-        etag=obj.get("etag"),
+        version_id=obj.get(version_field),
+        etag=obj.get(etag_field),
         size=_size(obj.get("size")),
         sequencer=obj.get("sequencer"),
     )
