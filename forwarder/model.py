@@ -238,9 +238,8 @@ class RawEvent(msgspec.Struct, gc=False):
 
     @property
     def fields(self) -> dict[str, Any] | None:
-        """The record parsed in full, for the rare entry that needs it; None for text events, or a
-        record valid JSON but beyond what a full parse represents (a number past the double range,
-        nesting deeper than orjson's 1024 levels)."""
+        """The record parsed in full, for the rare entry that needs it (a field to move, `{}`,
+        truncation); None for text events, or a record that did not pass `read_head`."""
         if self.record is None:
             return None
         try:
