@@ -574,10 +574,15 @@ def run_forwarder(spawner: Spawner, spec: dict[str, Any], profile_to: Path | Non
         py_spy = str(Path(sys.executable).with_name("py-spy"))
         options = ["--gil", "--threads", "--rate", "250", "--format", "raw", "--output", str(profile_to)]
         argv = [py_spy, "record", *options, "--", *argv]
+    return spawned_result(spawner, argv, "forwarder")
+
+
+def spawned_result(spawner: Spawner, argv: list[str], what: str) -> dict[str, Any]:
+    """Run a worker through the spawner and return the JSON object it printed last."""
     code, out, err = spawner.run(argv)
     if code != 0:
         sys.stderr.write(err[-4000:])
-        raise SystemExit(f"forwarder run failed with exit status {code}")
+        raise SystemExit(f"{what} run failed with exit status {code}")
     result: dict[str, Any] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
     return result
 
@@ -812,12 +817,7 @@ def run_datadog(spawner: Spawner, spec: dict[str, Any], intake_port: str, decode
     python = os.environ.get("BENCH_DATADOG_PYTHON") or sys.executable
     worker = {"env": env, "dir": DATADOG_FORWARDER, "warmup": spec["warmup"], "events": spec["events"]}
     intake_counts(intake_port, reset=True, decode=decode)
-    code, out, err = spawner.run([python, "-c", DATADOG_WORKER, json.dumps(worker)])
-    if code != 0:
-        sys.stderr.write(err[-4000:])
-        raise SystemExit(f"Datadog Forwarder run failed with exit status {code}")
-    result: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-    return result
+    return spawned_result(spawner, [python, "-c", DATADOG_WORKER, json.dumps(worker)], "Datadog Forwarder")
 
 
 def summarise_profile(path: Path, top: int = 18) -> str:
