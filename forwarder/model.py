@@ -82,9 +82,8 @@ class AwsLogs:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One `logEvents[]` entry of a CloudWatch Logs payload."""
+class LogEvent(msgspec.Struct, frozen=True, gc=False):
+    """One `logEvents[]` entry of a CloudWatch Logs payload (a Struct: one is built per event, in C)."""
 
     id: str
     timestamp: int

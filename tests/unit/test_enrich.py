@@ -56,6 +56,14 @@ def test_pretty_printed_record_bytes_are_spliced_not_reserialised() -> None:
     assert orjson.loads(entry.body)["nested"] == {"x": [1, 2]}
 
 
+@pytest.mark.parametrize("padding", ["", " \n"])
+def test_record_bytes_end_the_entry_before_its_timestamp(padding: str) -> None:
+    raw = (padding + '{"eventTime":"2024-12-04T12:00:00Z","eventName":"A"}' + padding).encode()
+    body = enricher().entry(RawEvent(position=0, record=raw, head=read_head(raw))).body
+    assert body.endswith(b'"eventName":"A","timestamp":1733313600000}')
+    assert orjson.loads(body)["timestamp"] == 1733313600000
+
+
 def test_empty_record_gives_metadata_only() -> None:
     body = orjson.loads(enricher().entry(record_event({})).body)
     assert set(body) == {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "aws", "forwarder"}
