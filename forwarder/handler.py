@@ -40,6 +40,7 @@ from forwarder.model import (
     Invocation,
     LogBatch,
     RawEvent,
+    RecordRun,
     Replay,
     S3Object,
     Skip,
@@ -243,7 +244,7 @@ def _skip(tally: Tally, skip: Skip) -> None:
 
 def _open(
     item: WorkItem, run: Run
-) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent], continuation.Progress | None] | None:
+) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent | RecordRun], continuation.Progress | None] | None:
     """The source, raw events and checkpointing of one work item, or None when it is skipped (and counted).
 
     A continuation with a checkpoint reads from there on (see `continuation`).
@@ -276,7 +277,7 @@ def _entries(
     unit: Unit,
     source: Source,
     container: S3Object | LogBatch,
-    events: Iterator[RawEvent],
+    events: Iterator[RawEvent | RecordRun],
     progress: continuation.Progress | None,
     run: Run,
 ) -> Iterator[Entry]:
@@ -293,11 +294,15 @@ def _entries(
     resume_at = container.resume_at if isinstance(container, S3Object) else 0
     start = container.checkpoint if isinstance(container, S3Object) else None
     handled = resume_at if start is not None else 0
+    # Reading past events already handled is counted event by event, so runs are taken apart for it.
+    items = events if handled >= resume_at else split.each_event(events)
     read_here = 0
+    next_check = 0
     last: RawEvent | None = None
     try:
-        for raw in events:
-            if read_here % DEADLINE_CHECK_EVERY == 0:
+        for item in items:
+            if read_here >= next_check:
+                next_check = read_here + DEADLINE_CHECK_EVERY
                 if progress is not None and last is not None:
                     progress.forget_before(last)
                 if run.time_to_stop():
@@ -308,17 +313,24 @@ def _entries(
                     unit.stopped_at = handled
                     unit.checkpoint = start if last is None or progress is None else progress.checkpoint(last)
                     return
+            if isinstance(item, RecordRun):
+                read_here += len(item)
+                handled += len(item)
+                last = item.last()
+                yield from enricher.run_entries(item)
+                continue
             read_here += 1
             handled += 1
-            last = raw
+            last = item
             if handled <= resume_at:
                 continue
-            yield enricher.entry(raw)
+            yield enricher.entry(item)
     except InputError as exc:
         _unreadable(unit, exc, run)
     finally:
         run.tally.count_read(unit.label, max(0, handled - resume_at))
-        _close(events)  # stopping early would leave the S3 body open until garbage collection
+        _close(items)  # stopping early would leave the S3 body open until garbage collection
+        _close(events)
 
 
 def _close(stream: Iterator[Any]) -> None:

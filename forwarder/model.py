@@ -8,7 +8,7 @@ RawEvent ──enrich──► Entry ──batch──► Batch ──intake─�
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,12 +170,69 @@ class RecordHead(msgspec.Struct, gc=False):
 
     def clashes(self) -> bool:
         """Whether the record has a top-level field by a name the forwarder writes (`RESERVED`)."""
-        return msgspec.structs.astuple(self)[_RESERVED_FROM:] != _NONE_RESERVED
+        return msgspec.structs.astuple(self)[_RESERVED_FROM:_RESERVED_TO] != _NONE_RESERVED
 
 
 _RESERVED_FROM = 4
+_RESERVED_TO = _RESERVED_FROM + len(RESERVED)
 _NONE_RESERVED = (UNSET,) * len(RESERVED)
-assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:]) == RESERVED, "a reserved name without its field"
+assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:_RESERVED_TO]) == RESERVED, (
+    "a reserved name without its field"
+)
+
+
+class RunHead(RecordHead, kw_only=True, gc=False):
+    """The head of a record in a `RecordRun`: decoding fails unless the record has a top-level
+    `eventVersion`, which is what proves a run's cuts exact (see `split`)."""
+
+    eventVersion: Raw
+
+
+def _record_head(head: RunHead) -> RecordHead:
+    return RecordHead(*msgspec.structs.astuple(head)[:_RESERVED_TO])
+
+
+RUN_FIRST_KEY = b'{"eventVersion"'
+"""How every record of a `RecordRun` begins: CloudTrail writes `eventVersion` first."""
+
+
+class RecordRun(msgspec.Struct, gc=False):
+    """Consecutive CloudTrail records cut and checked together, for the hot path.
+
+    Record i is `RUN_FIRST_KEY + members[i] + b"}"`, at `position + i`; `heads[i]` is what
+    `read_head` would give for it. The records are separated by one comma, and the last ends
+    `end_offset` decompressed bytes into the object. Split and enrichment handle a run in a few calls
+    for all its records instead of a few per record.
+    """
+
+    position: int
+    members: list[bytes]
+    heads: list[RunHead]
+    end_offset: int
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def event(self, index: int) -> RawEvent:
+        """Record `index` as a `RawEvent`, for the rare record enrichment handles on its own."""
+        return RawEvent(self.position + index, None, self._record(index), _record_head(self.heads[index]))
+
+    def events(self) -> Iterator[RawEvent]:
+        """The run as the `RawEvent`s splitting record by record gives, end offsets included."""
+        end = self.end_offset - sum(len(member) + len(RUN_FIRST_KEY) + 2 for member in self.members) + 1
+        for index, head in enumerate(self.heads):
+            record = self._record(index)
+            end += len(record) + 1 if index else len(record)
+            yield RawEvent(self.position + index, None, record, _record_head(head), None, None, end)
+
+    def _record(self, index: int) -> bytes:
+        return RUN_FIRST_KEY + self.members[index] + b"}"
+
+    def last(self) -> RawEvent:
+        """A marker for the run's last record: where a continuation would start after it."""
+        return RawEvent(self.position + len(self.members) - 1, end_offset=self.end_offset)
+
+
 _decode_head = msgspec.json.Decoder(RecordHead).decode
 _VALIDATOR_MAX_BYTES = 1 << 20
 """simdjson keeps buffers sized for the largest document it has parsed: larger records go to orjson."""

@@ -20,8 +20,21 @@ import itertools
 import re
 from collections.abc import Generator, Iterable, Iterator
 
+import msgspec
+import simdjson
+
 from forwarder.errors import InputError
-from forwarder.model import Checkpoint, InvalidRecord, LogBatch, RawEvent, RecordHead, read_head
+from forwarder.model import (
+    RUN_FIRST_KEY,
+    Checkpoint,
+    InvalidRecord,
+    LogBatch,
+    RawEvent,
+    RecordHead,
+    RecordRun,
+    RunHead,
+    read_head,
+)
 
 DEFAULT_MAX_EVENT_BYTES = 64 << 20
 SNIFF_BYTES = 512
@@ -47,6 +60,12 @@ _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
 """How far past a record's start a proposal is looked for before the exact tokenizer takes over."""
+_RUN_KEY = b'"eventVersion"'
+_RUN_LITERAL = b"},{" + _RUN_KEY
+_RUN_MAX_BYTES = 512 * 1024
+"""The longest span `_Records._run` checks at once (simdjson's parser below is sized for it)."""
+_run_validator = simdjson.Parser(max_capacity=_RUN_MAX_BYTES + 2)
+_decode_run_heads = msgspec.json.Decoder(list[RunHead]).decode
 
 
 class Format(enum.Enum):
@@ -72,10 +91,12 @@ def split_object(
     origin: str,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     start: Checkpoint | None = None,
-) -> tuple[Format, Iterator[RawEvent]]:
+) -> tuple[Format, Iterator[RawEvent | RecordRun]]:
     """Sniff the format from the leading bytes, then split the whole stream accordingly.
 
-    Digest files yield no events: they describe log files, and the caller skips and counts them.
+    A CloudTrail file's records come mostly as `RecordRun`s, the rest (and every line) as
+    `RawEvent`s; `each_event` turns them all into `RawEvent`s. Digest files yield no events: they
+    describe log files, and the caller skips and counts them.
     With `start`, `chunks` begins at that checkpoint's resume point, in the format it names.
     """
     if start is not None:
@@ -90,7 +111,7 @@ def split_object(
     form = sniff(head)
     rest = itertools.chain((head,), stream)
     if form is Format.CLOUDTRAIL:
-        return form, split_records(rest, origin, max_event_bytes)
+        return form, _Records(rest, origin, max_event_bytes).split()
     if form is Format.LINES:
         return form, split_lines(rest, origin, max_event_bytes)
     return form, iter(())
@@ -104,7 +125,16 @@ def split_records(
     `record` holds the element's bytes as they appear in the input (invalid UTF-8 replaced by U+FFFD),
     `position` its 0-based index. Keys after the array are ignored.
     """
-    return _Records(chunks, origin, max_event_bytes).split()
+    return each_event(_Records(chunks, origin, max_event_bytes).split())
+
+
+def each_event(items: Iterable[RawEvent | RecordRun]) -> Iterator[RawEvent]:
+    """One `RawEvent` per event, the records of each `RecordRun` included."""
+    for item in items:
+        if isinstance(item, RecordRun):
+            yield from item.events()
+        else:
+            yield item
 
 
 def split_lines(
@@ -209,7 +239,7 @@ class _Records:
         self.literal: bytes | None = None
         self.records_before = records_before
 
-    def split(self) -> Iterator[RawEvent]:
+    def split(self) -> Iterator[RawEvent | RecordRun]:
         index = self.records_before
         start = self._open_array() if index == 0 else 0
         learned = False
@@ -226,54 +256,112 @@ class _Records:
             yield RawEvent(position=index, record=record, head=head, end_offset=self.base + start)
             index += 1
 
-    def _fast(self, start: int, index: int) -> Generator[RawEvent, None, tuple[int, int]]:
-        """Records whose proposed end is right at the first try: the hot loop, one search and one check each.
+    def _fast(self, start: int, index: int) -> Generator[RawEvent | RecordRun, None, tuple[int, int]]:
+        """Records whose proposed end is right at the first try: the hot loop.
 
-        Minified files (CloudTrail's own) are cut with `bytes.find` on the literal `},{"eventVersion"`;
-        a proposal that is not one valid object hands over to `_careful`, which never guesses. A slice
-        that is one valid object is exactly one record whatever proposed it: an object has one end.
+        Minified files (CloudTrail's own) are cut with `bytes.find` on the literal `},{"eventVersion"`,
+        a run of them at a time where `_run` can prove the cuts (nearly always), else one search and
+        one check per record; a proposal that is not one valid object hands over to `_careful`, which
+        never guesses. A slice that is one valid object is exactly one record whatever proposed it: an
+        object has one end.
         """
+        if self.literal is not None:
+            while True:
+                if self.literal == _RUN_LITERAL:
+                    run = self._run(start, index)
+                    if run is not None:
+                        yield run
+                        index += len(run)
+                        start = run.end_offset - self.base + 1
+                        continue
+                stop = len(self.data) if self.literal != _RUN_LITERAL else start + _RUN_MAX_BYTES
+                index, start, more = yield from self._one_by_one(start, index, stop)
+                if not more:
+                    return index, start
+        search = self.separator.search
+        data = self.data
+        base = self.base
+        while True:
+            found = search(data, start + 1)
+            if found is None:
+                break
+            end = found.start() + 1
+            if end - start > self.max_event_bytes:
+                break
+            record = data[start:end]
+            try:
+                head = read_head(record)
+            except InvalidRecord:
+                break
+            yield RawEvent(index, None, record, head, None, None, base + end)
+            index += 1
+            start = found.start(1)
+        return index, start
+
+    def _one_by_one(self, start: int, index: int, stop: int) -> Generator[RawEvent, None, tuple[int, int, bool]]:
+        """Records cut at the literal one at a time, up to the first proposed end at or past `stop`:
+        `(index, start, more)`, `more` when the hot loop may go on from there."""
         data = self.data
         base = self.base
         check = read_head
         limit = self.max_event_bytes
         event = RawEvent
         literal = self.literal
-        if literal is not None:
-            find = data.find
-            while True:
-                at = find(literal, start + 1)
-                if at < 0:
-                    return index, start
-                end = at + 1
-                if end - start > limit:
-                    return index, start
-                record = data[start:end]
-                try:
-                    head = check(record)
-                except InvalidRecord:
-                    self.literal = None  # not minified after all: the separator regex takes over
-                    return index, start
-                yield event(index, None, record, head, None, None, base + end)
-                index += 1
-                start = at + 2
-        search = self.separator.search
+        assert literal is not None
+        find = data.find
         while True:
-            found = search(data, start + 1)
-            if found is None:
-                break
-            end = found.start() + 1
+            at = find(literal, start + 1)
+            if at < 0:
+                return index, start, False
+            end = at + 1
             if end - start > limit:
-                break
+                return index, start, False
             record = data[start:end]
             try:
                 head = check(record)
             except InvalidRecord:
-                break
+                self.literal = None  # not minified after all: the separator regex takes over
+                return index, start, False
             yield event(index, None, record, head, None, None, base + end)
             index += 1
-            start = found.start(1)
-        return index, start
+            start = at + 2
+            if end >= stop:
+                return index, start, True
+
+    def _run(self, start: int, index: int) -> RecordRun | None:
+        """The records from `start` up to the last literal within `_RUN_MAX_BYTES`, cut and checked at once.
+
+        The span is checked as the JSON array `[span]`: simdjson validates it in one call, as
+        `read_head` does each record, and msgspec decodes every record's head in one call more. The
+        cuts at the literal are the array's elements when (1) the array has as many elements as there
+        are cuts plus one, (2) every element has a top-level `eventVersion` (`RunHead`), and (3) the
+        span holds `"eventVersion"` exactly that many times: then every occurrence is an element's
+        top-level key, so the one in each cut, right after its `{`, opens an element, and with as many
+        elements as cuts there is no other boundary. None when any of it fails (a string ending in
+        `\"eventVersion`, a nested object that starts with that key, a number simdjson refuses...):
+        those records go one by one.
+        """
+        data = self.data
+        if not data.startswith(RUN_FIRST_KEY, start):
+            return None
+        at = data.rfind(_RUN_LITERAL, start + 1, start + _RUN_MAX_BYTES)
+        if at < 0:
+            return None
+        end = at + 1
+        array = b"".join((b"[", memoryview(data)[start:end], b"]"))
+        members = array.split(_RUN_LITERAL)  # the first and last keep the brackets and their key until trimmed
+        members[0] = members[0][1 + len(RUN_FIRST_KEY) :]
+        members[-1] = members[-1][:-2]
+        try:
+            checked = _run_validator.parse(array)
+            elements = len(checked) if isinstance(checked, simdjson.Array) else -1
+            del checked  # the parser refuses another document while a result of it is alive
+            heads = _decode_run_heads(array)
+        except (ValueError, RuntimeError, RecursionError, msgspec.DecodeError):
+            return None
+        if not elements == len(heads) == len(members) == array.count(_RUN_KEY):
+            return None
+        return RecordRun(index, members, heads, self.base + end)
 
     def _careful(self, start: int, index: int) -> tuple[bytes, RecordHead, int]:
         """The record at `start` (a "{"), reading more as needed: `(record, head, end)`.

@@ -22,7 +22,7 @@ from forwarder.continuation import Progress
 from forwarder.errors import InputError
 from forwarder.model import Checkpoint, RawEvent, S3Object
 from forwarder.read import Tracker, decompress, discard
-from forwarder.split import Format, split_object
+from forwarder.split import Format, each_event, split_object
 
 ORIGIN = "s3://bucket/key"
 
@@ -53,7 +53,8 @@ def read_pass(
     pieces = decompress(chunked(body, chunk), ORIGIN, tracker)
     if tracker.skip_bytes:
         pieces = discard(pieces, tracker, ORIGIN, lambda: False)
-    form, events = split_object(pieces, ORIGIN, start=start)
+    form, items = split_object(pieces, ORIGIN, start=start)
+    events = each_event(items)
     progress = Progress(tracker, form)
     out = []
     for event in events:
@@ -180,7 +181,8 @@ def test_discard_past_the_end_and_past_the_deadline_are_input_errors() -> None:
 def test_tracker_keeps_few_boundaries_when_checkpoints_are_taken_as_reading_goes() -> None:
     data = b"".join(gzip.compress(part) for part in chunked(LINES, 20))
     tracker = Tracker()
-    form, events = split_object(decompress(chunked(data, 1 << 20), ORIGIN, tracker), ORIGIN)
+    form, items = split_object(decompress(chunked(data, 1 << 20), ORIGIN, tracker), ORIGIN)
+    events = each_event(items)
     progress = Progress(tracker, form)
     most = 0
     for event in events:

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from forwarder import enrich
 from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import LogBatch, RawEvent, S3Object, Source, read_head
+from forwarder.model import LogBatch, RawEvent, RecordRun, S3Object, Source, read_head
 from forwarder.settings import Settings
+from forwarder.split import split_object
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:Forwarder"
 SETTINGS = Settings(tags=("env:prod",), function_name="Forwarder")
@@ -62,6 +63,35 @@ def test_record_bytes_end_the_entry_before_its_timestamp(padding: str) -> None:
     body = enricher().entry(RawEvent(position=0, record=raw, head=read_head(raw))).body
     assert body.endswith(b'"eventName":"A","timestamp":1733313600000}')
     assert orjson.loads(body)["timestamp"] == 1733313600000
+
+
+RUN_RECORDS = [
+    {"eventVersion": "1.08", "eventID": "a", "eventTime": "2024-12-04T12:00:00Z"},
+    {"eventVersion": "1.08", "eventID": "b", "eventTime": "2024-12-04T12:00:00Z"},  # its close is cached
+    {"eventVersion": "1.08", "eventTime": "2024-12-04T12:00:01Z"},  # no eventID: the hashed id
+    {"eventVersion": "1.08", "eventID": "", "eventTime": "2024-12-04T12:00:01Z"},
+    {
+        "eventVersion": "1.08",
+        "eventID": "c",
+        "eventTime": "1970-01-01T00:00:00Z",
+        "stageTimestamp": "2024-12-04T12:00:02Z",
+    },
+    {"eventVersion": "1.08", "eventID": "d", "eventTime": ["not", "a", "time"]},
+    {"eventVersion": "1.08", "eventID": "e", "eventTime": "yesterday"},
+    {"eventVersion": "1.08", "eventID": "f", "eventTime": "2024-12-04T12:00:00Z", "service": "moved"},
+    {"eventVersion": "1.08", "eventID": "g", "eventTime": "2024-12-04T12:00:00Z", "big": "x" * 3000},
+    {"eventVersion": "1.08", "eventID": 7, "eventTime": "2024-12-04T12:00:00.5+01:00"},
+]
+
+
+def test_a_run_gives_the_entries_its_records_give_one_by_one() -> None:
+    doc = orjson.dumps({"Records": [{"eventVersion": "1.08"}, *RUN_RECORDS, {"eventVersion": "1.08"}]})
+    runs = [item for item in split_object([doc], OBJECT.origin)[1] if isinstance(item, RecordRun)]
+    assert [len(run) for run in runs] == [len(RUN_RECORDS)]
+    settings = Settings(function_name="Forwarder", entry_max_bytes=2048)
+    one_by_one = [enricher(settings=settings).entry(event) for event in runs[0].events()]
+    assert enricher(settings=settings).run_entries(runs[0]) == one_by_one
+    assert [entry.truncated for entry in one_by_one].count(True) == 1
 
 
 def test_empty_record_gives_metadata_only() -> None:

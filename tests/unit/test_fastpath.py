@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from forwarder import model
 from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import InvalidRecord, RawEvent, S3Object, Source, read_head
+from forwarder.model import InvalidRecord, RawEvent, RecordRun, S3Object, Source, read_head
 from forwarder.read import decompress
 from forwarder.settings import Settings
 from forwarder.split import Format, split_object
@@ -60,13 +60,16 @@ HOSTILE = [
 
 
 def fast_entries(document: bytes, chunk_bytes: int = 1 << 16) -> list[dict[str, Any]]:
-    """decompress → split_object → Enricher.entry, the way the handler runs them, without a network."""
+    """decompress → split_object → Enricher.run_entries or .entry, the way the handler runs them, without a network."""
     compressed = gzip.compress(document)
     chunks = [compressed[start : start + chunk_bytes] for start in range(0, len(compressed), chunk_bytes)]
     form, events = split_object(decompress(chunks, OBJECT.origin), OBJECT.origin)
     assert form is Format.CLOUDTRAIL
     enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
-    return [orjson.loads(enricher.entry(raw).body) for raw in events]
+    entries = []
+    for item in events:
+        entries.extend(enricher.run_entries(item) if isinstance(item, RecordRun) else [enricher.entry(item)])
+    return [orjson.loads(entry.body) for entry in entries]
 
 
 def static_metadata() -> dict[str, Any]:

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forwarder.errors import InputError
-from forwarder.model import LogBatch, LogEvent, RawEvent
-from forwarder.split import Format, sniff, split_lines, split_log_batch, split_object, split_records
+from forwarder.model import LogBatch, LogEvent, RawEvent, RecordRun, read_head
+from forwarder.split import Format, each_event, sniff, split_lines, split_log_batch, split_object, split_records
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CLOUDTRAIL = FIXTURES / "cloudtrail"
@@ -63,14 +63,14 @@ CLOUDTRAIL_FIXTURES = sorted(
 @pytest.mark.parametrize("name", CLOUDTRAIL_FIXTURES)
 def test_cloudtrail_fixture_records_equal_parsed_document(name: str, chunk_size: int) -> None:
     doc = cloudtrail_fixture(name)
-    form, events = split_object(chunked(doc, chunk_size), ORIGIN)
+    form, items = split_object(chunked(doc, chunk_size), ORIGIN)
     expected = orjson.loads(doc)["Records"]
-    got = list(events)
+    got = list(each_event(items))
     assert form is Format.CLOUDTRAIL
     assert [event.fields for event in got] == expected
     assert [orjson.loads(event.record or b"") for event in got] == expected
     assert [event.position for event in got] == list(range(len(expected)))
-    assert all(event.record in doc for event in got if event.record)
+    assert all(event.record and doc[: event.end_offset].endswith(event.record) for event in got)
 
 
 def test_minified_record_bytes_are_exact() -> None:
@@ -140,9 +140,9 @@ def test_sniff(head: bytes, form: Format) -> None:
 
 def test_split_object_sniffs_past_leading_whitespace_in_tiny_chunks() -> None:
     doc = b" " * 2000 + b'{"Records":[{"a":1}]}'
-    form, events = split_object(chunked(doc, 1), ORIGIN)
+    form, items = split_object(chunked(doc, 1), ORIGIN)
     assert form is Format.CLOUDTRAIL
-    assert [event.fields for event in events] == [{"a": 1}]
+    assert [event.fields for event in each_event(items)] == [{"a": 1}]
 
 
 HOSTILE_RECORDS: dict[str, list[dict[str, Any]]] = {
@@ -303,6 +303,76 @@ def test_property_records_round_trip_at_any_chunking(expected: list[dict[str, An
         assert [event.record for event in whole] == [orjson.dumps(record) for record in expected]
     assert list(split_records(split_at(doc, cuts), ORIGIN)) == whole
     assert list(split_records(chunked(doc, 1), ORIGIN)) == whole
+
+
+def trail(count: int, **extra: Any) -> list[dict[str, Any]]:
+    """Records as a trail writes them: `eventVersion` first."""
+    return [{"eventVersion": "1.08", "eventID": f"id-{n}", "eventName": "Get", **extra} for n in range(count)]
+
+
+def cut_exactly(expected: list[dict[str, Any]], chunk_size: int = 1 << 20) -> list[Any]:
+    """Split a minified document, check every record against the whole parse, and return what
+    `split_object` yielded: `RecordRun`s and `RawEvent`s."""
+    doc = orjson.dumps({"Records": expected})
+    form, items = split_object(chunked(doc, chunk_size), ORIGIN)
+    got = list(items)
+    events = list(each_event(got))
+    assert form is Format.CLOUDTRAIL
+    assert [event.record for event in events] == [orjson.dumps(record) for record in expected]
+    assert [event.position for event in events] == list(range(len(expected)))
+    assert all(doc[: event.end_offset].endswith(event.record or b"-") for event in events)
+    assert [event.head for event in events] == [read_head(orjson.dumps(record)) for record in expected]
+    return got
+
+
+def test_minified_trail_records_are_cut_in_runs_and_taken_apart_exactly() -> None:
+    got = cut_exactly(trail(3000, requestParameters={"items": [{"a": "},{"}, {"b": 2}]}), chunk_size=65536)
+    runs = [item for item in got if isinstance(item, RecordRun)]
+    assert sum(len(run) for run in runs) > 0.9 * 3000
+    assert all(run.last().end_offset == run.end_offset for run in runs)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"eventVersion": "1", "x": [{"a": 1}, {"eventVersion": 2}]},
+        {"eventVersion": "1", "s": 'ends in "eventVersion'},
+        {"eventVersion": "1", "eventVersion ": 'key "eventVersion"'},
+        {"eventName": "no eventVersion"},
+        {"eventVersion": "1", "n": 1e300, "deep": [[[[{"eventVersion": "x"}]]]]},
+    ],
+    ids=["nested_cut", "string_ending_in_the_key", "key_in_a_string", "without_the_key", "deep"],
+)
+def test_a_run_that_cannot_be_proved_is_cut_one_by_one(odd: dict[str, Any]) -> None:
+    cut_exactly([*trail(50), odd, *trail(50)])
+
+
+@pytest.mark.parametrize(
+    "unmarked",
+    [{"eventName": "Get", "eventVersion": "1.08"}, {"eventName": "Get"}],
+    ids=["key_not_first", "key_missing"],
+)
+def test_a_nested_cut_beside_a_record_not_starting_with_the_key_is_caught(unmarked: dict[str, Any]) -> None:
+    """As many elements as cuts, yet the cuts are wrong: the count of the key tells the first case,
+    the key required of every element (`RunHead`) the second."""
+    nested = {"eventVersion": "1", "x": [{"a": 1}, {"eventVersion": 2}]}
+    cut_exactly([*trail(20), nested, unmarked, *trail(20)])
+
+
+RUN_RECORD = st.fixed_dictionaries({"eventVersion": JSON_LEAF}, optional={"eventID": st.text(max_size=4)}).flatmap(
+    lambda head: st.dictionaries(
+        st.sampled_from(["eventVersion", "a", "eventTime"]) | st.text(max_size=8), JSON_VALUE, max_size=4
+    ).map(lambda rest: {**head, **rest})
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    expected=st.lists(RUN_RECORD | RECORD, min_size=1, max_size=12),
+    chunk_size=st.sampled_from([7, 64, 1 << 20]),
+)
+def test_property_runs_cut_exactly(expected: list[dict[str, Any]], chunk_size: int) -> None:
+    cut_exactly(expected, chunk_size)
 
 
 def test_lines_basic() -> None:
