@@ -64,6 +64,9 @@ _RUN_KEY = b'"eventVersion"'
 _RUN_LITERAL = b"},{" + _RUN_KEY
 _RUN_MAX_BYTES = 512 * 1024
 """The longest span `_Records._run` checks at once (simdjson's parser below is sized for it)."""
+_RUNS_REFUSED_TOLERATED = 8
+"""Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
+defeating the proof pays for each attempt."""
 _run_validator = simdjson.Parser(max_capacity=_RUN_MAX_BYTES + 2)
 _decode_run_heads = msgspec.json.Decoder(list[RunHead]).decode
 
@@ -238,6 +241,7 @@ class _Records:
         self.separator = _ANY_SEPARATOR
         self.literal: bytes | None = None
         self.records_before = records_before
+        self.runs_refused = 0
 
     def split(self) -> Iterator[RawEvent | RecordRun]:
         index = self.records_before
@@ -267,14 +271,15 @@ class _Records:
         """
         if self.literal is not None:
             while True:
-                if self.literal == _RUN_LITERAL:
+                runs = self.literal == _RUN_LITERAL and self.runs_refused < _RUNS_REFUSED_TOLERATED
+                if runs:
                     run = self._run(start, index)
                     if run is not None:
                         yield run
                         index += len(run)
                         start = run.end_offset - self.base + 1
                         continue
-                stop = len(self.data) if self.literal != _RUN_LITERAL else start + _RUN_MAX_BYTES
+                stop = start + _RUN_MAX_BYTES if runs else len(self.data)
                 index, start, more = yield from self._one_by_one(start, index, stop)
                 if not more:
                     return index, start
@@ -358,8 +363,9 @@ class _Records:
             del checked  # the parser refuses another document while a result of it is alive
             heads = _decode_run_heads(array)
         except (ValueError, RuntimeError, RecursionError, msgspec.DecodeError):
-            return None
-        if not elements == len(heads) == len(members) == array.count(_RUN_KEY):
+            elements = -1
+        if elements < 0 or not elements == len(heads) == len(members) == array.count(_RUN_KEY):
+            self.runs_refused += 1
             return None
         return RecordRun(index, members, heads, self.base + end)
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forwarder import split
 from forwarder.errors import InputError
 from forwarder.model import LogBatch, LogEvent, RawEvent, RecordRun, read_head
 from forwarder.split import Format, each_event, sniff, split_lines, split_log_batch, split_object, split_records
@@ -357,6 +358,18 @@ def test_a_nested_cut_beside_a_record_not_starting_with_the_key_is_caught(unmark
     the key required of every element (`RunHead`) the second."""
     nested = {"eventVersion": "1", "x": [{"a": 1}, {"eventVersion": 2}]}
     cut_exactly([*trail(20), nested, unmarked, *trail(20)])
+
+
+def test_a_file_that_keeps_defeating_the_proof_is_cut_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first runs each hold a record that defeats the proof; after a few, no run is tried again."""
+    monkeypatch.setattr(split, "_RUN_MAX_BYTES", 2048)
+    records = [
+        {**record, "s": 'ends in "eventVersion'} if n < 300 and n % 10 == 5 else record
+        for n, record in enumerate(trail(600))
+    ]
+    assert not any(isinstance(item, RecordRun) for item in cut_exactly(records))
+    monkeypatch.setattr(split, "_RUNS_REFUSED_TOLERATED", 1000)
+    assert any(isinstance(item, RecordRun) for item in cut_exactly(records))
 
 
 RUN_RECORD = st.fixed_dictionaries({"eventVersion": JSON_LEAF}, optional={"eventID": st.text(max_size=4)}).flatmap(
