@@ -126,8 +126,9 @@ class Enricher:
     def run_entries(self, run: RecordRun) -> list[Entry]:
         """The entries of a run's records, joined as `_structured` joins them, in one loop.
 
-        A record that needs more than the join (a reserved name to move, no usable `eventID`, an
-        `eventTime` not seen yet or not usable, truncation) goes through `entry` on its own.
+        A record that needs more than the join (no usable `eventID`, an `eventTime` not seen yet or
+        not usable, truncation) goes through `entry` on its own; one with a reserved name to move
+        never is in a run.
         """
         lead, closes, dumps, join, limit = self._lead, self._event_time_closes, orjson.dumps, b"".join, self._entry_max
         entries: list[Entry] = []
@@ -135,7 +136,7 @@ class Enricher:
         for index, (member, head) in enumerate(zip(run.members, run.heads, strict=True)):
             own, when = head.eventID, head.eventTime
             close = closes.get(when) if type(when) is str else None
-            if close is not None and type(own) is str and own and not head.clashes():
+            if close is not None and type(own) is str and own:  # no reserved name: `RunHead` refuses them
                 body = join((lead, dumps(own), _RUN_JOIN, member, close))
                 if len(body) <= limit:
                     add(Entry(body))

@@ -78,7 +78,6 @@ RUN_RECORDS = [
     },
     {"eventVersion": "1.08", "eventID": "d", "eventTime": ["not", "a", "time"]},
     {"eventVersion": "1.08", "eventID": "e", "eventTime": "yesterday"},
-    {"eventVersion": "1.08", "eventID": "f", "eventTime": "2024-12-04T12:00:00Z", "service": "moved"},
     {"eventVersion": "1.08", "eventID": "g", "eventTime": "2024-12-04T12:00:00Z", "big": "x" * 3000},
     {"eventVersion": "1.08", "eventID": 7, "eventTime": "2024-12-04T12:00:00.5+01:00"},
 ]

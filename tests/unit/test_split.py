@@ -341,8 +341,9 @@ def test_minified_trail_records_are_cut_in_runs_and_taken_apart_exactly() -> Non
         {"eventVersion": "1", "eventVersion ": 'key "eventVersion"'},
         {"eventName": "no eventVersion"},
         {"eventVersion": "1", "n": 1e300, "deep": [[[[{"eventVersion": "x"}]]]]},
+        {"eventVersion": "1", "service": "a field the forwarder moves"},
     ],
-    ids=["nested_cut", "string_ending_in_the_key", "key_in_a_string", "without_the_key", "deep"],
+    ids=["nested_cut", "string_ending_in_the_key", "key_in_a_string", "without_the_key", "deep", "reserved_name"],
 )
 def test_a_run_that_cannot_be_proved_is_cut_one_by_one(odd: dict[str, Any]) -> None:
     cut_exactly([*trail(50), odd, *trail(50)])
