@@ -60,7 +60,7 @@ _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
 """How far past a record's start a proposal is looked for before the exact tokenizer takes over."""
-_RUN_KEY = b'"eventVersion"'
+_RUN_KEY = RUN_FIRST_KEY[1:]
 _RUN_LITERAL = b"},{" + _RUN_KEY
 _RUN_MAX_BYTES = 512 * 1024
 """The longest span `_Records._run` checks at once (simdjson's parser below is sized for it)."""
@@ -271,7 +271,11 @@ class _Records:
         """
         if self.literal is not None:
             while True:
-                runs = self.literal == _RUN_LITERAL and self.runs_refused < _RUNS_REFUSED_TOLERATED
+                runs = (
+                    self.literal == _RUN_LITERAL
+                    and self.runs_refused < _RUNS_REFUSED_TOLERATED
+                    and self.max_event_bytes >= _RUN_MAX_BYTES  # so no record of a run can be over it
+                )
                 if runs:
                     run = self._run(start, index)
                     if run is not None:

@@ -257,6 +257,16 @@ def test_record_over_the_size_cap_is_an_error() -> None:
     assert "longer than 1000 bytes" in error.reason
 
 
+def test_the_size_cap_holds_for_records_that_could_go_in_runs() -> None:
+    expected = [*trail(30), {"eventVersion": "1.08", "big": "x" * 5000}, *trail(30)]
+    doc = orjson.dumps({"Records": expected})
+    events: list[RawEvent] = []
+    with pytest.raises(InputError, match="longer than 1000 bytes") as caught:
+        events.extend(split_records([doc], ORIGIN, max_event_bytes=1000))
+    assert caught.value.position.startswith("record 30 ")
+    assert [event.fields for event in events] == expected[:30]
+
+
 def test_many_false_boundaries_in_one_record_stay_correct() -> None:
     hostile = {"eventVersion": "1", "items": [{"eventVersion": str(n)} for n in range(2000)]}
     expected = [hostile, {"eventVersion": "2"}, hostile]
