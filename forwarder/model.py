@@ -181,12 +181,10 @@ assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:_RESERVED_TO]) == R
 )
 
 
-class RunHead(RecordHead, kw_only=True, gc=False):
-    """The head of a record in a `RecordRun`. Decoding fails unless the record has a top-level
-    `eventVersion`, which is what proves a run's cuts exact (see `split`), and fails on a reserved
-    name (no JSON value is UNSET), so a run's records never need a field moved (`clashes`)."""
+class RunHead(RecordHead, gc=False):
+    """The head of a record in a `RecordRun`: decoding fails on a reserved name (no JSON value is
+    UNSET), so a run's records never need a field moved (`clashes`)."""
 
-    eventVersion: Raw
     ddsource: UnsetType = UNSET
     ddsourcecategory: UnsetType = UNSET
     service: UnsetType = UNSET

@@ -60,15 +60,15 @@ _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
 """How far past a record's start a proposal is looked for before the exact tokenizer takes over."""
-_RUN_KEY = RUN_FIRST_KEY[1:]
-_RUN_LITERAL = b"},{" + _RUN_KEY
+_RUN_LITERAL = b"}," + RUN_FIRST_KEY
+_RUN_SEPARATOR = b"}],[" + RUN_FIRST_KEY
 _RUN_MAX_BYTES = 512 * 1024
 """The longest span `_Records._run` checks at once (simdjson's parser below is sized for it)."""
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
-_run_validator = simdjson.Parser(max_capacity=_RUN_MAX_BYTES + 2)
-_decode_run_heads = msgspec.json.Decoder(list[RunHead]).decode
+_run_validator = simdjson.Parser(max_capacity=2 * _RUN_MAX_BYTES)
+_decode_run_heads = msgspec.json.Decoder(list[tuple[RunHead]]).decode
 
 
 class Format(enum.Enum):
@@ -340,15 +340,15 @@ class _Records:
     def _run(self, start: int, index: int) -> RecordRun | None:
         """The records from `start` up to the last literal within `_RUN_MAX_BYTES`, cut and checked at once.
 
-        The span is checked as the JSON array `[span]`: simdjson validates it in one call, as
-        `read_head` does each record, and msgspec decodes every record's head in one call more. The
-        cuts at the literal are the array's elements when (1) the array has as many elements as there
-        are cuts plus one, (2) every element has a top-level `eventVersion` (`RunHead`), and (3) the
-        span holds `"eventVersion"` exactly that many times: then every occurrence is an element's
-        top-level key, so the one in each cut, right after its `{`, opens an element, and with as many
-        elements as cuts there is no other boundary. None when any of it fails (a string ending in
-        `\"eventVersion`, a nested object that starts with that key, a number simdjson refuses...):
-        those records go one by one.
+        Each cut `},{"eventVersion"` becomes `}],[{"eventVersion"`, and the whole `[[...]]`: one
+        array per proposed record. simdjson validates that in one call, as `read_head` does each
+        record, and msgspec decodes it as a list of 1-tuples of `RunHead` in one call more. The cuts
+        are exactly the records when that list has one tuple per cut plus one. The added brackets
+        cancel out, so a cut inside a record leaves its `],[` below the top level (or inside a
+        string), and only cuts between records separate top-level tuples; a boundary between records
+        that is not a cut leaves two records in one tuple, which a 1-tuple refuses. None when any of
+        it fails (a nested object that starts with the key, a reserved name, a number or a depth
+        simdjson refuses...): those records go one by one.
         """
         data = self.data
         if not data.startswith(RUN_FIRST_KEY, start):
@@ -357,21 +357,22 @@ class _Records:
         if at < 0:
             return None
         end = at + 1
-        array = b"".join((b"[", memoryview(data)[start:end], b"]"))
-        members = array.split(_RUN_LITERAL)  # the first and last keep the brackets and their key until trimmed
-        members[0] = members[0][1 + len(RUN_FIRST_KEY) :]
-        members[-1] = members[-1][:-2]
+        members = data[start:end].split(_RUN_LITERAL)
+        members[0] = b"[[" + members[0]
+        members[-1] += b"]]"
+        array = _RUN_SEPARATOR.join(members)
+        members[0] = members[0][2 + len(RUN_FIRST_KEY) :]
+        members[-1] = members[-1][:-3]
         try:
             checked = _run_validator.parse(array)
-            elements = len(checked) if isinstance(checked, simdjson.Array) else -1
             del checked  # the parser refuses another document while a result of it is alive
-            heads = _decode_run_heads(array)
+            tuples = _decode_run_heads(array)
         except (ValueError, RuntimeError, RecursionError, msgspec.DecodeError):
-            elements = -1
-        if elements < 0 or not elements == len(heads) == len(members) == array.count(_RUN_KEY):
+            tuples = []
+        if len(tuples) != len(members):
             self.runs_refused += 1
             return None
-        return RecordRun(index, members, heads, self.base + end)
+        return RecordRun(index, members, [head for (head,) in tuples], self.base + end)
 
     def _careful(self, start: int, index: int) -> tuple[bytes, RecordHead, int]:
         """The record at `start` (a "{"), reading more as needed: `(record, head, end)`.

@@ -347,15 +347,24 @@ def test_minified_trail_records_are_cut_in_runs_and_taken_apart_exactly() -> Non
     "odd",
     [
         {"eventVersion": "1", "x": [{"a": 1}, {"eventVersion": 2}]},
+        {"eventVersion": "1", "x": [[{"a": 1}, {"eventVersion": 2}]], "y": [[{}], [{"eventVersion": 3}]]},
         {"eventVersion": "1", "s": 'ends in "eventVersion'},
         {"eventVersion": "1", "eventVersion ": 'key "eventVersion"'},
         {"eventName": "no eventVersion"},
         {"eventVersion": "1", "n": 1e300, "deep": [[[[{"eventVersion": "x"}]]]]},
         {"eventVersion": "1", "service": "a field the forwarder moves"},
     ],
-    ids=["nested_cut", "string_ending_in_the_key", "key_in_a_string", "without_the_key", "deep", "reserved_name"],
+    ids=[
+        "nested_cut",
+        "nested_cuts_that_stay_valid",
+        "string_ending_in_the_key",
+        "key_in_a_string",
+        "without_the_key",
+        "deep",
+        "reserved_name",
+    ],
 )
-def test_a_run_that_cannot_be_proved_is_cut_one_by_one(odd: dict[str, Any]) -> None:
+def test_records_that_could_fool_a_cut_are_cut_exactly(odd: dict[str, Any]) -> None:
     cut_exactly([*trail(50), odd, *trail(50)])
 
 
@@ -364,10 +373,19 @@ def test_a_run_that_cannot_be_proved_is_cut_one_by_one(odd: dict[str, Any]) -> N
     [{"eventName": "Get", "eventVersion": "1.08"}, {"eventName": "Get"}],
     ids=["key_not_first", "key_missing"],
 )
-def test_a_nested_cut_beside_a_record_not_starting_with_the_key_is_caught(unmarked: dict[str, Any]) -> None:
-    """As many elements as cuts, yet the cuts are wrong: the count of the key tells the first case,
-    the key required of every element (`RunHead`) the second."""
-    nested = {"eventVersion": "1", "x": [{"a": 1}, {"eventVersion": 2}]}
+@pytest.mark.parametrize(
+    "nested",
+    [
+        {"eventVersion": "1", "x": [{"a": 1}, {"eventVersion": 2}]},
+        {"eventVersion": "1", "x": [[{}, {"eventVersion": 2}]]},
+    ],
+    ids=["in_an_array", "in_an_array_of_arrays"],
+)
+def test_a_nested_cut_beside_a_record_not_starting_with_the_key_is_caught(
+    nested: dict[str, Any], unmarked: dict[str, Any]
+) -> None:
+    """As many records as cuts, yet the cuts are wrong: the nested cut's `],[` stays inside its
+    record, and the two records the missed boundary joins share a tuple."""
     cut_exactly([*trail(20), nested, unmarked, *trail(20)])
 
 
@@ -375,12 +393,24 @@ def test_a_file_that_keeps_defeating_the_proof_is_cut_one_by_one(monkeypatch: py
     """The first runs each hold a record that defeats the proof; after a few, no run is tried again."""
     monkeypatch.setattr(split, "_RUN_MAX_BYTES", 2048)
     records = [
-        {**record, "s": 'ends in "eventVersion'} if n < 300 and n % 10 == 5 else record
+        {**record, "service": "a field the forwarder moves"} if n < 300 and n % 10 == 5 else record
         for n, record in enumerate(trail(600))
     ]
     assert not any(isinstance(item, RecordRun) for item in cut_exactly(records))
     monkeypatch.setattr(split, "_RUNS_REFUSED_TOLERATED", 1000)
     assert any(isinstance(item, RecordRun) for item in cut_exactly(records))
+
+
+@pytest.mark.parametrize("spelling", [b"\\u0065ventVersion", b"ev\\u0065ntV\\u0065rsion", b"\\u0065\\u0076entVersion"])
+def test_a_nested_cut_beside_a_key_spelled_with_escapes_is_caught(spelling: bytes) -> None:
+    """A key spelled with escapes is the same key to a parser, not to a search for the literal."""
+    records = [orjson.dumps(record) for record in trail(20)]
+    nested = b'{"eventVersion":"1.08","x":[{},{"eventVersion":2}]}'
+    escaped = b'{"' + spelling + b'":"1.08","eventID":"e"}'
+    doc = b'{"Records":[' + b",".join([*records, nested, escaped, *records]) + b"]}"
+    assert orjson.loads(escaped) == {"eventVersion": "1.08", "eventID": "e"}
+    got = [event.record for event in split_records(chunked(doc, 4096), ORIGIN)]
+    assert got == [*records, nested, escaped, *records]
 
 
 RUN_RECORD = st.fixed_dictionaries({"eventVersion": JSON_LEAF}, optional={"eventID": st.text(max_size=4)}).flatmap(
