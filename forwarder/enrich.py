@@ -169,13 +169,21 @@ class Enricher:
         return _close(_first_time((head.stageTimestamp, head.requestReceivedTimestamp)) or raw.timestamp_ms)
 
     def _parsed(self, raw: RawEvent, event_id: str) -> bytes:
+        """The record re-serialised with the metadata, its reserved names moved; as text, not lost,
+        when that cannot be done: a record that skipped `read_head`'s check, or one nested deeper than
+        orjson writes (255 levels, where it reads 1024)."""
         fields = raw.fields
-        if fields is None:  # only for a record that skipped `read_head`'s check: sent as text, not lost
-            return self._text((raw.record or b"").decode("utf-8", "replace"), raw.timestamp_ms, event_id)
-        timestamp = _event_time(fields) or raw.timestamp_ms
-        if fields.keys().isdisjoint(RESERVED):
-            return orjson.dumps({**self._meta, **self._identity(timestamp, event_id), **fields})
-        return orjson.dumps(self._with_moved_fields(fields, timestamp, event_id))
+        if fields is not None:
+            timestamp = _event_time(fields) or raw.timestamp_ms
+            if fields.keys().isdisjoint(RESERVED):
+                merged = {**self._meta, **self._identity(timestamp, event_id), **fields}
+            else:
+                merged = self._with_moved_fields(fields, timestamp, event_id)
+            try:
+                return orjson.dumps(merged)
+            except orjson.JSONEncodeError:
+                pass
+        return self._text((raw.record or b"").decode("utf-8", "replace"), raw.timestamp_ms, event_id)
 
     @staticmethod
     def _identity(timestamp: int | None, event_id: str) -> dict[str, Any]:
@@ -216,13 +224,21 @@ class Enricher:
         if timestamp is not None:
             head["timestamp"] = timestamp
         for key, value in fields.items():
-            if key not in RESERVED and len(orjson.dumps(value)) <= SMALL_FIELD_BYTES:
+            if key not in RESERVED and _serialised_size(value) <= SMALL_FIELD_BYTES:
                 head[key] = value
         marker = {"id": event_id, "truncated": True, "original_bytes": original_bytes}
         text = raw.message if raw.message is not None else (raw.record or b"").decode("utf-8", "replace")
         return _fit_message({**head, "forwarder": marker}, text, self._entry_max) or _fit_message(
             {**self._meta, "forwarder": marker}, text, self._entry_max
         )
+
+
+def _serialised_size(value: Any) -> float:
+    """Bytes of `value` as JSON; infinite when orjson cannot write it (nested past 255 levels)."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        return float("inf")
 
 
 def _close(timestamp: int | None) -> bytes:

@@ -93,6 +93,26 @@ def test_a_run_gives_the_entries_its_records_give_one_by_one() -> None:
     assert [entry.truncated for entry in one_by_one].count(True) == 1
 
 
+DEEP = "[" * 300 + "]" * 300  # orjson reads up to 1024 levels but writes only 255
+
+
+def test_a_record_too_deep_to_write_back_goes_as_text_when_a_field_must_move() -> None:
+    raw = ('{"eventVersion":"1","eventTime":"2024-12-04T12:00:00Z","service":"x","d":' + DEEP + "}").encode()
+    body = orjson.loads(enricher().entry(RawEvent(position=0, record=raw, head=read_head(raw))).body)
+    assert body["message"] == raw.decode()
+    assert body["service"] == "cloudtrail" and body["host"] == "trail-bucket"
+    assert body["timestamp"] == 1733313600000
+
+
+def test_a_record_too_deep_to_write_back_is_still_truncated() -> None:
+    raw = ('{"eventVersion":"1","eventName":"Get","pad":"' + "x" * 3000 + '","d":' + DEEP + "}").encode()
+    settings = Settings(function_name="Forwarder", entry_max_bytes=2048)
+    entry = enricher(settings=settings).entry(RawEvent(position=0, record=raw, head=read_head(raw)))
+    body = orjson.loads(entry.body)
+    assert entry.truncated and len(entry.body) <= 2048
+    assert body["eventName"] == "Get" and "d" not in body and body["message"].startswith(raw.decode()[:100])
+
+
 def test_empty_record_gives_metadata_only() -> None:
     body = orjson.loads(enricher().entry(record_event({})).body)
     assert set(body) == {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "aws", "forwarder"}
