@@ -67,7 +67,7 @@ _RUN_MAX_BYTES = 512 * 1024
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
-_run_validator = simdjson.Parser(max_capacity=2 * _RUN_MAX_BYTES)
+_run_validator = simdjson.Parser(max_capacity=_RUN_MAX_BYTES + 2)
 _decode_run_heads = msgspec.json.Decoder(list[tuple[RunHead]]).decode
 
 
@@ -340,15 +340,15 @@ class _Records:
     def _run(self, start: int, index: int) -> RecordRun | None:
         """The records from `start` up to the last literal within `_RUN_MAX_BYTES`, cut and checked at once.
 
-        Each cut `},{"eventVersion"` becomes `}],[{"eventVersion"`, and the whole `[[...]]`: one
-        array per proposed record. simdjson validates that in one call, as `read_head` does each
-        record, and msgspec decodes it as a list of 1-tuples of `RunHead` in one call more. The cuts
-        are exactly the records when that list has one tuple per cut plus one. The added brackets
-        cancel out, so a cut inside a record leaves its `],[` below the top level (or inside a
-        string), and only cuts between records separate top-level tuples; a boundary between records
-        that is not a cut leaves two records in one tuple, which a 1-tuple refuses. None when any of
-        it fails (a nested object that starts with the key, a reserved name, a number or a depth
-        simdjson refuses...): those records go one by one.
+        simdjson validates the span as the JSON array `[span]` in one call, as `read_head` does each
+        record. Then each cut `},{"eventVersion"` becomes `}],[{"eventVersion"`, and msgspec decodes
+        the whole `[[...]]`, one array per proposed record, as a list of 1-tuples of `RunHead` in one
+        more call. The cuts are exactly the records when there is one tuple per cut plus one: the
+        added brackets cancel out, and inside the valid `[span]` no byte of it is at the top level,
+        so only cuts between records can separate top-level tuples; a boundary between records that
+        is not a cut leaves two records in one tuple, which a 1-tuple refuses. None when any of it
+        fails (a nested object that starts with the key, a span past the end of the array, a reserved
+        name, a number or a depth simdjson refuses...): those records go one by one.
         """
         data = self.data
         if not data.startswith(RUN_FIRST_KEY, start):
@@ -357,21 +357,21 @@ class _Records:
         if at < 0:
             return None
         end = at + 1
-        members = data[start:end].split(_RUN_LITERAL)
-        members[0] = b"[[" + members[0]
-        members[-1] += b"]]"
-        array = _RUN_SEPARATOR.join(members)
-        members[0] = members[0][2 + len(RUN_FIRST_KEY) :]
-        members[-1] = members[-1][:-3]
+        array = b"".join((b"[", memoryview(data)[start:end], b"]"))
+        members = array.split(_RUN_LITERAL)  # the first and last keep a bracket and their key until trimmed
+        members[0] = b"[" + members[0]
+        members[-1] += b"]"
         try:
             checked = _run_validator.parse(array)
             del checked  # the parser refuses another document while a result of it is alive
-            tuples = _decode_run_heads(array)
+            tuples = _decode_run_heads(_RUN_SEPARATOR.join(members))
         except (ValueError, RuntimeError, RecursionError, msgspec.DecodeError):
             tuples = []
         if len(tuples) != len(members):
             self.runs_refused += 1
             return None
+        members[0] = members[0][2 + len(RUN_FIRST_KEY) :]
+        members[-1] = members[-1][:-3]
         return RecordRun(index, members, [head for (head,) in tuples], self.base + end)
 
     def _careful(self, start: int, index: int) -> tuple[bytes, RecordHead, int]:

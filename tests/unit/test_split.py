@@ -413,6 +413,14 @@ def test_a_nested_cut_beside_a_key_spelled_with_escapes_is_caught(spelling: byte
     assert got == [*records, nested, escaped, *records]
 
 
+def test_a_run_does_not_reach_past_the_end_of_the_records_array() -> None:
+    """After the array, `],[` and more literals could pose as the brackets a run adds (found by fuzzing)."""
+    records = [orjson.dumps(record) for record in trail(3)]
+    nested = b'{"eventVersion":"1.08","eventID":"v","x":[[{},{"eventVersion":2}]]}'
+    doc = b'{"Records":[' + b",".join([*records, nested]) + b'\r\n],[{"eventVersion":3},{"eventVersion":4}]}'
+    assert [event.record for event in split_records([doc], ORIGIN)] == [*records, nested]
+
+
 RUN_RECORD = st.fixed_dictionaries({"eventVersion": JSON_LEAF}, optional={"eventID": st.text(max_size=4)}).flatmap(
     lambda head: st.dictionaries(
         st.sampled_from(["eventVersion", "a", "eventTime"]) | st.text(max_size=8), JSON_VALUE, max_size=4
