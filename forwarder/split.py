@@ -242,6 +242,7 @@ class _Records:
         self.literal: bytes | None = None
         self.records_before = records_before
         self.runs_refused = 0
+        self.literal_absent = False
 
     def split(self) -> Iterator[RawEvent | RecordRun]:
         index = self.records_before
@@ -269,7 +270,7 @@ class _Records:
         never guesses. A slice that is one valid object is exactly one record whatever proposed it: an
         object has one end.
         """
-        if self.literal is not None:
+        if self.literal is not None and not self.literal_absent:
             while True:
                 runs = (
                     self.literal == _RUN_LITERAL
@@ -321,6 +322,7 @@ class _Records:
         while True:
             at = find(literal, start + 1)
             if at < 0:
+                self.literal_absent = True  # from here to the end of the data: no search until a refill
                 return index, start, False
             end = at + 1
             if end - start > limit:
@@ -533,6 +535,7 @@ class _Records:
             wanted -= len(chunk)
         self.base += keep
         self.data = b"".join(parts)
+        self.literal_absent = False
 
     def _error(self, index: int, at: int, reason: str) -> InputError:
         return InputError(self.origin, f"record {index} (decompressed byte {self.base + at})", reason)
