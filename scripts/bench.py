@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import simdjson
 from isal import isal_zlib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -367,16 +368,14 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
                 return
             # ISA-L, as the forwarder uses: the intake shares the 2 cores, and zlib would take 4x its CPU
             body = isal_zlib.decompress(wire, 31) if self.headers.get("Content-Encoding") == "gzip" else wire
-            entries = orjson.loads(body)
-            if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
-                raise ValueError("not a JSON array of objects")
-        except (ValueError, isal_zlib.error):  # type: ignore[misc]  # isal types its error oddly
+            entries = _entry_count(body)
+        except (ValueError, RuntimeError, isal_zlib.error):  # type: ignore[misc]  # isal types its error oddly
             with self.lock:
                 self.counts["rejected"] += 1
             self._answer(400, b'{"errors":["bad request"]}')
             return
         with self.lock:
-            self.counts["entries"] += len(entries)
+            self.counts["entries"] += entries
             self.counts["requests"] += 1
         self._answer(202, b"{}")
 
@@ -400,6 +399,28 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+_parsers = threading.local()
+
+
+def _entry_count(body: bytes) -> int:
+    """How many entries `body` holds; ValueError unless it is a JSON array of objects.
+
+    simdjson parses the whole body (structure, UTF-8, numbers) without building Python objects:
+    orjson building every entry took about 6 ms of the shared CPU per 1.8 MB request, 9 times more,
+    and a real intake's decoding does not run on the forwarder's cores.
+    """
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = simdjson.Parser()
+    entries = parser.parse(body)
+    try:
+        if not isinstance(entries, simdjson.Array) or not all(isinstance(entry, simdjson.Object) for entry in entries):
+            raise ValueError("not a JSON array of objects")
+        return len(entries)
+    finally:
+        del entries  # the parser refuses another document while a result of it is alive
 
 
 def serve_intake(port_file: str) -> None:
@@ -631,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "10,100,1000"))
     parser.add_argument("--profile", action="store_true", help="also profile the forwarder on 100 MB")
+    parser.add_argument(
+        "--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")), help="runs of each, the best kept"
+    )
     parser.add_argument("--no-doc", action="store_true", help="print the table only; leave docs/ alone")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--serve-intake", help=argparse.SUPPRESS)
@@ -642,10 +666,10 @@ def main(argv: list[str] | None = None) -> int:
         serve_intake(args.serve_intake)
         return 0
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
-    return bench(sizes, args.profile, not args.no_doc)
+    return bench(sizes, args.profile, not args.no_doc, max(1, args.repeat))
 
 
-def bench(sizes: list[int], profile: bool, write_doc: bool) -> int:
+def bench(sizes: list[int], profile: bool, write_doc: bool, repeat: int) -> int:
     spawner = Spawner()  # first, while this process is small
     import boto3
 
@@ -674,7 +698,7 @@ def bench(sizes: list[int], profile: bool, write_doc: bool) -> int:
         s3.put_object(Bucket=BUCKET, Key=warm_key, Body=warm_body)  # gzipped, as its .json.gz key says
         env = worker_env(endpoint, intake_port)
         for found in inputs:
-            rows.append(measure(spawner, found, s3, env, intake_port, warm_key, profile))
+            rows.append(measure(spawner, found, s3, env, intake_port, warm_key, profile, repeat))
         imports = import_time_ms()
     finally:
         spawner.close()
@@ -685,15 +709,24 @@ def bench(sizes: list[int], profile: bool, write_doc: bool) -> int:
     print()
     print(table)
     if write_doc:
-        write_table(table, sizes)
+        write_table(table, sizes, repeat)
     return 0
 
 
 def measure(
-    spawner: Spawner, found: Input, s3: Any, env: dict[str, str], intake_port: str, warm_key: str, profile: bool
+    spawner: Spawner,
+    found: Input,
+    s3: Any,
+    env: dict[str, str],
+    intake_port: str,
+    warm_key: str,
+    profile: bool,
+    repeat: int,
 ) -> Row:
     name = f"{found.kind} {found.size_mb} MB"
-    raw_seconds, raw_cpu_seconds = raw_limit_cloudtrail(found) if found.kind == "cloudtrail" else raw_limit_eks(found)
+    raw_limit = raw_limit_cloudtrail if found.kind == "cloudtrail" else raw_limit_eks
+    raw_runs = [raw_limit(found) for _ in range(repeat)]
+    raw_seconds, raw_cpu_seconds = min(wall for wall, _ in raw_runs), min(cpu for _, cpu in raw_runs)
     spec: dict[str, Any] = {"env": env, "warmup": s3_event(warm_key)}
     if found.kind == "cloudtrail":
         key = trail_key(f"bench-{found.size_mb}")
@@ -703,16 +736,26 @@ def measure(
     else:
         spec["events"] = found.path
     profile_to = CACHE / f"profile-{found.kind}-{found.size_mb}mb.txt" if profile and found.size_mb == 100 else None
-    intake_counts(intake_port, reset=True)
-    result = run_forwarder(spawner, spec, profile_to)
     if profile_to is not None:
+        intake_counts(intake_port, reset=True)
+        run_forwarder(spawner, spec, profile_to)
         print(summarise_profile(profile_to), flush=True)
-    received = check_received(name, found, intake_port, result["read"], result["failed"])
-    intake_counts(intake_port, reset=True, decode=False)
-    quiet = run_forwarder(spawner, spec)
+    runs = []
+    for _ in range(repeat):
+        intake_counts(intake_port, reset=True)
+        runs.append(run_forwarder(spawner, spec))
+        received = check_received(name, found, intake_port, runs[-1]["read"], runs[-1]["failed"])
+    result = best_of(runs)
+    quiet_runs = []
+    for _ in range(repeat):
+        intake_counts(intake_port, reset=True, decode=False)
+        quiet_runs.append(run_forwarder(spawner, spec))
+        if quiet_runs[-1]["read"] != found.events or quiet_runs[-1]["delivered"] != found.events:
+            raise SystemExit(
+                f"{name}: with the reading-only intake {quiet_runs[-1]['delivered']} of {found.events} delivered"
+            )
+    quiet = best_of(quiet_runs)
     intake_counts(intake_port, reset=True)
-    if quiet["read"] != found.events or quiet["delivered"] != found.events:
-        raise SystemExit(f"{name}: with the reading-only intake {quiet['delivered']} of {found.events} delivered")
     megabytes = found.raw_bytes / MB
     row = Row(
         input=name,
@@ -735,9 +778,13 @@ def measure(
         flush=True,
     )
     if DATADOG_FORWARDER and found.size_mb <= DATADOG_MAX_MB:
-        row.datadog = run_datadog(spawner, spec, intake_port)
-        check_received(f"{name} (Datadog Forwarder)", found, intake_port, found.events, 0)
-        row.datadog["quiet_seconds"] = run_datadog(spawner, spec, intake_port, decode=False)["seconds"]
+        datadog_runs = []
+        for _ in range(repeat):
+            datadog_runs.append(run_datadog(spawner, spec, intake_port))
+            check_received(f"{name} (Datadog Forwarder)", found, intake_port, found.events, 0)
+        row.datadog = best_of(datadog_runs)
+        quiet_seconds = [run_datadog(spawner, spec, intake_port, decode=False)["seconds"] for _ in range(repeat)]
+        row.datadog["quiet_seconds"] = min(quiet_seconds)
         intake_counts(intake_port, reset=True)
         print(
             f"{name}: Datadog Forwarder {megabytes / row.datadog['seconds']:.1f} MB/s, "
@@ -745,6 +792,18 @@ def measure(
             flush=True,
         )
     return row
+
+
+def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest wall and CPU times of repeated runs (others on the box only ever slow a run down),
+    and the largest memory figures."""
+    best = dict(runs[0])
+    for measured in ("seconds", "cpu_seconds"):
+        best[measured] = min(run[measured] for run in runs)
+    for measured in ("peak_mb", "baseline_mb", "warm_mb", "vmhwm_mb"):
+        if measured in best:
+            best[measured] = max(run[measured] for run in runs)
+    return best
 
 
 def check_received(name: str, found: Input, intake_port: str, read: int, failed: int) -> int:
@@ -898,12 +957,13 @@ TABLE_START = "<!-- bench:start -->"
 TABLE_END = "<!-- bench:end -->"
 
 
-def write_table(table: str, sizes: list[int]) -> None:
+def write_table(table: str, sizes: list[int], repeat: int) -> None:
     """Replace the table between the bench markers in docs/performance.md (the prose is kept)."""
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     block = (
         f"{TABLE_START}\n"
-        f"Measured {stamp} by `make bench` (sizes {','.join(map(str, sizes))} MB) on: {machine()}.\n\n"
+        f"Measured {stamp} by `make bench` (sizes {','.join(map(str, sizes))} MB, best of {repeat} runs of each) "
+        f"on: {machine()}.\n\n"
         f"{table}\n{TABLE_END}"
     )
     text = DOC.read_text() if DOC.exists() else f"# Performance\n\n{TABLE_START}\n{TABLE_END}\n"

@@ -438,6 +438,41 @@ def test_deliver_turns_an_unexpected_send_failure_into_a_delivery_error() -> Non
     assert isinstance(error.__cause__, RuntimeError)
 
 
+class _Recording:
+    """An intake stand-in that notes which thread sent each batch, and when each send ended."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+        self.threads: set[int] = set()
+        self.finished = 0
+        self.lock = threading.Lock()
+
+    def send(self, batch: Batch, deadline: Deadline) -> None:
+        time.sleep(self.pause)
+        with self.lock:
+            self.threads.add(threading.get_ident())
+            self.finished += 1
+
+
+def test_deliver_keeps_its_threads_from_one_call_to_the_next() -> None:
+    """A warm container reuses the delivery threads: starting them per call cost CPU per invocation."""
+    recording = _Recording(pause=0.01)
+    for _ in range(3):
+        outcomes = list(deliver(recording, [make_batch(f"m{i}") for i in range(6)], deadline(), max_in_flight=2))
+        assert [error for _, error in outcomes] == [None] * 6
+    assert recording.finished == 18
+    assert len(recording.threads) <= 2
+    assert threading.get_ident() not in recording.threads
+
+
+def test_deliver_closed_early_waits_for_the_sends_in_flight() -> None:
+    recording = _Recording(pause=0.2)
+    outcomes = deliver(recording, [make_batch(f"m{i}") for i in range(4)], deadline(), max_in_flight=3)
+    next(outcomes)
+    outcomes.close()
+    assert recording.finished == 3  # the first, yielded, and the two sent alongside it: none left running
+
+
 def test_deliver_with_nothing_to_send(intake: LocalIntake) -> None:
     assert list(deliver(client(intake.url), [], deadline(), max_in_flight=2)) == []
     assert intake.requests == 0

@@ -1,0 +1,42 @@
+"""The bench's own checks: its intake counts only JSON arrays of objects, and repeats keep the best run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import bench
+
+
+def test_the_intake_counts_an_array_of_objects() -> None:
+    assert bench._entry_count(b'[{"a":1},{"b":[1,2,{"c":"\xc3\xa9"}]},{}]') == 3
+    assert bench._entry_count(b"[]") == 0
+    assert bench._entry_count(b'[{"a":1}]') == 1  # the parser is free again for the next request
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"a":1},2]',  # not all objects
+        b'{"a":1}',  # not an array
+        b'[{"a":1}',  # cut short
+        b'[{"a":"\xff"}]',  # not UTF-8
+        b'[{"a":1e999}]',  # past the double range
+        b"",
+    ],
+)
+def test_the_intake_refuses_anything_else(body: bytes) -> None:
+    with pytest.raises((ValueError, RuntimeError)):
+        bench._entry_count(body)
+    assert bench._entry_count(b'[{"a":1}]') == 1
+
+
+def test_repeats_keep_the_fastest_times_and_the_largest_memory() -> None:
+    runs = [
+        {"seconds": 2.0, "cpu_seconds": 1.0, "peak_mb": 90.0, "read": 5},
+        {"seconds": 1.5, "cpu_seconds": 1.2, "peak_mb": 95.0, "read": 5},
+    ]
+    assert bench.best_of(runs) == {"seconds": 1.5, "cpu_seconds": 1.0, "peak_mb": 95.0, "read": 5}
