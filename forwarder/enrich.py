@@ -34,7 +34,18 @@ from typing import Any
 import msgspec
 import orjson
 
-from forwarder.model import RESERVED, RUN_FIRST_KEY, Entry, LogBatch, RawEvent, RecordHead, RecordRun, S3Object, Source
+from forwarder.model import (
+    RESERVED,
+    RUN_FIRST_KEY,
+    Entry,
+    EventRun,
+    LogBatch,
+    MessageRun,
+    RawEvent,
+    RecordHead,
+    S3Object,
+    Source,
+)
 from forwarder.settings import Settings
 
 __all__ = ["RESERVED", "Enricher", "Invoker"]
@@ -123,13 +134,16 @@ class Enricher:
             return own
         return hashlib.blake2b(f"{self._id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
 
-    def run_entries(self, run: RecordRun) -> list[Entry]:
-        """The entries of a run's records, joined as `_structured` joins them, in one loop.
+    def run_entries(self, run: EventRun) -> list[Entry]:
+        """The entries of a run's events, joined as `entry` joins them, in one loop.
 
-        A record that needs more than the join (no usable `eventID`, an `eventTime` not seen yet or
-        not usable, truncation) goes through `entry` on its own; one with a reserved name to move
-        never is in a run.
+        An event that needs more than the join goes through `entry` on its own: a record with no
+        usable `eventID`, an `eventTime` not seen yet or not usable; a message with no id, or whose
+        time needs its full parse; any entry to truncate. A record with a reserved name to move is
+        never in a run.
         """
+        if isinstance(run, MessageRun):
+            return self._message_entries(run)
         lead, closes, dumps, join, limit = self._lead, self._event_time_closes, orjson.dumps, b"".join, self._entry_max
         entries: list[Entry] = []
         add = entries.append
@@ -138,6 +152,31 @@ class Enricher:
             close = closes.get(when) if type(when) is str else None
             if close is not None and type(own) is str and own:  # no reserved name: `RunHead` refuses them
                 body = join((lead, dumps(own), _RUN_JOIN, member, close))
+                if len(body) <= limit:
+                    add(Entry(body))
+                    continue
+            add(self.entry(run.event(index)))
+        return entries
+
+    def _message_entries(self, run: MessageRun) -> list[Entry]:
+        """`run_entries` for CloudWatch Logs events, joined as `_text` joins them.
+
+        An EKS audit event's time is its `stageTimestamp` (`_stage_time`); a message that does not
+        start with `{` has no time of its own outside audit logs, and takes CloudWatch's.
+        """
+        lead, dumps, join, limit, audit = self._lead, orjson.dumps, b"".join, self._entry_max, self._audit
+        entries: list[Entry] = []
+        add = entries.append
+        for index, event in enumerate(run.log_events):
+            own, message = event.id, event.message
+            if audit:
+                timestamp = _stage_time(message)
+            elif message.startswith("{"):
+                timestamp = None
+            else:
+                timestamp = event.timestamp
+            if timestamp and own:  # as in `_message_time(...) or ...`: an epoch-zero time counts as none
+                body = join((lead, dumps(own), b'},"message":', dumps(message), _close(timestamp)))
                 if len(body) <= limit:
                     add(Entry(body))
                     continue

@@ -37,10 +37,10 @@ from forwarder.model import (
     Checkpoint,
     Deadline,
     Entry,
+    EventRun,
     Invocation,
     LogBatch,
     RawEvent,
-    RecordRun,
     Replay,
     S3Object,
     Skip,
@@ -244,7 +244,7 @@ def _skip(tally: Tally, skip: Skip) -> None:
 
 def _open(
     item: WorkItem, run: Run
-) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent | RecordRun], continuation.Progress | None] | None:
+) -> tuple[Source, S3Object | LogBatch, Iterator[RawEvent | EventRun], continuation.Progress | None] | None:
     """The source, raw events and checkpointing of one work item, or None when it is skipped (and counted).
 
     A continuation with a checkpoint reads from there on (see `continuation`).
@@ -277,7 +277,7 @@ def _entries(
     unit: Unit,
     source: Source,
     container: S3Object | LogBatch,
-    events: Iterator[RawEvent | RecordRun],
+    events: Iterator[RawEvent | EventRun],
     progress: continuation.Progress | None,
     run: Run,
 ) -> Iterator[Entry]:
@@ -313,7 +313,7 @@ def _entries(
                     unit.stopped_at = handled
                     unit.checkpoint = start if last is None or progress is None else progress.checkpoint(last)
                     return
-            if isinstance(item, RecordRun):
+            if not isinstance(item, RawEvent):  # a run: counted and enriched together
                 read_here += len(item)
                 handled += len(item)
                 last = item.last()

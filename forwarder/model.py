@@ -242,6 +242,33 @@ class RecordRun(msgspec.Struct, gc=False):
         return RawEvent(self.position + len(self.members) - 1, end_offset=self.end_offset)
 
 
+class MessageRun(msgspec.Struct, gc=False):
+    """Consecutive events of one CloudWatch Logs batch, for the hot path: their entries are joined in
+    one loop (`Enricher.run_entries`) instead of a few calls and generator hops per event."""
+
+    position: int
+    log_events: tuple[LogEvent, ...]
+
+    def __len__(self) -> int:
+        return len(self.log_events)
+
+    def event(self, index: int) -> RawEvent:
+        """Event `index` as the `RawEvent` splitting event by event gives."""
+        found = self.log_events[index]
+        return RawEvent(self.position + index, found.message, timestamp_ms=found.timestamp, event_id=found.id)
+
+    def events(self) -> Iterator[RawEvent]:
+        return (self.event(index) for index in range(len(self.log_events)))
+
+    def last(self) -> RawEvent:
+        """A marker for the run's last event (CloudWatch events have no offset to resume from)."""
+        return RawEvent(self.position + len(self.log_events) - 1)
+
+
+EventRun = RecordRun | MessageRun
+"""Events split and enriched together: the hot paths' unit."""
+
+
 _decode_head = msgspec.json.Decoder(RecordHead).decode
 _VALIDATOR_MAX_BYTES = 1 << 20
 """simdjson keeps buffers sized for the largest document it has parsed: larger records go to orjson."""

@@ -27,8 +27,10 @@ from forwarder.errors import InputError
 from forwarder.model import (
     RUN_FIRST_KEY,
     Checkpoint,
+    EventRun,
     InvalidRecord,
     LogBatch,
+    MessageRun,
     RawEvent,
     RecordHead,
     RecordRun,
@@ -64,6 +66,9 @@ _RUN_LITERAL = b"}," + RUN_FIRST_KEY
 _RUN_SEPARATOR = b"}],[" + RUN_FIRST_KEY
 _RUN_MAX_BYTES = 512 * 1024
 """The longest span `_Records._run` checks at once (simdjson's parser below is sized for it)."""
+MESSAGE_RUN_EVENTS = 500
+"""CloudWatch Logs events per `MessageRun`: enough to save the per-event hops, few enough that a run's
+entries (about 1 MB for EKS audit) do not add up for a 10,000-event payload."""
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
@@ -131,13 +136,13 @@ def split_records(
     return each_event(_Records(chunks, origin, max_event_bytes).split())
 
 
-def each_event(items: Iterable[RawEvent | RecordRun]) -> Iterator[RawEvent]:
-    """One `RawEvent` per event, the records of each `RecordRun` included."""
+def each_event(items: Iterable[RawEvent | EventRun]) -> Iterator[RawEvent]:
+    """One `RawEvent` per event, the events of each run included."""
     for item in items:
-        if isinstance(item, RecordRun):
-            yield from item.events()
-        else:
+        if isinstance(item, RawEvent):
             yield item
+        else:
+            yield from item.events()
 
 
 def split_lines(
@@ -182,10 +187,11 @@ def split_lines(
             yield event
 
 
-def split_log_batch(batch: LogBatch) -> Iterator[RawEvent]:
-    """One event per CloudWatch Logs `logEvents` entry, its message unchanged."""
-    for index, event in enumerate(batch.log_events):
-        yield RawEvent(position=index, message=event.message, timestamp_ms=event.timestamp, event_id=event.id)
+def split_log_batch(batch: LogBatch) -> Iterator[MessageRun]:
+    """The CloudWatch Logs `logEvents` entries, messages unchanged, in runs of at most `MESSAGE_RUN_EVENTS`."""
+    events = batch.log_events
+    for start in range(0, len(events), MESSAGE_RUN_EVENTS):
+        yield MessageRun(start, events[start : start + MESSAGE_RUN_EVENTS])
 
 
 def _gather_head(stream: Iterator[bytes]) -> bytes:

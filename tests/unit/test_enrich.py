@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from forwarder import enrich
 from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import LogBatch, RawEvent, RecordRun, S3Object, Source, read_head
+from forwarder.model import LogBatch, LogEvent, MessageRun, RawEvent, RecordRun, S3Object, Source, read_head
 from forwarder.settings import Settings
 from forwarder.split import split_object
 
@@ -91,6 +91,32 @@ def test_a_run_gives_the_entries_its_records_give_one_by_one() -> None:
     one_by_one = [enricher(settings=settings).entry(event) for event in runs[0].events()]
     assert enricher(settings=settings).run_entries(runs[0]) == one_by_one
     assert [entry.truncated for entry in one_by_one].count(True) == 1
+
+
+AUDIT_STAMP = '"stageTimestamp":"2018-10-25T13:58:26.867116Z"'
+RUN_MESSAGES = [
+    LogEvent("1", 5, '{"kind":"Event",' + AUDIT_STAMP + "}"),
+    LogEvent("", 5, '{"kind":"Event",' + AUDIT_STAMP + "}"),  # no id: the hashed id
+    LogEvent("2", 5, '{"kind":"Event","requestReceivedTimestamp":"2018-10-25T13:58:25Z"}'),  # full parse
+    LogEvent("3", 5, '{"kind":"Event","stageTimestamp":"1970-01-01T00:00:00Z"}'),  # epoch zero: CloudWatch's
+    LogEvent("4", 0, "plain text"),
+    LogEvent("5", 7, '{"eventTime":"2018-10-25T13:58:27Z"}'),
+    LogEvent("6", 5, '{"kind":"Event","pad":"' + "x" * 3000 + '",' + AUDIT_STAMP + "}"),  # truncated
+    LogEvent("7", 5, '{"note":"caf\u00e9 \\"q\\" \\\\ \\n",' + AUDIT_STAMP + "}"),
+    LogEvent("8", 5, 'caf\u00e9 "q" \\ \n ' + AUDIT_STAMP),
+]
+
+
+@pytest.mark.parametrize("ddsource", ["kubernetes.audit", "lambda"])
+def test_a_message_run_gives_the_entries_its_events_give_one_by_one(ddsource: str) -> None:
+    batch = LogBatch("123456789012", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), tuple(RUN_MESSAGES))
+    source = Source(ddsource, ddsource, batch.log_group)
+    settings = Settings(function_name="Forwarder", entry_max_bytes=2048)
+    run = MessageRun(10, batch.log_events)
+    one_by_one = [enricher(source, settings, batch).entry(event) for event in run.events()]
+    assert enricher(source, settings, batch).run_entries(run) == one_by_one
+    assert [entry.truncated for entry in one_by_one].count(True) == 1
+    assert [event.position for event in run.events()] == list(range(10, 10 + len(RUN_MESSAGES)))
 
 
 DEEP = "[" * 300 + "]" * 300  # orjson reads up to 1024 levels but writes only 255

@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from forwarder import split
 from forwarder.errors import InputError
 from forwarder.model import LogBatch, LogEvent, RawEvent, RecordRun, read_head
-from forwarder.split import Format, each_event, sniff, split_lines, split_log_batch, split_object, split_records
+from forwarder.split import (
+    MESSAGE_RUN_EVENTS,
+    Format,
+    each_event,
+    sniff,
+    split_lines,
+    split_log_batch,
+    split_object,
+    split_records,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CLOUDTRAIL = FIXTURES / "cloudtrail"
@@ -521,7 +530,23 @@ def test_split_log_batch_keeps_messages_and_ids() -> None:
         subscription_filters=(),
         log_events=(LogEvent("e1", 1700000000000, ' {"kind":"Event"} \r\n'), LogEvent("e2", 1700000000001, "")),
     )
-    assert list(split_log_batch(batch)) == [
+    assert list(each_event(split_log_batch(batch))) == [
         RawEvent(position=0, message=' {"kind":"Event"} \r\n', timestamp_ms=1700000000000, event_id="e1"),
         RawEvent(position=1, message="", timestamp_ms=1700000000001, event_id="e2"),
     ]
+
+
+def test_split_log_batch_gives_runs_of_bounded_length_in_order() -> None:
+    events = tuple(LogEvent(str(index), index, f"line {index}") for index in range(2 * MESSAGE_RUN_EVENTS + 3))
+    batch = LogBatch("1", "/aws/lambda/f", "s", (), events)
+    runs = list(split_log_batch(batch))
+    assert [len(run) for run in runs] == [MESSAGE_RUN_EVENTS, MESSAGE_RUN_EVENTS, 3]
+    assert [run.last().position for run in runs] == [
+        MESSAGE_RUN_EVENTS - 1,
+        2 * MESSAGE_RUN_EVENTS - 1,
+        len(events) - 1,
+    ]
+    flat = list(each_event(runs))
+    assert [event.position for event in flat] == list(range(len(events)))
+    assert [event.event_id for event in flat] == [event.id for event in events]
+    assert list(split_log_batch(LogBatch("1", "/aws/lambda/f", "s", (), ()))) == []
