@@ -14,13 +14,13 @@ pinned to that ETag, and `discard` drops the decompressed bytes between it and t
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import orjson
+import pybase64
 import urllib3.exceptions
 import zstandard
 from botocore.exceptions import BotoCoreError, ClientError
@@ -193,7 +193,7 @@ def decode_awslogs(data: str) -> LogBatch | Skip:
     is reachable; it carries no log events of the account and is skipped.
     """
     try:
-        compressed = base64.b64decode(data, validate=True)
+        compressed = pybase64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError("awslogs payload", "base64", str(exc)) from exc
     try:
