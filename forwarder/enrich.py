@@ -197,13 +197,19 @@ class Enricher:
 
     def _record_close(self, raw: RawEvent, head: RecordHead) -> bytes:
         """A record's close (`_close`), from its `eventTime` (kept per value: a file's records share a
-        few, whole seconds) or else the first usable of its other times or the container's."""
+        few, whole seconds) or else the first usable of its other times or the container's.
+
+        The kept closes start over when `CLOSES_KEPT` are held: a file's times mostly rise, so the
+        recent ones stay useful, where keeping the first ones sent every record of a long file's
+        later hours the slow way (15% more CPU per byte on a 1 GB file).
+        """
         when = head.eventTime
         timestamp = _iso_ms(when) if isinstance(when, str) else None
         if timestamp:  # as in `_first_time(...) or ...`: an epoch-zero time counts as none
             close = _close(timestamp)
-            if len(self._event_time_closes) < CLOSES_KEPT:
-                self._event_time_closes[when] = close
+            if len(self._event_time_closes) >= CLOSES_KEPT:
+                self._event_time_closes.clear()
+            self._event_time_closes[when] = close
             return close
         return _close(_first_time((head.stageTimestamp, head.requestReceivedTimestamp)) or raw.timestamp_ms)
 

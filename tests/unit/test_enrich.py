@@ -93,6 +93,17 @@ def test_a_run_gives_the_entries_its_records_give_one_by_one() -> None:
     assert [entry.truncated for entry in one_by_one].count(True) == 1
 
 
+def test_the_kept_closes_follow_a_long_file_past_their_limit() -> None:
+    """A file spanning more seconds than the closes kept still finds its recent times kept."""
+    seconds = enrich.CLOSES_KEPT + 10
+    times = [datetime.fromtimestamp(1733313600 + n, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(seconds)]
+    one = enricher()
+    for when in times:
+        one.entry(record_event({"eventVersion": "1.08", "eventID": "x", "eventTime": when}))
+    assert len(one._event_time_closes) <= enrich.CLOSES_KEPT
+    assert one._event_time_closes[times[-1]] == b',"timestamp":%d}' % ((1733313600 + seconds - 1) * 1000)
+
+
 AUDIT_STAMP = '"stageTimestamp":"2018-10-25T13:58:26.867116Z"'
 RUN_MESSAGES = [
     LogEvent("1", 5, '{"kind":"Event",' + AUDIT_STAMP + "}"),
