@@ -295,6 +295,29 @@ def test_stage_timestamp_shortcut_matches_a_full_parse(
     assert enricher(AUDIT_SOURCE, container=AUDIT_BATCH)._message_time(text) == full_parse_time(text)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    trees=st.lists(st.dictionaries(json_keys, json_trees, max_size=5), max_size=8),
+    plain=st.lists(st.text(max_size=30), max_size=4),
+    ids=st.lists(st.sampled_from(["", "1", "3702"]) | st.text(max_size=4), min_size=12, max_size=12),
+    timestamps=st.lists(st.sampled_from([0, 5, 1540475906867]), min_size=12, max_size=12),
+    ddsource=st.sampled_from(["kubernetes.audit", "lambda", "cloudwatch"]),
+    position=st.integers(0, 20_000),
+)
+def test_message_runs_match_their_events_one_by_one(
+    trees: list[dict], plain: list[str], ids: list[str], timestamps: list[int], ddsource: str, position: int
+) -> None:
+    """Whatever the messages (JSON or not, with any times), ids and CloudWatch times, and with entries
+    small enough that some are truncated, a run gives the entries `entry` gives."""
+    messages = [orjson.dumps(tree).decode() for tree in trees] + plain
+    events = tuple(LogEvent(ids[i % 12], timestamps[i % 12], text) for i, text in enumerate(messages))
+    run = MessageRun(position, events)
+    settings = Settings(function_name="Forwarder", entry_max_bytes=700)
+    source = Source(ddsource, ddsource, AUDIT_BATCH.log_group)
+    expected = [enricher(source, settings, AUDIT_BATCH).entry(event) for event in run.events()]
+    assert enricher(source, settings, AUDIT_BATCH).run_entries(run) == expected
+
+
 @pytest.mark.parametrize(
     "message",
     [
