@@ -13,6 +13,7 @@ import functools
 import itertools
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -250,9 +251,13 @@ def _senders(threads: int) -> ThreadPoolExecutor:
 
     Starting a pool per call cost about 1.5 ms of CPU per invocation, most of it gzip's first
     buffers in each new thread: a seventh of an EKS audit payload's whole cost. Idle threads wait on
-    the pool's queue between invocations, and no more than `threads` exist.
+    the pool's queue between invocations, and no more than `threads` exist. A forked child has none
+    of its parent's threads, so it starts its own pools.
     """
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
+
+
+os.register_at_fork(after_in_child=_senders.cache_clear)
 
 
 def _outcome(future: Future[None]) -> DeliveryError | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -471,6 +473,21 @@ def test_deliver_closed_early_waits_for_the_sends_in_flight() -> None:
     next(outcomes)
     outcomes.close()
     assert recording.finished == 3  # the first, yielded, and the two sent alongside it: none left running
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_delivers_with_threads_of_its_own() -> None:
+    """A child has none of its parent's threads: reusing the parent's pool would wait forever."""
+    list(deliver(_Recording(), [make_batch("parent")], deadline(), max_in_flight=2))
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status only
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not pytest-timeout's handler: die if stuck
+        signal.alarm(10)
+        recording = _Recording()
+        outcomes = list(deliver(recording, [make_batch("child")], deadline(), max_in_flight=2))
+        os._exit(0 if recording.finished == 1 and outcomes[0][1] is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's delivery did not finish"
 
 
 def test_deliver_with_nothing_to_send(intake: LocalIntake) -> None:
