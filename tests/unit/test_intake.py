@@ -476,6 +476,7 @@ def test_deliver_closed_early_waits_for_the_sends_in_flight() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # the case itself
 def test_a_forked_child_delivers_with_threads_of_its_own() -> None:
     """A child has none of its parent's threads: reusing the parent's pool would wait forever."""
     list(deliver(_Recording(), [make_batch("parent")], deadline(), max_in_flight=2))
