@@ -41,6 +41,7 @@ deploy: package
 		--parameter-overrides Architecture=$(ARCH)
 
 # Throughput, peak RSS and cold start beside the raw limit; writes docs/performance.md.
-# BENCH_SIZES=10,100 make bench skips the 1 GB input; BENCH_ARGS=--profile adds a py-spy profile.
+# BENCH_SIZES=10,100 make bench skips the 1 GB input; BENCH_ARGS=--profile adds a py-spy profile;
+# BENCH_REPEAT=1 measures each once instead of the best of 3.
 bench: $(STAMP)
 	BENCH_SIZES=$${BENCH_SIZES:-10,100,1000} $(PY) scripts/bench.py $(BENCH_ARGS)

@@ -25,8 +25,9 @@ For each size, in one run:
   inputs up to 100 MB.
 
 Sizes are MB of uncompressed input (10^6 bytes): `BENCH_SIZES=10,100 make bench` or
-`--sizes 10,100`; the default is 10,100,1000. `--profile` also profiles the forwarder on the 100 MB
-file with pyinstrument. The table is printed and written to docs/performance.md.
+`--sizes 10,100`; the default is 10,100,1000. Each measurement is the best of `--repeat` runs
+(`BENCH_REPEAT`, default 3). `--profile` also profiles the forwarder on the 100 MB file with py-spy.
+The table is printed and written to docs/performance.md.
 """
 
 from __future__ import annotations
