@@ -58,6 +58,8 @@ _STAGE_KEY = '"stageTimestamp"'
 _SPACE_OR_CLOSE = frozenset(b"} \t\r\n")
 _RUN_JOIN = b"}," + RUN_FIRST_KEY[1:]
 """Between an entry's id and a run member: the close of `"forwarder":{...}` and the record's first key."""
+_MESSAGE_JOIN = b'},"message":'
+"""Between a text entry's id and its message, in `_text` and `_message_entries` alike."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,7 @@ class Enricher:
             else:
                 timestamp = event.timestamp
             if timestamp and own:  # as in `_message_time(...) or ...`: an epoch-zero time counts as none
-                body = join((lead, dumps(own), b'},"message":', dumps(message), _close(timestamp)))
+                body = join((lead, dumps(own), _MESSAGE_JOIN, dumps(message), _close(timestamp)))
                 if len(body) <= limit:
                     add(Entry(body))
                     continue
@@ -244,7 +246,7 @@ class Enricher:
 
     def _text(self, message: str, container_ms: int | None, event_id: str) -> bytes:
         timestamp = self._message_time(message) or container_ms
-        return b"".join((self._lead, orjson.dumps(event_id), b'},"message":', orjson.dumps(message), _close(timestamp)))
+        return b"".join((self._lead, orjson.dumps(event_id), _MESSAGE_JOIN, orjson.dumps(message), _close(timestamp)))
 
     def _message_time(self, message: str) -> int | None:
         """JSON lines (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON."""
