@@ -42,3 +42,21 @@ def test_repeats_keep_the_fastest_times_and_the_largest_memory() -> None:
         {"seconds": 1.5, "cpu_seconds": 1.2, "peak_mb": 95.0, "read": 5},
     ]
     assert bench.best_of(runs) == {"seconds": 1.5, "cpu_seconds": 1.0, "peak_mb": 95.0, "read": 5}
+
+
+def test_both_modes_are_run_checked_and_their_least_cpu_kept() -> None:
+    measured = iter([(3.0, 2.0), (2.0, 2.5), (1.0, 1.5), (1.2, 1.1)])
+    calls: list[tuple[str, bool]] = []
+
+    def run_once(decode: bool) -> dict[str, float]:
+        seconds, cpu = next(measured)
+        calls.append(("run", decode))
+        return {"seconds": seconds, "cpu_seconds": cpu}
+
+    def check(run: dict[str, float], decode: bool) -> None:
+        calls.append(("check", decode))
+
+    decoding, reading_only = bench.best_in_both_modes(run_once, check, repeat=2)
+    assert calls == [("run", True), ("check", True)] * 2 + [("run", False), ("check", False)] * 2
+    assert decoding == {"seconds": 2.0, "cpu_seconds": 1.1}
+    assert reading_only == {"seconds": 1.0, "cpu_seconds": 1.1}
