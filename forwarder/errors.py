@@ -5,16 +5,13 @@ ForwarderError
 ├── UnsupportedEvent   the Lambda event has a shape no trigger recognises
 ├── InputError         an object or log batch could not be read or split (names object and position)
 ├── DeliveryError      events could not be delivered to the intake
-├── StoreError         the failure store or the continuation queue could not be written or read
+├── StoreError         the failure store could not be written or read
+├── HandOffError       the rest of an object could not be handed to the continuation queue
+├── DeadlineReached    the invocation's time ran out before a piece of work could finish
 └── IncompleteInvocation  the invocation ends with events not delivered, so AWS must retry it
 """
 
 from __future__ import annotations
-
-REREAD_TOO_SLOW = (
-    "the deadline came while reading past what an earlier invocation handled: "
-    "re-reading the object's start takes longer than the function's timeout"
-)
 
 
 class ForwarderError(Exception):
@@ -55,7 +52,24 @@ class DeliveryError(ForwarderError):
 
 
 class StoreError(ForwarderError):
-    """Failed events could not be kept, or work could not be handed over: those events count as failed."""
+    """Failed events could not be kept (or a stored batch read back): those events count as failed."""
+
+
+class HandOffError(ForwarderError):
+    """The rest of an object could not be handed to the continuation queue: its work item fails."""
+
+
+class DeadlineReached(ForwarderError):
+    """Time ran out before a piece of work that cannot be handed over finished: not bad input.
+
+    `origin` names what was being worked on; `position` how far it got.
+    """
+
+    def __init__(self, origin: str, position: str, reason: str) -> None:
+        super().__init__(f"{origin}: {reason} (at {position})")
+        self.origin = origin
+        self.position = position
+        self.reason = reason
 
 
 class IncompleteInvocation(ForwarderError):

@@ -1,30 +1,43 @@
 """The per-invocation tally, and its publication as a log line and CloudWatch EMF metrics.
 
 Invariant: every event read ends in exactly one outcome — delivered, truncated (delivered after
-truncation), stored (kept in the failure store for replay) or failed — so
-`read == delivered + truncated + stored + failed`. Things that are not events (digest files, control
-messages, test events, duplicate notifications) are counted apart, as skips with their reason;
-events a continuation reads past because an earlier invocation handled them are not read again.
+truncation), filtered (by a rule the user set), stored (kept in the failure store for replay) or
+failed — so `read == delivered + truncated + filtered + stored + failed`. Things that are not events
+(digest files, control messages, test events, duplicate notifications) are counted apart, as skips
+with their reason.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from forwarder.model import SkipReason
+
 NAMESPACE = "SecurityLogForwarder"
-OUTCOMES = ("delivered", "truncated", "stored", "failed")
 MAX_PROBLEMS = 3
 
-Label = tuple[str, str]  # (trigger, ddsource)
+Label = tuple[str, str]
+"""(trigger, source name): what the reads and outcomes are counted by."""
+
+
+class Outcome(enum.StrEnum):
+    """Where an event read ended: exactly one of these."""
+
+    DELIVERED = "delivered"
+    TRUNCATED = "truncated"
+    FILTERED = "filtered"
+    STORED = "stored"
+    FAILED = "failed"
 
 
 @dataclass
 class Tally:
     read: Counter[Label] = field(default_factory=Counter)
-    outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str, Outcome]] = field(default_factory=Counter)
+    skipped: Counter[SkipReason] = field(default_factory=Counter)
     input_errors: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -36,13 +49,13 @@ class Tally:
     def count_read(self, label: Label, events: int = 1) -> None:
         self.read[label] += events
 
-    def count_outcome(self, label: Label, outcome: str, events: int = 1) -> None:
+    def count_outcome(self, label: Label, outcome: Outcome, events: int = 1) -> None:
         self.outcomes[(*label, outcome)] += events
 
-    def count_skip(self, reason: str, items: int = 1) -> None:
+    def count_skip(self, reason: SkipReason, items: int = 1) -> None:
         self.skipped[reason] += items
 
-    def total(self, outcome: str) -> int:
+    def total(self, outcome: Outcome) -> int:
         return sum(count for (_, _, name), count in self.outcomes.items() if name == outcome)
 
     @property
@@ -50,7 +63,7 @@ class Tally:
         return sum(self.read.values())
 
     def balanced(self) -> bool:
-        return self.events_read == sum(self.total(outcome) for outcome in OUTCOMES)
+        return self.events_read == sum(self.total(outcome) for outcome in Outcome)
 
     def merge(self, other: Tally) -> None:
         self.read.update(other.read)
@@ -64,8 +77,8 @@ class Tally:
         """A flat summary for the invocation's log line."""
         return {
             "events_read": self.events_read,
-            **{f"events_{outcome}": self.total(outcome) for outcome in OUTCOMES},
-            "skipped": dict(self.skipped),
+            **{f"events_{outcome.value}": self.total(outcome) for outcome in Outcome},
+            "skipped": {reason.value: count for reason, count in self.skipped.items()},
             "input_errors": self.input_errors,
             "by_source": {f"{trigger}/{source}": count for (trigger, source), count in sorted(self.read.items())},
         }
@@ -81,8 +94,8 @@ def publish(tally: Tally, service: str) -> None:
     # start clean so a warm container neither grows nor reports an earlier invocation's counts.
     metrics.clear_metrics()
     metrics.add_metric(name="EventsRead", unit=MetricUnit.Count, value=tally.events_read)
-    for outcome in OUTCOMES:
-        metrics.add_metric(name=f"Events{outcome.title()}", unit=MetricUnit.Count, value=tally.total(outcome))
+    for outcome in Outcome:
+        metrics.add_metric(name=f"Events{outcome.value.title()}", unit=MetricUnit.Count, value=tally.total(outcome))
     metrics.add_metric(name="ItemsSkipped", unit=MetricUnit.Count, value=sum(tally.skipped.values()))
     metrics.add_metric(name="InputErrors", unit=MetricUnit.Count, value=tally.input_errors)
     metrics.flush_metrics()

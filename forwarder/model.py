@@ -1,27 +1,45 @@
-"""The values that flow between stages: work items, raw events, intake entries and batches.
+"""The values that flow between stages: work items, containers, raw events, entries.
 
-trigger event ──triggers──► Message(items: S3Object | AwsLogs | Skip)
-S3Object ──read──► decompressed byte chunks ──split──► RawEvent
-AwsLogs  ──read──► LogBatch                 ──split──► RawEvent
-RawEvent ──enrich──► Entry ──batch──► Batch ──intake──► accepted or failed
+trigger event ──triggers──► Message(items: S3Object | AwsLogs | Replay | Skip)
+S3Object ──read──► decompressed chunks ──formats──► blocks of RawEvents
+AwsLogs  ──read──► LogBatch             ──formats──► blocks of RawEvents
+block ──process──► kept block ──outputs──► Entry ──batch──► Batch ──transport──► accepted or failed
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 import orjson
-import simdjson
-from msgspec import UNSET, Raw, UnsetType
 
-RESERVED = frozenset(
-    {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "timestamp", "aws", "message"}
-    | {"original_fields", "forwarder"}
-)
-"""The top-level names the forwarder writes in an entry; an event's own fields by these names are moved."""
+from forwarder.times import TIME_FIELDS
+
+MAX_EVENT_BYTES = 64 << 20
+"""The largest event a reader accepts: a longer one is an input error naming it."""
+
+
+class SkipReason(enum.StrEnum):
+    """Why something a trigger carried, or a piece of work, is deliberately not forwarded (counted apart)."""
+
+    S3_TEST_EVENT = "s3_test_event"
+    NOT_OBJECT_CREATED = "not_object_created"
+    CONTROL_MESSAGE = "control_message"
+    CLOUDTRAIL_DIGEST = "cloudtrail_digest"
+    DUPLICATE_NOTIFICATION = "duplicate_notification"
+    CONTINUED_LATER = "continued_later"
+    REPLAY_LEFT_FOR_NEXT_RUN = "replay_left_for_next_run"
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Something not forwarded on purpose, with its reason and what it was."""
+
+    reason: SkipReason
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +69,9 @@ class Checkpoint:
 class S3Object:
     """An object to forward. `key` is already URL-decoded (notifications send it quoted).
 
-    `resume_at` is a continuation's event count: the number of leading events already handled by an
-    earlier invocation. With a `checkpoint` the read starts where they end; without one (messages
-    from before checkpoints existed) they are read again and skipped without being sent.
+    A continuation (`continued`) carries `resume_at`, the number of leading events an earlier
+    invocation handled, and the `checkpoint` where the next one starts (None when the earlier
+    invocation stopped before reading anything).
     """
 
     bucket: str
@@ -64,6 +82,7 @@ class S3Object:
     sequencer: str | None = None
     resume_at: int = 0
     checkpoint: Checkpoint | None = None
+    continued: bool = False
 
     @property
     def origin(self) -> str:
@@ -74,48 +93,31 @@ class S3Object:
         """Which write of the key this is: the version id, else the ETag, else "" (neither was given)."""
         return self.version_id or self.etag or ""
 
+    @property
+    def id_base(self) -> str:
+        """What, with an event's position, identifies the event when it has no id of its own."""
+        return f"{self.origin}#{self.version_tag}"
+
+    def metadata(self) -> dict[str, Any]:
+        """AWS metadata naming where the events came from."""
+        return {"s3": {"bucket": self.bucket, "key": self.key}}
+
 
 @dataclass(frozen=True, slots=True)
 class AwsLogs:
     """A CloudWatch Logs subscription payload, still base64(gzip(json)) as AWS sent it."""
 
     data: str
-
-
-class LogEvent(msgspec.Struct, frozen=True, gc=False):
-    """One `logEvents[]` entry of a CloudWatch Logs payload (a Struct: one is built per event, in C)."""
-
-    id: str
-    timestamp: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogBatch:
-    """A decoded CloudWatch Logs DATA_MESSAGE."""
-
-    owner: str
-    log_group: str
-    log_stream: str
-    subscription_filters: tuple[str, ...]
-    log_events: tuple[LogEvent, ...]
-
-    @property
-    def origin(self) -> str:
-        return f"{self.log_group}/{self.log_stream}"
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """Something a trigger carried that is deliberately not forwarded, with a short snake_case reason."""
-
-    reason: str
-    detail: str = ""
+    origin = "CloudWatch Logs payload"
+    resume_at = 0  # a payload is never continued: it has no events handled by an earlier invocation
 
 
 @dataclass(frozen=True, slots=True)
 class Replay:
     """Re-send the events kept in the failure store (the `{"retry": true}` event)."""
+
+    origin = "replay"
+    resume_at = 0
 
 
 WorkItem = S3Object | AwsLogs | Replay
@@ -144,194 +146,94 @@ class Invocation:
     from_sqs: bool = False
 
 
-class RecordHead(msgspec.Struct, gc=False):
-    """What enrichment needs of a CloudTrail record, decoded without building the rest of it.
+class LogEvent(msgspec.Struct, frozen=True, gc=False):
+    """One `logEvents[]` entry of a CloudWatch Logs payload (a Struct: one is built per event, in C)."""
 
-    `read_head` checks that the whole record is one valid JSON object while materialising only these
-    fields (msgspec skips the others at C speed), at less than half the cost of a full parse: the
-    record's bytes go to the intake as they are, so the rest is never needed. The names in `RESERVED`
-    are only looked at for whether they are present.
-    """
-
-    eventID: Any = None
-    eventTime: Any = None
-    stageTimestamp: Any = None
-    requestReceivedTimestamp: Any = None
-    ddsource: Raw | UnsetType = UNSET
-    ddsourcecategory: Raw | UnsetType = UNSET
-    service: Raw | UnsetType = UNSET
-    host: Raw | UnsetType = UNSET
-    ddtags: Raw | UnsetType = UNSET
-    timestamp: Raw | UnsetType = UNSET
-    aws: Raw | UnsetType = UNSET
-    message: Raw | UnsetType = UNSET
-    original_fields: Raw | UnsetType = UNSET
-    forwarder: Raw | UnsetType = UNSET
-
-    def clashes(self) -> bool:
-        """Whether the record has a top-level field by a name the forwarder writes (`RESERVED`)."""
-        return msgspec.structs.astuple(self)[_RESERVED_FROM:_RESERVED_TO] != _NONE_RESERVED
+    id: str
+    timestamp: int
+    message: str
 
 
-_RESERVED_FROM = 4
-_RESERVED_TO = _RESERVED_FROM + len(RESERVED)
-_NONE_RESERVED = (UNSET,) * len(RESERVED)
-assert frozenset(RecordHead.__struct_fields__[_RESERVED_FROM:_RESERVED_TO]) == RESERVED, (
-    "a reserved name without its field"
-)
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """A decoded CloudWatch Logs DATA_MESSAGE: the container of its log events."""
 
-
-class RunHead(RecordHead, gc=False):
-    """The head of a record in a `RecordRun`: decoding fails on a reserved name (no JSON value is
-    UNSET), so a run's records never need a field moved (`clashes`)."""
-
-    ddsource: UnsetType = UNSET
-    ddsourcecategory: UnsetType = UNSET
-    service: UnsetType = UNSET
-    host: UnsetType = UNSET
-    ddtags: UnsetType = UNSET
-    timestamp: UnsetType = UNSET
-    aws: UnsetType = UNSET
-    message: UnsetType = UNSET
-    original_fields: UnsetType = UNSET
-    forwarder: UnsetType = UNSET
-
-
-def _record_head(head: RunHead) -> RecordHead:
-    return RecordHead(*msgspec.structs.astuple(head)[:_RESERVED_TO])
-
-
-RUN_FIRST_KEY = b'{"eventVersion"'
-"""How every record of a `RecordRun` begins: CloudTrail writes `eventVersion` first."""
-
-
-class RecordRun(msgspec.Struct, gc=False):
-    """Consecutive CloudTrail records cut and checked together, for the hot path.
-
-    Record i is `RUN_FIRST_KEY + members[i] + b"}"`, at `position + i`; `heads[i]` is what
-    `read_head` would give for it. The records are separated by one comma, and the last ends
-    `end_offset` decompressed bytes into the object. Split and enrichment handle a run in a few calls
-    for all its records instead of a few per record.
-    """
-
-    position: int
-    members: list[bytes]
-    heads: list[RunHead]
-    end_offset: int
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def event(self, index: int) -> RawEvent:
-        """Record `index` as a `RawEvent`, for the rare record enrichment handles on its own."""
-        return RawEvent(self.position + index, None, self._record(index), _record_head(self.heads[index]))
-
-    def events(self) -> Iterator[RawEvent]:
-        """The run as the `RawEvent`s splitting record by record gives, end offsets included."""
-        end = self.end_offset - sum(len(member) + len(RUN_FIRST_KEY) + 2 for member in self.members) + 1
-        for index, head in enumerate(self.heads):
-            record = self._record(index)
-            end += len(record) + 1 if index else len(record)
-            yield RawEvent(self.position + index, None, record, _record_head(head), None, None, end)
-
-    def _record(self, index: int) -> bytes:
-        return RUN_FIRST_KEY + self.members[index] + b"}"
-
-    def last(self) -> RawEvent:
-        """A marker for the run's last record: where a continuation would start after it."""
-        return RawEvent(self.position + len(self.members) - 1, end_offset=self.end_offset)
-
-
-class MessageRun(msgspec.Struct, gc=False):
-    """Consecutive events of one CloudWatch Logs batch, for the hot path: their entries are joined in
-    one loop (`Enricher.run_entries`) instead of a few calls and generator hops per event."""
-
-    position: int
+    owner: str
+    log_group: str
+    log_stream: str
+    subscription_filters: tuple[str, ...]
     log_events: tuple[LogEvent, ...]
 
-    def __len__(self) -> int:
-        return len(self.log_events)
+    @property
+    def origin(self) -> str:
+        return f"{self.log_group}/{self.log_stream}"
 
-    def event(self, index: int) -> RawEvent:
-        """Event `index` as the `RawEvent` splitting event by event gives."""
-        found = self.log_events[index]
-        return RawEvent(self.position + index, found.message, timestamp_ms=found.timestamp, event_id=found.id)
+    @property
+    def id_base(self) -> str:
+        return self.origin
 
-    def events(self) -> Iterator[RawEvent]:
-        return (self.event(index) for index in range(len(self.log_events)))
-
-    def last(self) -> RawEvent:
-        """A marker for the run's last event (CloudWatch events have no offset to resume from)."""
-        return RawEvent(self.position + len(self.log_events) - 1)
+    def metadata(self) -> dict[str, Any]:
+        return {"awslogs": {"logGroup": self.log_group, "logStream": self.log_stream, "owner": self.owner}}
 
 
-EventRun = RecordRun | MessageRun
-"""Events split and enriched together: the hot paths' unit."""
+Container = S3Object | LogBatch
+"""What a work item's events are read from: it names them (`origin`, `metadata`) and ids them (`id_base`)."""
 
 
-_decode_head = msgspec.json.Decoder(RecordHead).decode
-_VALIDATOR_MAX_BYTES = 1 << 20
-"""simdjson keeps buffers sized for the largest document it has parsed: larger records go to orjson."""
-_validator = simdjson.Parser(max_capacity=_VALIDATOR_MAX_BYTES)
-InvalidRecord = orjson.JSONDecodeError
-"""What `read_head` raises for bytes that are not one valid JSON object in UTF-8."""
+class RecordHead(Protocol):
+    """What a reader decoded of a structured record without building the rest (formats.jsonhead)."""
 
+    eventID: Any
+    eventTime: Any
+    stageTimestamp: Any
+    requestReceivedTimestamp: Any
 
-def read_head(record: bytes) -> RecordHead:
-    """Check that `record` is one JSON object a full parse accepts, and decode its head; raises `InvalidRecord`.
-
-    Validity is orjson's: UTF-8, RFC 8259, numbers within the double range, at most 1024 levels of
-    nesting (the intake refuses a whole batch over one entry that breaks these). simdjson checks
-    that, at a quarter of orjson's cost (a leading BOM, which it allows, msgspec refuses); what it
-    refuses (integers past 64 bits, which orjson takes; records over 1 MiB) goes to orjson to
-    decide. msgspec then decodes the head, skipping the rest unbuilt: alone it would let numbers
-    past the double range through, and its nesting limit follows Python's recursion limit.
-    """
-    try:
-        _validator.parse(record)
-    except (ValueError, RuntimeError):
-        orjson.loads(record)
-    try:
-        return _decode_head(record)
-    except (RecursionError, msgspec.DecodeError):  # deeper than msgspec goes, a BOM, or not an object
-        fields = orjson.loads(record)
-        if not isinstance(fields, dict):
-            raise InvalidRecord("a record must be a JSON object", record.decode(errors="replace"), 0) from None
-        present = {name: Raw(b"null") for name in RESERVED if name in fields}
-        return RecordHead(
-            eventID=fields.get("eventID"),
-            eventTime=fields.get("eventTime"),
-            stageTimestamp=fields.get("stageTimestamp"),
-            requestReceivedTimestamp=fields.get("requestReceivedTimestamp"),
-            **present,
-        )
+    def flagged(self) -> bool: ...
 
 
 class RawEvent(msgspec.Struct, gc=False):
-    """One event as split from its container, before enrichment.
+    """One event as read from its container, before processing and encoding.
 
     Structured events (CloudTrail records) carry `record`, the object's JSON bytes exactly as read,
-    and `head`, what enrichment needs of it (`read_head`). Text events (lines, CloudWatch messages)
-    carry `message`. `position` is the 0-based record index, the 1-based line number, or the
-    logEvents index. `end_offset` is the decompressed byte just past the event in its object (past a
-    line's LF, a record's closing brace); -1 where there is none (CloudWatch Logs).
+    and `head`, what encoding needs of it. Text events (lines, CloudWatch messages) carry `message`.
+    `position` is the 0-based record index, the 1-based line number, or the logEvents index.
+    `end_offset` is the decompressed byte just past the event in its object (past a line's LF, a
+    record's closing brace); -1 where there is none (CloudWatch Logs). Build one with the named
+    constructors.
 
-    A msgspec Struct rather than a dataclass, as `Entry` is: one is built per event, and a Struct is
-    built in C (about 75 ns against 190 ns) and, holding no containers, kept out of the cyclic GC.
+    A RawEvent is also the smallest block (see `formats.Block`): one event, its own last.
+    A msgspec Struct rather than a dataclass: one is built per event, and a Struct is built in C
+    (about 75 ns against 190 ns) and, holding no containers, kept out of the cyclic GC.
     """
 
     position: int
     message: str | None = None
     record: bytes | None = None
-    head: RecordHead | None = None
+    head: Any = None
     timestamp_ms: int | None = None
     event_id: str | None = None
     end_offset: int = -1
 
-    @property
-    def fields(self) -> dict[str, Any] | None:
+    @classmethod
+    def line(cls, number: int, text: str, end_offset: int) -> RawEvent:
+        return cls(number, text, None, None, None, None, end_offset)
+
+    @classmethod
+    def structured(cls, position: int, record: bytes, head: RecordHead, end_offset: int = -1) -> RawEvent:
+        return cls(position, None, record, head, None, None, end_offset)
+
+    @classmethod
+    def log_event(cls, position: int, event: LogEvent) -> RawEvent:
+        return cls(position, event.message, None, None, event.timestamp, event.id)
+
+    @classmethod
+    def marker(cls, position: int, end_offset: int = -1) -> RawEvent:
+        """Where a block ends, for a checkpoint: no content."""
+        return cls(position, None, None, None, None, None, end_offset)
+
+    def parse_record(self) -> dict[str, Any] | None:
         """The record parsed in full, for the rare entry that needs it (a field to move, `{}`,
-        truncation); None for text events, or a record that did not pass `read_head`."""
+        truncation); None for text events, or a record that is not one JSON object."""
         if self.record is None:
             return None
         try:
@@ -340,39 +242,36 @@ class RawEvent(msgspec.Struct, gc=False):
             return None
         return parsed if isinstance(parsed, dict) else None
 
+    def __len__(self) -> int:
+        return 1
+
+    def events(self) -> Iterator[RawEvent]:
+        yield self
+
+    def last(self) -> RawEvent:
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """How a container's events are labelled: Datadog's reserved attributes and extra tags."""
+    """What a container's events are: the labels detection rules key on, and where their time is.
 
-    ddsource: str
+    `name` is the source (`cloudtrail`, `kubernetes.audit`, ...), `host` the bucket or log group,
+    `tags` extra tags, `time_fields` the top-level fields holding the event's own time, first first.
+    """
+
+    name: str
     service: str
     host: str
     tags: tuple[str, ...] = ()
+    time_fields: tuple[str, ...] = TIME_FIELDS
 
 
 class Entry(msgspec.Struct, gc=False):
-    """One serialized intake log object; `truncated` when it was cut to the per-entry limit."""
+    """One encoded intake entry; `truncated` when it was cut to the per-entry limit."""
 
     body: bytes
     truncated: bool = False
-
-
-@dataclass(slots=True)
-class Batch:
-    """Entries for one request; `size` is the uncompressed JSON array's length in bytes."""
-
-    entries: list[Entry] = field(default_factory=list)
-    size: int = 2
-
-    def body(self) -> bytes:
-        """The JSON array, in one copy of the entries: the brackets go onto the first and last entry."""
-        bodies = [entry.body for entry in self.entries]
-        if not bodies:
-            return b"[]"
-        bodies[0] = b"[" + bodies[0]
-        bodies[-1] += b"]"
-        return b",".join(bodies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,3 +286,19 @@ class Deadline:
 
     def seconds_left(self) -> float:
         return self.remaining_ms() / 1000.0 - self.margin_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Invoker:
+    """What the forwarder knows of itself: its ARN, account and region, for tags and metadata."""
+
+    function_arn: str = ""
+    account: str = ""
+    region: str = ""
+
+    @classmethod
+    def from_arn(cls, arn: str, fallback_region: str = "") -> Invoker:
+        parts = arn.split(":")
+        if len(parts) >= 5 and parts[0] == "arn":
+            return cls(function_arn=arn, account=parts[4], region=parts[3] or fallback_region)
+        return cls(function_arn=arn, region=fallback_region)

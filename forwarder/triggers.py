@@ -27,9 +27,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 from urllib.parse import unquote_plus
 
-from forwarder import continuation
 from forwarder.errors import UnsupportedEvent
-from forwarder.model import AwsLogs, Invocation, Message, Replay, S3Object, Skip, WorkItem
+from forwarder.model import AwsLogs, Invocation, Message, Replay, S3Object, Skip, SkipReason, WorkItem
+from forwarder.reliability import continuation
 
 Items: TypeAlias = tuple[WorkItem | Skip, ...]
 
@@ -132,7 +132,7 @@ def _payload(payload: Mapping[str, Any], wrappers: tuple[str, ...]) -> tuple[str
             return None
         return "/".join(wrappers) or "s3", _s3_notification(payload["Records"])
     if payload.get("Event") == "s3:TestEvent":
-        return "/".join(wrappers) or "s3", (Skip("s3_test_event", f"bucket {payload.get('Bucket')}"),)
+        return "/".join(wrappers) or "s3", (Skip(SkipReason.S3_TEST_EVENT, f"bucket {payload.get('Bucket')}"),)
     if payload.get("source") == "aws.s3" and "detail-type" in payload:
         return "/".join((*wrappers, "eventbridge")), (_eventbridge(payload),)
     if "s3Bucket" in payload and "s3ObjectKey" in payload:
@@ -159,7 +159,7 @@ def _s3_notification(records: Iterable[Any]) -> Items:
         obj = s3.get("object") or {}
         key = _decoded(_field(obj, "key", str))
         if not name.removeprefix("s3:").startswith("ObjectCreated:"):
-            items.append(Skip("not_object_created", f"{name} s3://{bucket}/{key}"))
+            items.append(Skip(SkipReason.NOT_OBJECT_CREATED, f"{name} s3://{bucket}/{key}"))
             continue
         items.append(_s3_object(bucket, key, obj, version_field="versionId", etag_field="eTag"))
     return tuple(items)
@@ -180,7 +180,7 @@ def _eventbridge(event: Mapping[str, Any]) -> WorkItem | Skip:
     obj = _field(detail, "object", Mapping)
     key = _decoded(_field(obj, "key", str))
     if event["detail-type"] != "Object Created":
-        return Skip("not_object_created", f"{event['detail-type']} s3://{bucket}/{key}")
+        return Skip(SkipReason.NOT_OBJECT_CREATED, f"{event['detail-type']} s3://{bucket}/{key}")
     return _s3_object(bucket, key, obj, version_field="version-id", etag_field="etag")
 
 

@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 from botocore.response import StreamingBody
 
-from forwarder.enrich import id_base
 from forwarder.metrics import Tally
 from forwarder.model import S3Object
 
@@ -77,7 +76,7 @@ def event_ids(recs: Iterable[dict[str, Any]]) -> set[str]:
 
 def trail_ids(bucket: str, key: str, recs: list[dict[str, Any]]) -> set[str]:
     """The ids of a trail file's records: the eventID, else bucket, key, ETag and record index."""
-    base = id_base(S3Object(bucket=bucket, key=key))
+    base = S3Object(bucket=bucket, key=key).id_base
     return {
         str(record.get("eventID") or hashlib.blake2b(f"{base}@{index}".encode(), digest_size=16).hexdigest())
         for index, record in enumerate(recs)
@@ -86,7 +85,7 @@ def trail_ids(bucket: str, key: str, recs: list[dict[str, Any]]) -> set[str]:
 
 def line_ids(bucket: str, key: str, lines: list[str]) -> set[str]:
     """The ids of an object's non-blank text lines: bucket, key, ETag (none in these notifications), line."""
-    base = id_base(S3Object(bucket=bucket, key=key))
+    base = S3Object(bucket=bucket, key=key).id_base
     return {
         hashlib.blake2b(f"{base}@{number}".encode(), digest_size=16).hexdigest()
         for number, line in enumerate(lines, 1)
@@ -250,7 +249,7 @@ def warnings_seen(records: Iterable[logging.LogRecord]) -> str:
     for record in records:
         if record.levelno >= logging.WARNING and record.name.startswith(("security-log-forwarder", "forwarder")):
             message = record.msg if isinstance(record.msg, str) else str(record.msg)
-            if record.name == "forwarder.intake.datadog":
+            if record.name == "forwarder.outputs.http":
                 message = message.split(",")[0].replace("%d", "N")  # "intake delivery attempt N failed"
             counts[(record.levelname, message)] += 1
     return "; ".join(f'{level} "{message}" x{count}' for (level, message), count in counts.items())

@@ -163,7 +163,7 @@ def k8s_audit_lines() -> list[str]:
 
 
 def without_metadata(entry: dict[str, Any]) -> dict[str, Any]:
-    from forwarder.enrich import RESERVED
+    from forwarder.outputs.datadog import RESERVED
 
     return {key: value for key, value in entry.items() if key not in RESERVED}
 

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from forwarder import handler, triggers
+from forwarder import handler, sources, triggers
 from forwarder.devintake import LocalIntake
 from forwarder.model import S3Object
 from forwarder.settings import load_settings
@@ -137,14 +137,14 @@ def test_an_unexpected_failure_fails_only_its_own_sqs_message(
 ) -> None:
     put(s3, "good-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/good.json.gz", DOCUMENT)
     put(s3, "buggy-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/buggy.json.gz", DOCUMENT)
-    labelled = handler.sources.for_object
+    labelled = sources.for_object
 
-    def for_object(obj: S3Object, cloudtrail: bool, settings: Any) -> Any:
+    def for_object(obj: S3Object, settings: Any, content: Any = None) -> Any:
         if obj.bucket == "buggy-bucket":
             raise RuntimeError("a bug")
-        return labelled(obj, cloudtrail, settings)
+        return labelled(obj, settings, content)
 
-    monkeypatch.setattr(handler.sources, "for_object", for_object)
+    monkeypatch.setattr(sources, "for_object", for_object)
     event = sqs_event(
         s3_event("buggy-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/buggy.json.gz"),
         s3_event("good-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/good.json.gz"),

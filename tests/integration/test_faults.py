@@ -25,13 +25,14 @@ import pytest
 import urllib3.exceptions
 from botocore.response import StreamingBody
 
-from forwarder import continuation, handler
+from forwarder import runtime
 from forwarder.devintake import DROP, Fault, LocalIntake
 from forwarder.errors import IncompleteInvocation
 from forwarder.handler import handle
-from forwarder.idempotency import identity
 from forwarder.metrics import Tally
 from forwarder.model import Checkpoint, S3Object
+from forwarder.reliability import continuation
+from forwarder.reliability.idempotency import identity
 
 from .faults import (
     ROWS,
@@ -347,7 +348,7 @@ def test_get_object_failing_mid_stream(s3: Any, intake: LocalIntake, bucket: str
     body = gzip.compress(trail(recs))
     put(s3, bucket, key, body, compress=False)
     limit = len(body) * 2 // 5
-    client = handler._client("s3")
+    client = runtime.client("s3")
     broken: list[bool] = []
 
     def break_body(parsed: dict[str, Any], **_: Any) -> None:
@@ -574,7 +575,7 @@ def test_deadline_continuations_resume_with_a_ranged_get(
     settings = settings_for(slow_intake.url, **env)
     clock, tally = Clock(), Tally()
 
-    with S3Reads(handler._client("s3")) as reads:
+    with S3Reads(runtime.client("s3")) as reads:
         result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
         assert error is None and result["skipped"] == {"continued_later": 1}
         bodies = drain_continuations(sqs, queue, clock, settings, tally)
@@ -683,16 +684,15 @@ class _SlowBody:
         self._raw.close()
 
 
-@pytest.mark.parametrize("message", ["count only", "checkpoint"])
 def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
-    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any, message: str
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any
 ) -> None:
     recs = records("reread", 20000)
     key = put_trail(s3, bucket, "reread", recs)  # ~250 kB gzip; read at ~100 kB/s below: ~2.4 s
     _, queue = continuation_queue(moto_endpoint)
     env = {**DEADLINE_ENV, "FORWARDER_READ_CHUNK_BYTES": "4096", "FORWARDER_CONTINUATION_QUEUE_URL": queue}
     settings = settings_for(intake.url, **env)
-    client = handler._client("s3")
+    client = runtime.client("s3")
 
     def slow_body(parsed: dict[str, Any], **_: Any) -> None:
         if isinstance(parsed.get("Body"), StreamingBody):
@@ -701,7 +701,7 @@ def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
     client.meta.events.register("after-call.s3.GetObject", slow_body, unique_id="fault-matrix-slow")
     clock = Clock()
     try:
-        checkpoint = None if message == "count only" else after_record(recs, 19000)
+        checkpoint = after_record(recs, 19000)
         body = continuation.message_body(S3Object(bucket, key), resume_at=19000, checkpoint=checkpoint)
         answer, _, tally = invoke(clock, sqs_event(body), settings, DEADLINE_TIMEOUT)
     finally:
@@ -711,20 +711,15 @@ def test_continuation_that_rereads_a_long_prefix_stays_within_its_deadline(
     rest = event_ids(recs[19000:])
     accounting = Accounting(rest, received_ids(intake), reported=rest)  # what was not sent is in the next message
     problem = next(line for line in tally.problems if "deadline came" in line)
-    reached = "event" if checkpoint is None else "decompressed byte"
+    reached = "decompressed byte"
     assert problem.startswith(f"s3://{bucket}/{key}: ") and f"(at {reached} " in problem, problem
     note = (
         f"the continuation stopped after {taken:.2f} s of its {timeout} s timeout and failed its message, "
         f"naming the object and the {reached} reached; re-reading the start of an object is bounded by the timeout"
     )
-    how = (
-        "a message without a checkpoint (skips 19000 records)"
-        if checkpoint is None
-        else f"checkpoint at offset 0 dropping {checkpoint.skip_bytes / 1e6:.1f} MB decompressed"
-    )
+    how = f"checkpoint at offset 0 dropping {checkpoint.skip_bytes / 1e6:.1f} MB decompressed"
     fault = f"continuation at event 19000 of 20000, {how}, S3 read ~100 kB/s (re-reading the start takes ~2.4 s)"
-    name = "reread prefix" if message == "count only" else "reread prefix, checkpoint"
-    record(name, fault, accounting, clock, tally, caplog.records, error=answer, note=note)
+    record("reread prefix, checkpoint", fault, accounting, clock, tally, caplog.records, error=answer, note=note)
     assert taken < timeout, f"the continuation took {taken:.2f} s of its {timeout} s"
 
 

@@ -9,9 +9,15 @@ from typing import Any
 import orjson
 import pytest
 
+from forwarder import runtime
 from forwarder.devintake import LocalIntake
 from forwarder.errors import ConfigError, IncompleteInvocation, UnsupportedEvent
+from forwarder.formats import Block
 from forwarder.handler import handle
+from forwarder.metrics import Outcome, Tally
+from forwarder.model import Deadline, Invoker, S3Object
+from forwarder.pipeline import Pipeline, Unit
+from forwarder.process import EventList
 
 from .helpers import (
     ACCOUNT,
@@ -224,3 +230,41 @@ def test_cloudtrail_delivered_through_cloudwatch_logs_is_labelled_cloudtrail(int
     assert [entry["message"] for entry in intake.entries] == messages
     assert {entry["ddsource"] for entry in intake.entries} == {"cloudtrail"}
     assert {entry["host"] for entry in intake.entries} == {payload["logGroup"]}
+
+
+class DropEveryThird:
+    """A processor that filters every third event by position and keeps the rest as read."""
+
+    def process(self, block: Block) -> tuple[Block | None, int]:
+        events = list(block.events())
+        kept = [event for event in events if event.position % 3]
+        if len(kept) == len(events):
+            return block, 0
+        return (EventList(kept, block.last()) if kept else None), len(events) - len(kept)
+
+
+def test_a_processor_filters_events_and_the_tally_counts_them(s3: Any, intake: LocalIntake) -> None:
+    """`filtered` is an outcome of its own: read == delivered + filtered, and the rest arrive as read."""
+    document = cloudtrail_documents()["plaso_aws_cloudtrail.json"]
+    key = trail_key("processed")
+    put(s3, BUCKET, key, document)
+    records = records_of(document)
+    settings = settings_for(intake.url)
+    tally = Tally()
+    run = Pipeline(
+        settings,
+        Invoker(),
+        Deadline(lambda: 60_000, 0),
+        tally,
+        lambda: runtime.OUTPUT.get(settings),
+        [DropEveryThird()],
+    )
+    unit = Unit(0, "s3", S3Object(BUCKET, key))
+
+    run.run(unit, guard=None)
+
+    kept = [record for position, record in enumerate(records) if position % 3]
+    assert not unit.failed
+    assert [canonical(without_metadata(entry)) for entry in intake.entries] == [canonical(r) for r in kept]
+    assert tally.summary()["events_filtered"] == len(records) - len(kept) > 0
+    assert tally.total(Outcome.DELIVERED) == len(kept) and tally.balanced()

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forwarder.batch import batches
-from forwarder.model import Batch, Entry
+from forwarder.model import Entry
+from forwarder.outputs.batch import Batch, batches, json_array
 
 
 def entry(size: int, tag: int = 0) -> Entry:
@@ -35,8 +35,8 @@ def test_batches_keep_every_entry_in_order_within_both_limits(
     assert [e for b in out for e in b.entries] == entries
     for batch in out:
         assert 1 <= len(batch.entries) <= max_entries
-        assert batch.size == len(batch.body()) <= max_bytes
-        assert len(orjson.loads(batch.body())) == len(batch.entries)
+        assert batch.size == len(json_array(batch.entries)) <= max_bytes
+        assert len(orjson.loads(json_array(batch.entries))) == len(batch.entries)
 
 
 @given(sizes=st.lists(st.integers(2, 50), max_size=40), max_entries=st.integers(1, 5), slack=st.integers(0, 60))
@@ -107,4 +107,4 @@ def test_invalid_max_entries() -> None:
 def test_batch_body_is_a_json_array() -> None:
     out = next(batches([Entry(b'{"a":1}'), Entry(b'{"b":2}')], 10, 100))
     assert isinstance(out, Batch)
-    assert orjson.loads(out.body()) == [{"a": 1}, {"b": 2}]
+    assert orjson.loads(json_array(out.entries)) == [{"a": 1}, {"b": 2}]

@@ -18,10 +18,11 @@ def test_importing_the_handler_opens_no_connection_and_builds_no_client() -> Non
         socket.socket.connect = refuse
         socket.create_connection = refuse
         socket.getaddrinfo = refuse
-        import forwarder.handler as handler
+        import forwarder.handler
+        from forwarder import runtime
 
-        assert handler._client.cache_info().currsize == 0, "an AWS client was built at import"
-        assert not handler._INTAKE.built, "an intake client was built at import"
+        assert runtime.client.cache_info().currsize == 0, "an AWS client was built at import"
+        assert not runtime.OUTPUT.built, "an output was built at import"
         lazy = "aws_lambda_powertools.utilities.idempotency"
         assert lazy not in sys.modules, "idempotency (DynamoDB) is loaded only when a table is set"
         print("ok")

@@ -17,12 +17,14 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder import continuation
-from forwarder.continuation import Progress
-from forwarder.errors import InputError
+from forwarder.errors import DeadlineReached, InputError
+from forwarder.formats import Format, each_event
 from forwarder.model import Checkpoint, RawEvent, S3Object
-from forwarder.read import Tracker, decompress, discard
-from forwarder.split import Format, each_event, split_object
+from forwarder.read.codecs import decompress, discard
+from forwarder.read.s3 import Tracker
+from forwarder.reliability import continuation
+from forwarder.reliability.continuation import Progress
+from tests.support import split_object
 
 ORIGIN = "s3://bucket/key"
 
@@ -164,7 +166,7 @@ def test_resumed_cloudtrail_still_checks_the_rest_of_the_array() -> None:
     assert "before the Records array closes" in caught.value.reason
 
 
-def test_discard_past_the_end_and_past_the_deadline_are_input_errors() -> None:
+def test_discard_past_the_end_is_an_input_error_and_past_the_deadline_a_deadline_error() -> None:
     data = gzip.compress(LINES)
     short = Checkpoint(0, len(LINES) + 10, len(LINES) + 10, 99, "lines", "gzip")
     with pytest.raises(InputError) as caught:
@@ -172,10 +174,10 @@ def test_discard_past_the_end_and_past_the_deadline_are_input_errors() -> None:
     assert "ends before its checkpoint" in caught.value.reason
     tracker = Tracker(Checkpoint(0, 3000, 3000, 40, "lines", "gzip"))
     pieces = discard(chunked(LINES, 1000), tracker, ORIGIN, lambda: True)
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(DeadlineReached) as late:
         list(pieces)
-    assert caught.value.position == "decompressed byte 1000 of the 3000 to drop"
-    assert "deadline" in caught.value.reason
+    assert late.value.position == "decompressed byte 1000 of the 3000 to drop"
+    assert "deadline" in late.value.reason
 
 
 def test_tracker_keeps_few_boundaries_when_checkpoints_are_taken_as_reading_goes() -> None:
@@ -223,10 +225,10 @@ def test_property_cloudtrail_resume_at_every_record_index(
         obj = gzip.compress(doc) if encoding == "gzip" else doc
     chunk = data.draw(st.sampled_from([1, 7, 4096]))
     _, whole = read_pass(obj, chunk=chunk)
-    assert [event.fields for event, _ in whole] == records
+    assert [event.parse_record() for event, _ in whole] == records
     for index, (_, checkpoint) in enumerate(whole):
         _, rest = read_pass(obj, checkpoint, chunk=chunk)
-        assert [(event.position, event.fields) for event, _ in rest] == list(enumerate(records))[index + 1 :]
+        assert [(event.position, event.parse_record()) for event, _ in rest] == list(enumerate(records))[index + 1 :]
 
 
 # --- the message ---------------------------------------------------------------------------------
@@ -236,10 +238,12 @@ def test_message_round_trips_the_checkpoint() -> None:
     checkpoint = Checkpoint(1234, 56, 9000, 70, "lines", "gzip", '"abc-2"')
     obj = S3Object("b", "k", etag="e1")
     fields = orjson.loads(continuation.message_body(obj, 64, checkpoint))[continuation.MESSAGE_KEY]
-    assert continuation.from_message(fields) == S3Object("b", "k", etag="e1", resume_at=64, checkpoint=checkpoint)
+    assert continuation.from_message(fields) == S3Object(
+        "b", "k", etag="e1", resume_at=64, checkpoint=checkpoint, continued=True
+    )
 
 
-def test_message_without_a_checkpoint_falls_back_to_the_event_count() -> None:
-    fields = orjson.loads(continuation.message_body(S3Object("b", "k"), 64))[continuation.MESSAGE_KEY]
+def test_message_without_a_checkpoint_starts_the_object_again() -> None:
+    fields = orjson.loads(continuation.message_body(S3Object("b", "k"), 0))[continuation.MESSAGE_KEY]
     assert "checkpoint" not in fields
-    assert continuation.from_message(fields) == S3Object("b", "k", resume_at=64)
+    assert continuation.from_message(fields) == S3Object("b", "k", continued=True)

@@ -21,16 +21,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forwarder import model
-from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import InvalidRecord, RawEvent, RecordRun, S3Object, Source, read_head
-from forwarder.read import decompress
+from forwarder.formats import Format
+from forwarder.formats.jsonhead import InvalidRecord
+from forwarder.model import Invoker, RawEvent, S3Object, Source
+from forwarder.outputs.datadog import RESERVED, DatadogEncoder
+from forwarder.read.codecs import decompress
 from forwarder.settings import Settings
-from forwarder.split import Format, split_object
 from tests.integration.helpers import cloudtrail_documents
+from tests.support import read_head, split_object
 
 OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/file.json.gz", etag="e1")
-SOURCE = Source(ddsource="cloudtrail", service="cloudtrail", host="trail-bucket")
+SOURCE = Source(name="cloudtrail", service="cloudtrail", host="trail-bucket")
 INVOKER = Invoker.from_arn("arn:aws:lambda:us-east-1:123456789012:function:forwarder")
 SETTINGS = Settings.from_env({"DD_API_KEY": "k", "DD_TAGS": "env:test,team:sec", "AWS_REGION": "us-east-1"})
 HOSTILE = [
@@ -65,16 +66,16 @@ def fast_entries(document: bytes, chunk_bytes: int = 1 << 16) -> list[dict[str, 
     chunks = [compressed[start : start + chunk_bytes] for start in range(0, len(compressed), chunk_bytes)]
     form, events = split_object(decompress(chunks, OBJECT.origin), OBJECT.origin)
     assert form is Format.CLOUDTRAIL
-    enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
+    enricher = DatadogEncoder(SOURCE, OBJECT, INVOKER, SETTINGS)
     entries = []
     for item in events:
-        entries.extend(enricher.run_entries(item) if isinstance(item, RecordRun) else [enricher.entry(item)])
+        entries.extend(enricher.entries(item))
     return [orjson.loads(entry.body) for entry in entries]
 
 
 def static_metadata() -> dict[str, Any]:
     """The metadata every entry of the object carries: the entry of an empty record, less its own parts."""
-    enricher = Enricher(SOURCE, OBJECT, INVOKER, SETTINGS)
+    enricher = DatadogEncoder(SOURCE, OBJECT, INVOKER, SETTINGS)
     entry: dict[str, Any] = orjson.loads(enricher.entry(RawEvent(position=0, record=b"{}", head=read_head(b"{}"))).body)
     return {key: value for key, value in entry.items() if key not in {"timestamp", "forwarder"}}
 
@@ -229,7 +230,7 @@ def assert_judged_as_a_full_parse_judges(record: bytes) -> None:
         return
     assert parsed is not None
     assert (head.eventID, head.eventTime) == (parsed.get("eventID"), parsed.get("eventTime"))
-    assert head.clashes() == (not parsed.keys().isdisjoint(RESERVED))
+    assert head.flagged() == (not parsed.keys().isdisjoint(RESERVED))
 
 
 @settings(max_examples=600, deadline=None)
@@ -266,4 +267,4 @@ def test_numbers_nesting_and_encodings_are_judged_as_a_full_parse_judges_them(re
     on Python 3.13) or narrower (its recursion limit on 3.11), `read_head` still agrees with orjson:
     the intake refuses a whole batch over one entry a full parse refuses."""
     assert_judged_as_a_full_parse_judges(record)
-    assert model._validator.parse(b"{}") is not None, "the validator is still usable after the record"
+    assert read_head(b"{}") is not None, "the validator is still usable after the record"

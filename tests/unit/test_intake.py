@@ -17,8 +17,11 @@ import pytest
 
 from forwarder.devintake import DROP, Fault, LocalIntake, Received
 from forwarder.errors import ConfigError, DeliveryError, InputError
-from forwarder.intake.datadog import DatadogIntake, RetryPolicy, compress, deliver, gzip_level, parse_retry_after
-from forwarder.model import Batch, Deadline, Entry
+from forwarder.model import Deadline, Entry
+from forwarder.outputs import Output
+from forwarder.outputs.batch import Batch, json_array
+from forwarder.outputs.datadog import output
+from forwarder.outputs.http import RetryPolicy, compress, deliver, gzip_level, parse_retry_after
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"
@@ -56,8 +59,8 @@ def intake(received: list[Received]) -> Iterator[LocalIntake]:
         yield server
 
 
-def client(url: str, sleep: Sleeps | None = None, policy: RetryPolicy = FAST, **overrides: object) -> DatadogIntake:
-    return DatadogIntake(settings_for(url, **overrides), KEY, policy=policy, sleep=Sleeps() if sleep is None else sleep)
+def client(url: str, sleep: Sleeps | None = None, policy: RetryPolicy = FAST, **overrides: object) -> Output:
+    return output(settings_for(url, **overrides), KEY, policy=policy, sleep=Sleeps() if sleep is None else sleep)
 
 
 def closed_port_url() -> str:
@@ -94,7 +97,7 @@ def test_send_delivers_the_exact_entries(intake: LocalIntake, received: list[Rec
     batch = make_batch("one", "two", "three")
     with client(intake.url, use_compression=use_compression) as dd:
         dd.send(batch, deadline())
-    assert intake.entries == orjson.loads(batch.body())
+    assert intake.entries == orjson.loads(json_array(batch.entries))
     (request,) = received
     assert request.headers.get("Content-Encoding") == ("gzip" if use_compression else None)
     assert request.headers["Content-Type"] == "application/json"
@@ -104,9 +107,9 @@ def test_send_delivers_the_exact_entries(intake: LocalIntake, received: list[Rec
 
 def test_tls_verification_is_on_unless_disabled() -> None:
     url = "https://intake.invalid/api/v2/logs"
-    verify = client(url)._session.verify  # True, or the CA bundle REQUESTS_CA_BUNDLE names
+    verify = client(url).transport._session.verify  # True, or the CA bundle REQUESTS_CA_BUNDLE names
     assert verify is True or (isinstance(verify, str) and verify)
-    assert client(url, skip_ssl_validation=True)._session.verify is False
+    assert client(url, skip_ssl_validation=True).transport._session.verify is False
 
 
 def test_keep_alive_reuses_one_connection(intake: LocalIntake) -> None:
@@ -122,7 +125,7 @@ def test_keep_alive_reuses_one_connection(intake: LocalIntake) -> None:
 
 def test_wrong_api_key_is_403_not_retried_and_the_key_never_shows(intake: LocalIntake, caplog) -> None:
     secret = "the-real-secret-key-value"
-    dd = DatadogIntake(settings_for(intake.url), secret, policy=FAST, sleep=Sleeps())
+    dd = output(settings_for(intake.url), secret, policy=FAST, sleep=Sleeps())
     with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryError) as failure:
         dd.send(make_batch("x"), deadline())
     assert failure.value.status == 403
@@ -213,7 +216,7 @@ def test_client_errors_are_not_retried(intake: LocalIntake, status: int) -> None
 
 def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigError) as failure:
-        DatadogIntake(settings_for("http://127.0.0.1:9/api/v2/logs"), "secret\nvalue")
+        output(settings_for("http://127.0.0.1:9/api/v2/logs"), "secret\nvalue")
     assert "secret" not in str(failure.value)
 
 
@@ -238,7 +241,7 @@ def test_retries_stop_after_max_attempts(intake: LocalIntake) -> None:
 
 def test_max_attempts_comes_from_settings(intake: LocalIntake) -> None:
     intake.script([500] * 10)
-    dd = DatadogIntake(settings_for(intake.url, max_attempts=2), KEY, sleep=Sleeps())
+    dd = output(settings_for(intake.url, max_attempts=2), KEY, sleep=Sleeps())
     with pytest.raises(DeliveryError):
         dd.send(make_batch("x"), deadline())
     assert intake.requests == 2
@@ -256,7 +259,7 @@ def test_retry_after_for_real(intake: LocalIntake) -> None:
     """One real wait of a second: the default sleep honours Retry-After too."""
     intake.script([503], retry_after="1")
     started = time.monotonic()
-    DatadogIntake(settings_for(intake.url), KEY, policy=FAST).send(make_batch("x"), deadline())
+    output(settings_for(intake.url), KEY, policy=FAST).send(make_batch("x"), deadline())
     assert 1.0 <= time.monotonic() - started < 2.0
     assert intake.requests == 2
 
@@ -391,7 +394,7 @@ def test_deliver_bounds_requests_in_flight_and_batches_alive(intake: LocalIntake
 
     with client(intake.url, max_workers=3) as dd:
         outcomes = []
-        for outcome in deliver(dd, source(), deadline(), max_in_flight=3):
+        for outcome in deliver(dd.send, source(), deadline(), max_in_flight=3):
             done += 1
             outcomes.append(outcome)
     assert 2 <= intake.peak_concurrency <= 3
@@ -403,7 +406,7 @@ def test_deliver_yields_every_batch_exactly_once(intake: LocalIntake) -> None:
     intake.script([400, 500, 500, 500, 500])
     batches = [make_batch(f"m{i}") for i in range(12)]
     with client(intake.url) as dd:
-        outcomes = list(deliver(dd, iter(batches), deadline(), max_in_flight=4))
+        outcomes = list(deliver(dd.send, iter(batches), deadline(), max_in_flight=4))
     assert sorted(id(batch) for batch, _ in outcomes) == sorted(id(batch) for batch in batches)
     failed = [error for _, error in outcomes if error is not None]
     assert 1 <= len(failed) <= 2
@@ -422,7 +425,7 @@ def test_upstream_error_propagates_after_in_flight_batches_are_yielded(intake: L
 
     outcomes = []
     with client(intake.url) as dd, pytest.raises(InputError) as failure:
-        for outcome in deliver(dd, source(), deadline(), max_in_flight=4):
+        for outcome in deliver(dd.send, source(), deadline(), max_in_flight=4):
             outcomes.append(outcome)
     assert failure.value is bad_input
     assert [error for _, error in outcomes] == [None, None]
@@ -434,7 +437,7 @@ def test_deliver_turns_an_unexpected_send_failure_into_a_delivery_error() -> Non
         def send(self, batch: Batch, deadline: Deadline) -> None:
             raise RuntimeError("bug")
 
-    ((_, error),) = deliver(Broken(), [make_batch("x")], deadline(), max_in_flight=1)
+    ((_, error),) = deliver(Broken().send, [make_batch("x")], deadline(), max_in_flight=1)
     assert isinstance(error, DeliveryError)
     assert "RuntimeError" in str(error)
     assert isinstance(error.__cause__, RuntimeError)
@@ -460,7 +463,7 @@ def test_deliver_keeps_its_threads_from_one_call_to_the_next() -> None:
     """A warm container reuses the delivery threads: starting them per call cost CPU per invocation."""
     recording = _Recording(pause=0.01)
     for _ in range(3):
-        outcomes = list(deliver(recording, [make_batch(f"m{i}") for i in range(6)], deadline(), max_in_flight=2))
+        outcomes = list(deliver(recording.send, [make_batch(f"m{i}") for i in range(6)], deadline(), max_in_flight=2))
         assert [error for _, error in outcomes] == [None] * 6
     assert recording.finished == 18
     assert len(recording.threads) <= 2
@@ -469,7 +472,7 @@ def test_deliver_keeps_its_threads_from_one_call_to_the_next() -> None:
 
 def test_deliver_closed_early_waits_for_the_sends_in_flight() -> None:
     recording = _Recording(pause=0.2)
-    outcomes = deliver(recording, [make_batch(f"m{i}") for i in range(4)], deadline(), max_in_flight=3)
+    outcomes = deliver(recording.send, [make_batch(f"m{i}") for i in range(4)], deadline(), max_in_flight=3)
     next(outcomes)
     outcomes.close()
     assert recording.finished == 3  # the first, yielded, and the two sent alongside it: none left running
@@ -479,34 +482,34 @@ def test_deliver_closed_early_waits_for_the_sends_in_flight() -> None:
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # the case itself
 def test_a_forked_child_delivers_with_threads_of_its_own() -> None:
     """A child has none of its parent's threads: reusing the parent's pool would wait forever."""
-    list(deliver(_Recording(), [make_batch("parent")], deadline(), max_in_flight=2))
+    list(deliver(_Recording().send, [make_batch("parent")], deadline(), max_in_flight=2))
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through its exit status only
         signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not pytest-timeout's handler: die if stuck
         signal.alarm(10)
         recording = _Recording()
-        outcomes = list(deliver(recording, [make_batch("child")], deadline(), max_in_flight=2))
+        outcomes = list(deliver(recording.send, [make_batch("child")], deadline(), max_in_flight=2))
         os._exit(0 if recording.finished == 1 and outcomes[0][1] is None else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the child's delivery did not finish"
 
 
 def test_deliver_with_nothing_to_send(intake: LocalIntake) -> None:
-    assert list(deliver(client(intake.url), [], deadline(), max_in_flight=2)) == []
+    assert list(deliver(client(intake.url).send, [], deadline(), max_in_flight=2)) == []
     assert intake.requests == 0
 
 
 def test_deliver_needs_room_for_one_request(intake: LocalIntake) -> None:
     with pytest.raises(ValueError):
-        list(deliver(client(intake.url), [], deadline(), max_in_flight=0))
+        list(deliver(client(intake.url).send, [], deadline(), max_in_flight=0))
 
 
 def test_proxy_from_the_environment_is_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    session = client("https://intake.invalid/api/v2/logs")._session
+    session = client("https://intake.invalid/api/v2/logs").transport._session
     assert session.proxies["https"] == "http://127.0.0.1:3128"
     assert session.trust_env is False  # no environment lookups per request
     monkeypatch.setenv("NO_PROXY", "intake.invalid")
-    assert "https" not in client("https://intake.invalid/api/v2/logs")._session.proxies
+    assert "https" not in client("https://intake.invalid/api/v2/logs").transport._session.proxies

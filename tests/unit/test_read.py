@@ -17,7 +17,9 @@ import zstandard
 
 from forwarder.errors import InputError
 from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
-from forwarder.read import PIECE_BYTES, Tracker, decode_awslogs, decompress, open_object
+from forwarder.read.awslogs import decode_awslogs
+from forwarder.read.codecs import PIECE_BYTES, decompress
+from forwarder.read.s3 import Tracker, open_object
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CLOUDWATCH = FIXTURES / "envelopes" / "cloudwatch-logs"

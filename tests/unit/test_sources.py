@@ -1,7 +1,8 @@
 import pytest
 
 from forwarder import sources
-from forwarder.model import LogBatch, S3Object
+from forwarder.formats import Format
+from forwarder.model import LogBatch, S3Object, Skip, SkipReason, Source
 from forwarder.settings import Settings
 
 DEFAULT = Settings()
@@ -36,13 +37,13 @@ def batch(group: str, stream: str) -> LogBatch:
 )
 def test_log_group_sources(group: str, stream: str, ddsource: str, tags: tuple[str, ...]) -> None:
     source = sources.for_log_batch(batch(group, stream), DEFAULT)
-    assert (source.ddsource, source.service, source.host, source.tags) == (ddsource, ddsource, group, tags)
+    assert isinstance(source, Source)
+    assert (source.name, source.service, source.host, source.tags) == (ddsource, ddsource, group, tags)
 
 
 def test_audit_stream_is_not_mistaken_for_apiserver() -> None:
-    assert sources.for_log_batch(batch("/aws/eks/c/cluster", "kube-apiserver-audit-x"), DEFAULT).ddsource == (
-        "kubernetes.audit"
-    )
+    source = sources.for_log_batch(batch("/aws/eks/c/cluster", "kube-apiserver-audit-x"), DEFAULT)
+    assert isinstance(source, Source) and source.name == "kubernetes.audit"
 
 
 @pytest.mark.parametrize(
@@ -56,8 +57,9 @@ def test_audit_stream_is_not_mistaken_for_apiserver() -> None:
     ],
 )
 def test_object_sources(key: str, content: bool, ddsource: str) -> None:
-    source = sources.for_object(S3Object("bucket", key), content, DEFAULT)
-    assert (source.ddsource, source.host) == (ddsource, "bucket")
+    source = sources.for_object(S3Object("bucket", key), DEFAULT, Format.CLOUDTRAIL if content else Format.LINES)
+    assert isinstance(source, Source)
+    assert (source.name, source.host) == (ddsource, "bucket")
 
 
 @pytest.mark.parametrize(
@@ -68,11 +70,14 @@ def test_object_sources(key: str, content: bool, ddsource: str) -> None:
         ("AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/01/x.json.gz", False),
     ],
 )
-def test_digest_keys(key: str, digest: bool) -> None:
-    assert sources.is_digest_key(key) is digest
+def test_digest_keys_are_skipped_before_anything_is_read(key: str, digest: bool) -> None:
+    decided = sources.for_object(S3Object("bucket", key), DEFAULT)
+    assert (decided == Skip(SkipReason.CLOUDTRAIL_DIGEST, f"s3://bucket/{key}")) is digest
+    assert (decided is None) is not digest, "any other object needs its content sniffed first"
 
 
 def test_dd_source_overrides_and_service_tag_names_service() -> None:
     settings = Settings(source_override="custom", tags=("env:prod", "service:siem"))
-    source = sources.for_object(S3Object("b", "AWSLogs/111111111111/CloudTrail/r/x"), True, settings)
-    assert (source.ddsource, source.service) == ("custom", "siem")
+    source = sources.for_object(S3Object("b", "AWSLogs/111111111111/CloudTrail/r/x"), settings, Format.CLOUDTRAIL)
+    assert isinstance(source, Source)
+    assert (source.name, source.service) == ("custom", "siem")

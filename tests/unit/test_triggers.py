@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder import continuation
 from forwarder.errors import UnsupportedEvent
 from forwarder.model import AwsLogs, Checkpoint, Invocation, Message, Replay, S3Object, Skip
+from forwarder.reliability import continuation
 from forwarder.triggers import parse_event
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "envelopes"
@@ -392,10 +392,18 @@ def test_retry_event_asks_for_a_replay_as_datadogs_schedule_sends_it(flag: objec
 
 
 def test_continuation_message_resumes_the_object_it_names() -> None:
-    body = continuation.message_body(S3Object("b", "k 1+2", version_id="v1", etag="e1"), 2048)
+    """Handed over before anything was read: no checkpoint, the object from its start."""
+    body = continuation.message_body(S3Object("b", "k 1+2", version_id="v1", etag="e1"), 0)
     invocation = parse_event(sqs_event_with(body))
     assert invocation.messages[0].trigger == "sqs/continuation"
-    assert invocation.messages[0].items == (S3Object("b", "k 1+2", version_id="v1", etag="e1", resume_at=2048),)
+    assert invocation.messages[0].items == (S3Object("b", "k 1+2", version_id="v1", etag="e1", continued=True),)
+
+
+def test_a_continuation_past_its_first_event_without_a_checkpoint_is_malformed() -> None:
+    """No released version wrote one: where it would resume cannot be known."""
+    body = continuation.message_body(S3Object("b", "k"), 2048)
+    message = parse_event(sqs_event_with(body)).messages[0]
+    assert message.error and "without a checkpoint" in message.error
 
 
 @pytest.mark.parametrize("fields", [{"bucket": "b"}, {"bucket": "b", "key": "k", "resume_at": -1}, "text"])
@@ -420,7 +428,7 @@ def test_continuation_message_carries_its_checkpoint() -> None:
     body = continuation.message_body(S3Object("b", "k", etag="e1"), 2048, checkpoint)
     assert orjson.loads(body)["forwarder_continuation"]["checkpoint"] == CHECKPOINT
     (item,) = parse_event(sqs_event_with(body)).messages[0].items
-    assert item == S3Object("b", "k", etag="e1", resume_at=2048, checkpoint=checkpoint)
+    assert item == S3Object("b", "k", etag="e1", resume_at=2048, checkpoint=checkpoint, continued=True)
 
 
 @pytest.mark.parametrize(
@@ -445,7 +453,7 @@ def test_continuation_message_carries_its_checkpoint() -> None:
 def test_malformed_checkpoint_fails_only_its_message(change: object) -> None:
     checkpoint = {**CHECKPOINT, **change} if isinstance(change, dict) else change
     fields = {"bucket": "b", "key": "k", "resume_at": 2048, "checkpoint": checkpoint}
-    good = continuation.message_body(S3Object("b", "other"), 3)
+    good = continuation.message_body(S3Object("b", "other"), 0)
     event = {
         "Records": [
             {"eventSource": "aws:sqs", "messageId": "bad", "body": json.dumps({"forwarder_continuation": fields})},
@@ -454,7 +462,7 @@ def test_malformed_checkpoint_fails_only_its_message(change: object) -> None:
     }
     bad, fine = parse_event(event).messages
     assert bad.error and "continuation message is malformed" in bad.error and not bad.items
-    assert fine.error is None and fine.items == (S3Object("b", "other", resume_at=3),)
+    assert fine.error is None and fine.items == (S3Object("b", "other", continued=True),)
 
 
 def test_missing_checkpoint_field_fails_its_message() -> None:

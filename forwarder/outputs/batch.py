@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
-from forwarder.model import Batch, Entry
+from forwarder.model import Entry
+
+
+@dataclass(slots=True)
+class Batch:
+    """Entries for one request; `size` is the uncompressed JSON array's length in bytes."""
+
+    entries: list[Entry] = field(default_factory=list)
+    size: int = 2
+
+
+def json_array(entries: list[Entry]) -> bytes:
+    """The entries as one JSON array, in one copy: the brackets go onto the first and last entry."""
+    bodies = [entry.body for entry in entries]
+    if not bodies:
+        return b"[]"
+    bodies[0] = b"[" + bodies[0]
+    bodies[-1] += b"]"
+    return b",".join(bodies)
 
 
 def batches(entries: Iterable[Entry], max_entries: int, max_bytes: int) -> Iterator[Batch]:
@@ -13,7 +32,7 @@ def batches(entries: Iterable[Entry], max_entries: int, max_bytes: int) -> Itera
     The byte limit applies to the whole JSON array body (brackets and commas included), which is
     what the intake measures. A batch is yielded as soon as nothing more can join it, so delivery
     can start while later entries are still being read. An entry too large to fit even alone means
-    `enrich` failed to truncate it: that is a bug upstream, so it raises ValueError rather than
+    the encoder failed to truncate it: that is a bug upstream, so it raises ValueError rather than
     sending a request the intake would reject.
     """
     if max_entries < 1:

@@ -16,7 +16,7 @@ import orjson
 from isal import igzip
 
 from forwarder.errors import DeliveryError, InputError, StoreError
-from forwarder.read import ISAL_ERROR
+from forwarder.read.codecs import ISAL_ERROR
 
 FORMAT = "security-log-forwarder/failed-events/v1"
 

@@ -1,4 +1,4 @@
-"""The split stage: CloudTrail records streamed out of `{"Records":[...]}`, lines, and log batches."""
+"""Readers: CloudTrail records streamed out of `{"Records":[...]}`, lines, and log batches."""
 
 from __future__ import annotations
 
@@ -13,19 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder import split
 from forwarder.errors import InputError
-from forwarder.model import LogBatch, LogEvent, RawEvent, RecordRun, read_head
-from forwarder.split import (
-    MESSAGE_RUN_EVENTS,
-    Format,
-    each_event,
-    sniff,
-    split_lines,
-    split_log_batch,
-    split_object,
-    split_records,
-)
+from forwarder.formats import Format, each_event, sniff
+from forwarder.formats import records as cutter
+from forwarder.formats.lines import read_lines
+from forwarder.formats.logbatch import MESSAGE_RUN_EVENTS, read_log_batch
+from forwarder.formats.run import RecordRun
+from forwarder.model import LogBatch, LogEvent, RawEvent
+from tests.support import read_head, split_object, split_records
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CLOUDTRAIL = FIXTURES / "cloudtrail"
@@ -77,7 +72,7 @@ def test_cloudtrail_fixture_records_equal_parsed_document(name: str, chunk_size:
     expected = orjson.loads(doc)["Records"]
     got = list(each_event(items))
     assert form is Format.CLOUDTRAIL
-    assert [event.fields for event in got] == expected
+    assert [event.parse_record() for event in got] == expected
     assert [orjson.loads(event.record or b"") for event in got] == expected
     assert [event.position for event in got] == list(range(len(expected)))
     assert all(event.record and doc[: event.end_offset].endswith(event.record) for event in got)
@@ -152,7 +147,7 @@ def test_split_object_sniffs_past_leading_whitespace_in_tiny_chunks() -> None:
     doc = b" " * 2000 + b'{"Records":[{"a":1}]}'
     form, items = split_object(chunked(doc, 1), ORIGIN)
     assert form is Format.CLOUDTRAIL
-    assert [event.fields for event in each_event(items)] == [{"a": 1}]
+    assert [event.parse_record() for event in each_event(items)] == [{"a": 1}]
 
 
 HOSTILE_RECORDS: dict[str, list[dict[str, Any]]] = {
@@ -182,7 +177,7 @@ def test_hostile_records_round_trip(case: str, chunk_size: int, indent: bool) ->
     expected = HOSTILE_RECORDS[case]
     doc = orjson.dumps({"Records": expected}, option=orjson.OPT_INDENT_2 if indent else None)
     events = records(doc, chunk_size)
-    assert [event.fields for event in events] == expected
+    assert [event.parse_record() for event in events] == expected
     if not indent:
         assert [event.record for event in events] == [orjson.dumps(record) for record in expected]
 
@@ -198,12 +193,12 @@ def test_empty_records_array_yields_nothing(doc: bytes) -> None:
 
 def test_keys_after_the_records_array_are_ignored() -> None:
     doc = b'{"Records":[{"a":1}], "Other":[{"b":2}], "x": {"y": "}"}}'
-    assert [event.fields for event in records(doc, 3)] == [{"a": 1}]
+    assert [event.parse_record() for event in records(doc, 3)] == [{"a": 1}]
 
 
 def test_whitespace_between_records_in_any_style() -> None:
     doc = b'\xef\xbb\xbf {\r\n\t"Records"\n:\n[ \n{"a":1}\n\t,\r\n{"b":2} , {"c":3}\n]\n}\n'
-    assert [event.fields for event in records(doc, 2)] == [{"a": 1}, {"b": 2}, {"c": 3}]
+    assert [event.parse_record() for event in records(doc, 2)] == [{"a": 1}, {"b": 2}, {"c": 3}]
 
 
 @pytest.mark.parametrize(
@@ -236,7 +231,7 @@ def test_invalid_document_names_record_and_offset(
     doc: bytes, index: int, offset: int, reason: str, chunk_size: int
 ) -> None:
     events, error = record_error(doc, chunk_size)
-    assert [event.fields for event in events] == [{"a": 1}, {"b": 2}][:index]
+    assert [event.parse_record() for event in events] == [{"a": 1}, {"b": 2}][:index]
     assert error.origin == ORIGIN
     assert error.position == f"record {index} (decompressed byte {offset})"
     assert reason in error.reason
@@ -250,9 +245,9 @@ def test_not_a_records_document_is_an_error() -> None:
 def test_invalid_utf8_inside_a_record_is_replaced() -> None:
     doc = b'{"Records":[{"eventVersion":"1","a":"caf\xe9 \xff"},{"eventVersion":"2"}]}'
     events = records(doc, 4)
-    assert events[0].fields == {"eventVersion": "1", "a": "caf\ufffd \ufffd"}
+    assert events[0].parse_record() == {"eventVersion": "1", "a": "caf\ufffd \ufffd"}
     assert events[0].record == '{"eventVersion":"1","a":"caf\ufffd \ufffd"}'.encode()
-    assert events[1].fields == {"eventVersion": "2"}
+    assert events[1].parse_record() == {"eventVersion": "2"}
 
 
 def test_record_over_the_size_cap_is_an_error() -> None:
@@ -261,7 +256,7 @@ def test_record_over_the_size_cap_is_an_error() -> None:
     with pytest.raises(InputError) as caught:
         events.extend(split_records(chunked(doc, 100), ORIGIN, max_event_bytes=1000))
     error = caught.value
-    assert [event.fields for event in events] == [{"a": "small"}]
+    assert [event.parse_record() for event in events] == [{"a": "small"}]
     assert error.position.startswith("record 1 ")
     assert "longer than 1000 bytes" in error.reason
 
@@ -273,14 +268,14 @@ def test_the_size_cap_holds_for_records_that_could_go_in_runs() -> None:
     with pytest.raises(InputError, match="longer than 1000 bytes") as caught:
         events.extend(split_records([doc], ORIGIN, max_event_bytes=1000))
     assert caught.value.position.startswith("record 30 ")
-    assert [event.fields for event in events] == expected[:30]
+    assert [event.parse_record() for event in events] == expected[:30]
 
 
 def test_many_false_boundaries_in_one_record_stay_correct() -> None:
     hostile = {"eventVersion": "1", "items": [{"eventVersion": str(n)} for n in range(2000)]}
     expected = [hostile, {"eventVersion": "2"}, hostile]
     doc = orjson.dumps({"Records": expected})
-    assert [event.fields for event in records(doc, 4096)] == expected
+    assert [event.parse_record() for event in records(doc, 4096)] == expected
 
 
 def test_huge_record_in_small_chunks_is_linear() -> None:
@@ -290,7 +285,7 @@ def test_huge_record_in_small_chunks_is_linear() -> None:
     started = time.perf_counter()
     events = records(doc, 4096)
     assert time.perf_counter() - started < 10
-    assert [event.fields for event in events] == [big, {"eventVersion": "2"}]
+    assert [event.parse_record() for event in events] == [big, {"eventVersion": "2"}]
 
 
 JSON_LEAF = (
@@ -317,7 +312,7 @@ def test_property_records_round_trip_at_any_chunking(expected: list[dict[str, An
     doc = orjson.dumps({"Records": expected}, option=orjson.OPT_INDENT_2 if indent else None)
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(doc)), max_size=20))
     whole = list(split_records([doc], ORIGIN))
-    assert [event.fields for event in whole] == expected
+    assert [event.parse_record() for event in whole] == expected
     assert [event.position for event in whole] == list(range(len(expected)))
     if not indent:
         assert [event.record for event in whole] == [orjson.dumps(record) for record in expected]
@@ -400,13 +395,13 @@ def test_a_nested_cut_beside_a_record_not_starting_with_the_key_is_caught(
 
 def test_a_file_that_keeps_defeating_the_proof_is_cut_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first runs each hold a record that defeats the proof; after a few, no run is tried again."""
-    monkeypatch.setattr(split, "_RUN_MAX_BYTES", 2048)
+    monkeypatch.setattr(cutter, "RUN_MAX_BYTES", 2048)
     records = [
         {**record, "service": "a field the forwarder moves"} if n < 300 and n % 10 == 5 else record
         for n, record in enumerate(trail(600))
     ]
     assert not any(isinstance(item, RecordRun) for item in cut_exactly(records))
-    monkeypatch.setattr(split, "_RUNS_REFUSED_TOLERATED", 1000)
+    monkeypatch.setattr(cutter, "_RUNS_REFUSED_TOLERATED", 1000)
     assert any(isinstance(item, RecordRun) for item in cut_exactly(records))
 
 
@@ -448,7 +443,7 @@ def test_property_runs_cut_exactly(expected: list[dict[str, Any]], chunk_size: i
 
 def test_lines_basic() -> None:
     data = b'{"a":1}\n\n   \n{"b":2}\r\nlast line without newline'
-    events = list(split_lines([data], ORIGIN))
+    events = list(read_lines([data], ORIGIN))
     assert [(event.position, event.message) for event in events] == [
         (1, '{"a":1}'),
         (4, '{"b":2}'),
@@ -457,37 +452,37 @@ def test_lines_basic() -> None:
 
 
 def test_crlf_split_across_chunks() -> None:
-    events = list(split_lines([b"one\r", b"\ntwo\r", b"\n", b"\r\n", b"three"], ORIGIN))
+    events = list(read_lines([b"one\r", b"\ntwo\r", b"\n", b"\r\n", b"three"], ORIGIN))
     assert [event.message for event in events] == ["one", "two", "three"]
     assert [event.position for event in events] == [1, 2, 4]
 
 
 def test_line_split_across_many_chunks_comes_out_whole() -> None:
     line = b"x" * 10_000
-    events = list(split_lines([*chunked(line + b"\n" + line, 7), b"\n"], ORIGIN))
+    events = list(read_lines([*chunked(line + b"\n" + line, 7), b"\n"], ORIGIN))
     assert [event.message for event in events] == [line.decode(), line.decode()]
 
 
 def test_invalid_utf8_in_a_line_is_replaced_not_fatal() -> None:
-    events = list(split_lines([b"caf\xe9\n\xff\xfe\nok\n"], ORIGIN))
+    events = list(read_lines([b"caf\xe9\n\xff\xfe\nok\n"], ORIGIN))
     assert [event.message for event in events] == ["caf\ufffd", "\ufffd\ufffd", "ok"]
 
 
 def test_bom_at_the_start_of_lines_is_dropped() -> None:
-    events = list(split_lines([b"\xef\xbb", b"\xbf{}\n{}\n"], ORIGIN))
+    events = list(read_lines([b"\xef\xbb", b"\xbf{}\n{}\n"], ORIGIN))
     assert [event.message for event in events] == ["{}", "{}"]
 
 
 def test_line_over_the_size_cap_names_the_line() -> None:
     chunks = [b"short\n", b"y" * 600, b"y" * 600, b"\n"]
     with pytest.raises(InputError) as caught:
-        list(split_lines(chunks, ORIGIN, max_event_bytes=1000))
+        list(read_lines(chunks, ORIGIN, max_event_bytes=1000))
     assert caught.value.position == "line 2"
 
 
 def test_long_line_inside_one_chunk_over_the_cap() -> None:
     with pytest.raises(InputError) as caught:
-        list(split_lines([b"ok\n" + b"z" * 2000 + b"\nok\n"], ORIGIN, max_event_bytes=1000))
+        list(read_lines([b"ok\n" + b"z" * 2000 + b"\nok\n"], ORIGIN, max_event_bytes=1000))
     assert caught.value.position == "line 2"
 
 
@@ -507,22 +502,22 @@ def test_property_lines_at_any_chunking(lines: list[str], endings: list[str], da
     raw = text.encode()
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=20))
     expected = [(number, line) for number, line in enumerate(lines, 1) if line and not line.encode().isspace()]
-    whole = list(split_lines([raw], ORIGIN))
+    whole = list(read_lines([raw], ORIGIN))
     assert [(event.position, event.message) for event in whole] == expected
-    assert list(split_lines(split_at(raw, cuts), ORIGIN)) == whole
-    assert list(split_lines(chunked(raw, 1), ORIGIN)) == whole
+    assert list(read_lines(split_at(raw, cuts), ORIGIN)) == whole
+    assert list(read_lines(chunked(raw, 1), ORIGIN)) == whole
 
 
 @settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200), data=st.data())
 def test_property_lines_of_arbitrary_bytes_never_fail_or_depend_on_chunking(raw: bytes, data: Any) -> None:
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=20))
-    whole = list(split_lines([raw], ORIGIN))
-    assert list(split_lines(split_at(raw, cuts), ORIGIN)) == whole
+    whole = list(read_lines([raw], ORIGIN))
+    assert list(read_lines(split_at(raw, cuts), ORIGIN)) == whole
     assert len(whole) <= raw.count(b"\n") + 1
 
 
-def test_split_log_batch_keeps_messages_and_ids() -> None:
+def test_read_log_batch_keeps_messages_and_ids() -> None:
     batch = LogBatch(
         owner="1",
         log_group="/aws/eks/c/cluster",
@@ -530,16 +525,16 @@ def test_split_log_batch_keeps_messages_and_ids() -> None:
         subscription_filters=(),
         log_events=(LogEvent("e1", 1700000000000, ' {"kind":"Event"} \r\n'), LogEvent("e2", 1700000000001, "")),
     )
-    assert list(each_event(split_log_batch(batch))) == [
+    assert list(each_event(read_log_batch(batch))) == [
         RawEvent(position=0, message=' {"kind":"Event"} \r\n', timestamp_ms=1700000000000, event_id="e1"),
         RawEvent(position=1, message="", timestamp_ms=1700000000001, event_id="e2"),
     ]
 
 
-def test_split_log_batch_gives_runs_of_bounded_length_in_order() -> None:
+def test_read_log_batch_gives_runs_of_bounded_length_in_order() -> None:
     events = tuple(LogEvent(str(index), index, f"line {index}") for index in range(2 * MESSAGE_RUN_EVENTS + 3))
     batch = LogBatch("1", "/aws/lambda/f", "s", (), events)
-    runs = list(split_log_batch(batch))
+    runs = list(read_log_batch(batch))
     assert [len(run) for run in runs] == [MESSAGE_RUN_EVENTS, MESSAGE_RUN_EVENTS, 3]
     assert [run.last().position for run in runs] == [
         MESSAGE_RUN_EVENTS - 1,
@@ -549,4 +544,4 @@ def test_split_log_batch_gives_runs_of_bounded_length_in_order() -> None:
     flat = list(each_event(runs))
     assert [event.position for event in flat] == list(range(len(events)))
     assert [event.event_id for event in flat] == [event.id for event in events]
-    assert list(split_log_batch(LogBatch("1", "/aws/lambda/f", "s", (), ()))) == []
+    assert list(read_log_batch(LogBatch("1", "/aws/lambda/f", "s", (), ()))) == []

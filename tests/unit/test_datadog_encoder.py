@@ -7,20 +7,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder import enrich
-from forwarder.enrich import RESERVED, Enricher, Invoker
-from forwarder.model import LogBatch, LogEvent, MessageRun, RawEvent, RecordRun, S3Object, Source, read_head
+from forwarder import times
+from forwarder.formats.logbatch import MessageRun
+from forwarder.formats.run import RecordRun
+from forwarder.model import Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
+from forwarder.outputs import datadog
+from forwarder.outputs.datadog import RESERVED, DatadogEncoder
 from forwarder.settings import Settings
-from forwarder.split import split_object
+from forwarder.times import AUDIT_TIME_FIELDS
+from tests.support import read_head, split_object
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:Forwarder"
 SETTINGS = Settings(tags=("env:prod",), function_name="Forwarder")
 OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/eu-west-1/2024/12/04/f.json.gz")
 
 
-def enricher(source: Source | None = None, settings: Settings = SETTINGS, container=OBJECT) -> Enricher:
+def enricher(source: Source | None = None, settings: Settings = SETTINGS, container=OBJECT) -> DatadogEncoder:
     source = source or Source("cloudtrail", "cloudtrail", "trail-bucket")
-    return Enricher(source, container, Invoker.from_arn(ARN), settings)
+    return DatadogEncoder(source, container, Invoker.from_arn(ARN), settings)
+
+
+def named_source(name: str, host: str) -> Source:
+    """The source its log group rule gives: audit events' own time is their stage's."""
+    return Source(name, name, host, (), AUDIT_TIME_FIELDS if name == "kubernetes.audit" else times.TIME_FIELDS)
 
 
 def record_event(record: dict, position: int = 0) -> RawEvent:
@@ -89,18 +98,18 @@ def test_a_run_gives_the_entries_its_records_give_one_by_one() -> None:
     assert [len(run) for run in runs] == [len(RUN_RECORDS)]
     settings = Settings(function_name="Forwarder", entry_max_bytes=2048)
     one_by_one = [enricher(settings=settings).entry(event) for event in runs[0].events()]
-    assert enricher(settings=settings).run_entries(runs[0]) == one_by_one
+    assert enricher(settings=settings).entries(runs[0]) == one_by_one
     assert [entry.truncated for entry in one_by_one].count(True) == 1
 
 
 def test_the_kept_closes_follow_a_long_file_past_their_limit() -> None:
     """A file spanning more seconds than the closes kept still finds its recent times kept."""
-    seconds = enrich.CLOSES_KEPT + 10
+    seconds = datadog.CLOSES_KEPT + 10
     times = [datetime.fromtimestamp(1733313600 + n, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(seconds)]
     one = enricher()
     for when in times:
         one.entry(record_event({"eventVersion": "1.08", "eventID": "x", "eventTime": when}))
-    assert len(one._event_time_closes) <= enrich.CLOSES_KEPT
+    assert len(one._event_time_closes) <= datadog.CLOSES_KEPT
     assert one._event_time_closes[times[-1]] == b',"timestamp":%d}' % ((1733313600 + seconds - 1) * 1000)
 
 
@@ -121,11 +130,11 @@ RUN_MESSAGES = [
 @pytest.mark.parametrize("ddsource", ["kubernetes.audit", "lambda"])
 def test_a_message_run_gives_the_entries_its_events_give_one_by_one(ddsource: str) -> None:
     batch = LogBatch("123456789012", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), tuple(RUN_MESSAGES))
-    source = Source(ddsource, ddsource, batch.log_group)
+    source = named_source(ddsource, batch.log_group)
     settings = Settings(function_name="Forwarder", entry_max_bytes=2048)
     run = MessageRun(10, batch.log_events)
     one_by_one = [enricher(source, settings, batch).entry(event) for event in run.events()]
-    assert enricher(source, settings, batch).run_entries(run) == one_by_one
+    assert enricher(source, settings, batch).entries(run) == one_by_one
     assert [entry.truncated for entry in one_by_one].count(True) == 1
     assert [event.position for event in run.events()] == list(range(10, 10 + len(RUN_MESSAGES)))
 
@@ -167,7 +176,9 @@ def test_clashing_event_fields_move_to_original_fields() -> None:
 
 def test_cloudwatch_message_kept_byte_for_byte_with_its_timestamp() -> None:
     batch = LogBatch("123456789012", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), ())
-    source = Source("kubernetes.audit", "kubernetes.audit", batch.log_group, ("kube_cluster_name:prod",))
+    source = Source(
+        "kubernetes.audit", "kubernetes.audit", batch.log_group, ("kube_cluster_name:prod",), AUDIT_TIME_FIELDS
+    )
     message = '{"kind":"Event","stageTimestamp":"2018-10-25T13:58:26.867116Z","note":"caf\\u00e9 \\"q\\""}'
     entry = enricher(source, container=batch).entry(RawEvent(0, message=message, timestamp_ms=5))
     body = orjson.loads(entry.body)
@@ -228,7 +239,7 @@ def test_event_ids_are_deterministic_and_prefer_the_events_own() -> None:
 # exactly what parsing the whole message gives, whatever the message holds.
 
 AUDIT_BATCH = LogBatch("123456789012", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), ())
-AUDIT_SOURCE = Source("kubernetes.audit", "kubernetes.audit", AUDIT_BATCH.log_group)
+AUDIT_SOURCE = Source("kubernetes.audit", "kubernetes.audit", AUDIT_BATCH.log_group, (), AUDIT_TIME_FIELDS)
 TIME_KEYS = ["eventTime", "stageTimestamp", "requestReceivedTimestamp", "timestamp"]
 TIMES = [
     "2024-12-04T12:00:00.123456Z",
@@ -245,7 +256,7 @@ def full_parse_time(message: str) -> int | None:
         fields = orjson.loads(message)
     except orjson.JSONDecodeError:
         return None
-    return enrich._event_time(fields, enrich.AUDIT_TIME_FIELDS) if isinstance(fields, dict) else None
+    return times.field_time(fields, AUDIT_TIME_FIELDS) if isinstance(fields, dict) else None
 
 
 def escaped(text: str, rng: random.Random) -> str:
@@ -313,9 +324,9 @@ def test_message_runs_match_their_events_one_by_one(
     events = tuple(LogEvent(ids[i % 12], timestamps[i % 12], text) for i, text in enumerate(messages))
     run = MessageRun(position, events)
     settings = Settings(function_name="Forwarder", entry_max_bytes=700)
-    source = Source(ddsource, ddsource, AUDIT_BATCH.log_group)
+    source = named_source(ddsource, AUDIT_BATCH.log_group)
     expected = [enricher(source, settings, AUDIT_BATCH).entry(event) for event in run.events()]
-    assert enricher(source, settings, AUDIT_BATCH).run_entries(run) == expected
+    assert enricher(source, settings, AUDIT_BATCH).entries(run) == expected
 
 
 @pytest.mark.parametrize(
@@ -357,4 +368,4 @@ def test_iso_ms_shortcut_matches_datetime(moment: datetime, digits: int, suffix:
     )
     parsed = datetime.fromisoformat(text)
     expected = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
-    assert enrich._iso_ms(text) == expected
+    assert times.iso_ms(text) == expected

@@ -1,33 +1,22 @@
-"""Read stage: an S3 object's body or a CloudWatch Logs payload in, decompressed bytes out.
+"""Decompression by magic bytes, never by key suffix: gzip (multi-member), zstd, zlib, else plain.
 
-Compression is recognised by magic bytes, never by key suffix: CloudTrail writes `.json.gz`, but
-other writers mislabel, and a renamed object still has to be read. Decompression streams with a cap
-on every piece it yields, so neither a multi-gigabyte object nor a compression bomb is ever held
-whole; an error raised part-way leaves the pieces already yielded with the caller, so events before
-the damage are still delivered.
-
-A `Tracker` passed along collects what a continuation's checkpoint needs: the codec, the ETag S3
-answered with, and where decompression can start afresh (each gzip member's or zstd frame's
-compressed and decompressed offsets). A continuation reads from such a boundary with a ranged GET
-pinned to that ETag, and `discard` drops the decompressed bytes between it and the next event.
+CloudTrail writes `.json.gz`, but other writers mislabel, and a renamed object still has to be read.
+Decompression streams with a cap on every piece it yields, so neither a multi-gigabyte object nor a
+compression bomb is ever held whole; an error raised part-way leaves the pieces already yielded
+with the caller, so events before the damage are still delivered.
 """
 
 from __future__ import annotations
 
-import binascii
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
-import orjson
-import pybase64
-import urllib3.exceptions
 import zstandard
-from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib
 
-from forwarder.errors import REREAD_TOO_SLOW, InputError
-from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
+from forwarder.errors import DeadlineReached, InputError
+from forwarder.read.s3 import PLAIN, Tracker
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -39,93 +28,6 @@ ZSTD_FEED_BYTES = 256
 
 # isal's stubs declare `error` as an instance rather than a class.
 ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
-_TRANSPORT_ERRORS = (BotoCoreError, ClientError, urllib3.exceptions.HTTPError, OSError)
-PLAIN = "plain"
-"""The codec name of an uncompressed object, whose every byte is a place to start reading."""
-
-
-class Tracker:
-    """What the read stage learns about one object that a continuation's checkpoint needs.
-
-    `codec` is "gzip", "zstd", "zlib" or "plain"; `etag` the ETag S3 answered with (or the one the
-    checkpoint pinned). `boundaries` holds `(compressed offset, decompressed offset)` pairs, both
-    from the object's start, where decompression can begin afresh: the start of the read and of
-    every later gzip member or zstd frame. Decompression runs ahead of the events handled, so the
-    consumer drops pairs it has gone past (`forget_before`), which keeps the queue short.
-    """
-
-    def __init__(self, start: Checkpoint | None = None) -> None:
-        self.codec = start.codec if start is not None else None
-        self.etag = start.etag if start is not None else None
-        self.offset = start.offset if start is not None else 0
-        """The compressed byte the read starts at."""
-        self.skip_bytes = start.skip_bytes if start is not None else 0
-        """Decompressed bytes to drop after it (`discard`)."""
-        self.decompressed = start.decompressed - start.skip_bytes if start is not None else 0
-        """The decompressed offset of the byte the read starts at."""
-        self.boundaries: deque[tuple[int, int]] = deque()
-
-    def locate(self, decompressed: int) -> tuple[int, int]:
-        """`(offset, skip_bytes)`: the compressed byte to read from to reach `decompressed`, and how
-        many decompressed bytes to drop after it."""
-        if self.codec == PLAIN:
-            return decompressed, 0
-        self.forget_before(decompressed)
-        compressed, at = self.boundaries[0] if self.boundaries else (self.offset, self.decompressed)
-        return compressed, decompressed - at
-
-    def forget_before(self, decompressed: int) -> None:
-        """Drop the boundaries a checkpoint at or after `decompressed` no longer needs."""
-        boundaries = self.boundaries
-        while len(boundaries) > 1 and boundaries[1][1] <= decompressed:
-            boundaries.popleft()
-
-
-def open_object(s3_client: Any, obj: S3Object, chunk_bytes: int, tracker: Tracker | None = None) -> Iterator[bytes]:
-    """Yield the object's body in chunks of about `chunk_bytes`; the body is closed on every path.
-
-    A continuation reads from its checkpoint's offset (a ranged GET), pinned to the version read
-    first: its VersionId, else IfMatch with the ETag. Transport failures become `InputError` naming
-    how many bytes had arrived; a replaced object is an `InputError` saying so.
-    """
-    start = obj.checkpoint
-    offset = start.offset if start is not None else 0
-    request = {"Bucket": obj.bucket, "Key": obj.key}
-    pin = _pinned_etag(obj)
-    if obj.version_id:
-        request["VersionId"] = obj.version_id
-    elif pin:
-        request["IfMatch"] = pin
-    if offset:
-        request["Range"] = f"bytes={offset}-"
-    try:
-        response = s3_client.get_object(**request)
-    except _TRANSPORT_ERRORS as exc:
-        if _status(exc) == 412:
-            raise InputError(
-                obj.origin,
-                f"byte {offset}",
-                f"the object was replaced since an earlier invocation read it (its ETag is no longer {pin}); "
-                "the rest of the old object cannot be read, and the new one has its own notification",
-            ) from exc
-        raise InputError(obj.origin, f"byte {offset}", _describe(exc)) from exc
-    body = response["Body"]
-    if tracker is not None and tracker.etag is None:
-        tracker.etag = response.get("ETag")
-    received = offset
-    try:
-        chunks = body.iter_chunks(chunk_bytes)
-        while True:
-            try:
-                chunk = next(chunks, None)
-            except _TRANSPORT_ERRORS as exc:
-                raise InputError(obj.origin, f"byte {received}", _describe(exc)) from exc
-            if chunk is None:
-                return
-            received += len(chunk)
-            yield chunk
-    finally:
-        body.close()
 
 
 def decompress(chunks: Iterable[bytes], origin: str, tracker: Tracker | None = None) -> Iterator[bytes]:
@@ -163,7 +65,7 @@ def discard(
     This is how a continuation reaches its next event inside a gzip member (every real CloudTrail
     file is one member): decompressing and dropping costs far less than splitting and parsing the
     events before it. The clock is checked after every piece dropped (a piece takes well under a
-    millisecond to decompress); running out of time is an `InputError`.
+    millisecond to decompress); running out of time is `DeadlineReached`.
     """
     stream = iter(pieces)
     left = tracker.skip_bytes
@@ -178,67 +80,13 @@ def discard(
         left -= len(piece)
         if left and time_to_stop():
             at = tracker.decompressed + tracker.skip_bytes - left
-            raise InputError(
+            raise DeadlineReached(
                 origin,
                 f"decompressed byte {at} of the {tracker.decompressed + tracker.skip_bytes} to drop",
-                REREAD_TOO_SLOW,
+                "the deadline came while decompressing up to the checkpoint: reaching it takes longer "
+                "than the function's timeout",
             )
     yield from stream
-
-
-def decode_awslogs(data: str) -> LogBatch | Skip:
-    """Decode a subscription payload: base64, then gzip (zlib accepted too), then JSON.
-
-    CloudWatch Logs sends a CONTROL_MESSAGE when a subscription is created to check the destination
-    is reachable; it carries no log events of the account and is skipped.
-    """
-    try:
-        compressed = pybase64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InputError("awslogs payload", "base64", str(exc)) from exc
-    try:
-        raw = isal_zlib.decompress(compressed, wbits=47)  # 32 + 15: gzip or zlib header, detected
-    except ISAL_ERROR as exc:
-        raise InputError("awslogs payload", "decompress", str(exc)) from exc
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError("awslogs payload", "json", str(exc)) from exc
-    if not isinstance(payload, dict):
-        raise InputError("awslogs payload", "json", f"expected an object, got {type(payload).__name__}")
-    if payload.get("messageType") == "CONTROL_MESSAGE":
-        return Skip("control_message", _first_message(payload))
-    try:
-        return _log_batch(payload)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError("awslogs payload", "fields", f"malformed DATA_MESSAGE: {_describe(exc)}") from exc
-
-
-def _log_batch(payload: dict[str, Any]) -> LogBatch:
-    # Positional arguments and a list comprehension: this runs once per event (about 6% of decoding).
-    events = tuple(
-        [LogEvent(str(event["id"]), int(event["timestamp"]), _text(event["message"])) for event in payload["logEvents"]]
-    )
-    return LogBatch(
-        owner=str(payload["owner"]),
-        log_group=str(payload["logGroup"]),
-        log_stream=str(payload["logStream"]),
-        subscription_filters=tuple(str(name) for name in payload.get("subscriptionFilters") or ()),
-        log_events=events,
-    )
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"message is {type(value).__name__}, not a string")
-    return value
-
-
-def _first_message(payload: dict[str, Any]) -> str:
-    events = payload.get("logEvents")
-    if isinstance(events, list) and events and isinstance(events[0], dict):
-        return str(events[0].get("message", ""))
-    return ""
 
 
 def _codec(head: bytes) -> _Codec | None:
@@ -249,29 +97,6 @@ def _codec(head: bytes) -> _Codec | None:
     if head[:2] in ZLIB_HEADERS:
         return _ZLIB
     return None
-
-
-def _pinned_etag(obj: S3Object) -> str | None:
-    """The ETag a continuation must still find: the one read first, else the notification's."""
-    if obj.resume_at == 0 and obj.checkpoint is None:
-        return None  # a first read takes the object as it is now; a later write has its own notification
-    etag = obj.checkpoint.etag if obj.checkpoint is not None and obj.checkpoint.etag else obj.etag
-    if not etag:
-        return None
-    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
-
-
-def _status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    code = response.get("Error", {}).get("Code")
-    return 412 if code in ("PreconditionFailed", "412") else status if isinstance(status, int) else None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _peek(stream: Iterator[bytes], size: int) -> bytes:

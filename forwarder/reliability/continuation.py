@@ -4,9 +4,9 @@ The message goes to FORWARDER_CONTINUATION_QUEUE_URL, which the same function co
 SQS trigger; `triggers` turns it back into an S3Object. It carries `resume_at`, the number of
 leading events already handled (delivered or stored), which stays the source of truth for the
 counts, and a `checkpoint` saying where the next event starts (`model.Checkpoint`): the continuation
-reads from there with a ranged GET instead of from the start. Messages without a checkpoint (from
-before checkpoints existed) still work: the object is read from the start and the first `resume_at`
-events are skipped without being sent. docs/reliability.md explains the choice per format.
+reads from there with a ranged GET instead of from the start. Only an invocation that stopped before
+reading anything hands over without a checkpoint (`resume_at` 0): the object is read from its
+start. docs/reliability.md explains the choice per format.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from forwarder.errors import StoreError
+from forwarder.errors import HandOffError
+from forwarder.formats import Format
 from forwarder.model import Checkpoint, RawEvent, S3Object
-from forwarder.read import PLAIN, Tracker
-from forwarder.split import Format
+from forwarder.read.s3 import PLAIN, Tracker
 
 MESSAGE_KEY = "forwarder_continuation"
 FORMATS = frozenset({Format.CLOUDTRAIL.value, Format.LINES.value})
@@ -66,6 +66,8 @@ def from_message(fields: dict[str, Any]) -> S3Object:
     """The S3Object a continuation message describes; KeyError, TypeError or ValueError if it is malformed."""
     resume_at = _count(fields["resume_at"], "resume_at")
     checkpoint = fields.get("checkpoint")
+    if checkpoint is None and resume_at:
+        raise ValueError(f"resume_at {resume_at} without a checkpoint")
     return S3Object(
         bucket=str(fields["bucket"]),
         key=str(fields["key"]),
@@ -73,6 +75,7 @@ def from_message(fields: dict[str, Any]) -> S3Object:
         etag=fields.get("etag"),
         resume_at=resume_at,
         checkpoint=None if checkpoint is None else _checkpoint(checkpoint, resume_at),
+        continued=True,
     )
 
 
@@ -82,7 +85,7 @@ def hand_off(
     try:
         sqs_client.send_message(QueueUrl=queue_url, MessageBody=message_body(obj, resume_at, checkpoint))
     except Exception as exc:  # any botocore failure means the rest was not handed over
-        raise StoreError(f"could not hand {obj.origin} (from event {resume_at}) to {queue_url}: {exc}") from exc
+        raise HandOffError(f"could not hand {obj.origin} (from event {resume_at}) to {queue_url}: {exc}") from exc
 
 
 def _checkpoint(fields: Any, resume_at: int) -> Checkpoint:

@@ -1,9 +1,10 @@
-"""The Datadog Logs API v2 wire format and the HTTP client that delivers batches to it.
+"""The HTTP transport: one keep-alive session, compression, retries, `Retry-After`, the deadline,
+and the delivery threads that keep several requests in flight.
 
-A request is the batch's JSON array, gzip-compressed when DD_USE_COMPRESSION is on, with the API key
-in the `DD-API-KEY` header. The intake answers 202 when it accepted the batch. Timeouts, 408, 429 and
-5xx are worth retrying; any other 4xx (bad payload, bad key, too large) would fail again, so it fails
-at once. Retries never outlive the invocation: the Lambda deadline bounds every wait and request.
+It knows nothing of the wire format: an output hands it request bodies and the headers its intake
+needs. Timeouts, 408, 429 and 5xx are worth retrying; any other 4xx (bad payload, bad key, too
+large) would fail again, so it fails at once. Retries never outlive the invocation: the Lambda
+deadline bounds every wait and request.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Timeout
 
 from forwarder.errors import ConfigError, DeliveryError
-from forwarder.model import Batch, Deadline
+from forwarder.model import Deadline
+from forwarder.outputs.batch import Batch
 from forwarder.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -110,39 +112,41 @@ def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float
     return max(0.0, seconds)
 
 
-class DatadogIntake:
+class HttpTransport:
     """A keep-alive client for one intake URL, shared by the delivery threads.
 
     The threads share one session's connection pool (urllib3's pool is thread-safe); the session
     keeps no cookies, the one piece of per-response state it would otherwise update.
     TLS certificates are verified unless DD_SKIP_SSL_VALIDATION is set. Redirects are not followed:
     requests would turn the POST into a body-less GET and carry the DD-API-KEY header to another
-    host. The API key lives only in the session's headers: it is never part of an error, a log line
-    or this object's repr.
+    host. The `secret` (the API key) lives only in the session's headers: it is never part of an
+    error, a log line or this object's repr, and is redacted from any answer that quotes it.
     """
 
     def __init__(
         self,
         settings: Settings,
-        api_key: str,
+        url: str,
+        headers: dict[str, str],
         *,
+        secret: str,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
     ) -> None:
-        _check_api_key(api_key)
-        self.url = settings.intake_url
+        _check_secret(secret)
+        self.url = url
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
         self._timeout = settings.http_timeout_seconds
         self._compression_level = settings.compression_level if settings.use_compression else None
         self._sleep = sleep
         self._rand = rand
         self._now = now
-        self._redact = _redactor(api_key)
-        self._session = _session(settings, api_key)
+        self._redact = _redactor(secret)
+        self._session = _session(settings, url, headers)
 
-    def __enter__(self) -> DatadogIntake:
+    def __enter__(self) -> HttpTransport:
         return self
 
     def __exit__(
@@ -153,14 +157,13 @@ class DatadogIntake:
     def close(self) -> None:
         self._session.close()
 
-    def encode(self, batch: Batch) -> bytes:
-        """The request body: the batch's JSON array, compressed when compression is on."""
-        body = batch.body()
+    def encode(self, body: bytes) -> bytes:
+        """The request body as sent: compressed when compression is on."""
         return body if self._compression_level is None else compress(body, self._compression_level)
 
-    def send(self, batch: Batch, deadline: Deadline) -> None:
-        """Deliver one batch, retrying what is worth retrying; raise DeliveryError when it cannot."""
-        payload = self.encode(batch)
+    def send(self, body: bytes, deadline: Deadline) -> None:
+        """Deliver one request body, retrying what is worth retrying; raise DeliveryError when it cannot."""
+        payload = self.encode(body)
         for attempt in itertools.count(1):
             left = deadline.seconds_left()
             if left <= 0:
@@ -206,7 +209,7 @@ class DatadogIntake:
 
 
 def deliver(
-    intake: DatadogIntake, batches: Iterable[Batch], deadline: Deadline, max_in_flight: int
+    send: Callable[[Batch, Deadline], None], batches: Iterable[Batch], deadline: Deadline, max_in_flight: int
 ) -> Iterator[tuple[Batch, DeliveryError | None]]:
     """Send batches concurrently and yield each with its outcome (None when delivered) as it completes.
 
@@ -233,7 +236,7 @@ def deliver(
                 except Exception as exc:  # re-raised below, once the batches in flight are accounted
                     upstream_error, exhausted = exc, True
                 else:
-                    in_flight[pool.submit(intake.send, batch, deadline)] = batch
+                    in_flight[pool.submit(send, batch, deadline)] = batch
             if not in_flight:
                 break
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -270,7 +273,7 @@ def _outcome(future: Future[None]) -> DeliveryError | None:
     return error
 
 
-def _session(settings: Settings, api_key: str) -> requests.Session:
+def _session(settings: Settings, url: str, headers: dict[str, str]) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
     session.mount("https://", adapter)
@@ -279,7 +282,7 @@ def _session(settings: Settings, api_key: str) -> requests.Session:
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     session.headers.update(
         {
-            "DD-API-KEY": api_key,
+            **headers,
             "Content-Type": "application/json",
             "User-Agent": f"security-log-forwarder/{settings.version}",
         }
@@ -288,21 +291,21 @@ def _session(settings: Settings, api_key: str) -> requests.Session:
         session.headers["Content-Encoding"] = "gzip"
     # Proxies and the CA bundle named in the environment, resolved once: with `trust_env` requests
     # looks them up (and for a .netrc file) on every request, a fifth of its own CPU per request.
-    found = session.merge_environment_settings(settings.intake_url, {}, None, session.verify, None)
+    found = session.merge_environment_settings(url, {}, None, session.verify, None)
     session.proxies.update(found["proxies"])
     session.verify = found["verify"]
     session.trust_env = False
     return session
 
 
-def _check_api_key(api_key: str) -> None:
+def _check_secret(secret: str) -> None:
     """Reject a key requests would refuse as a header, before requests echoes it in its error."""
-    if not api_key or not api_key.isascii() or not api_key.isprintable() or any(c.isspace() for c in api_key):
+    if not secret or not secret.isascii() or not secret.isprintable() or any(c.isspace() for c in secret):
         raise ConfigError("the API key is empty or has characters not allowed in an HTTP header")
 
 
-def _redactor(api_key: str) -> Callable[[str], str]:
-    return lambda text: text.replace(api_key, "[redacted]")
+def _redactor(secret: str) -> Callable[[str], str]:
+    return lambda text: text.replace(secret, "[redacted]")
 
 
 def _host(url: str) -> str:

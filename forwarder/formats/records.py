@@ -1,22 +1,18 @@
-"""Split stage: decompressed chunks (or a decoded log batch) in, one `RawEvent` per event out.
+"""Cutting CloudTrail records out of a streamed `{"Records": [...]}` document.
 
-CloudTrail files are a single JSON document, `{"Records":[...]}`, up to gigabytes, usually on one
-line. Parsing it whole would hold it all in memory, and a Python loop per byte is far too slow, so
-records are cut out of the stream: a search proposes where a record ends, `model.read_head`
-confirms it (a JSON object is prefix-free, so a slice that is one valid object is the record) and
-decodes the few fields enrichment needs, and an exact tokenizer takes over when proposals keep
-failing. Everything else is split into lines.
+CloudTrail files are a single JSON document, up to gigabytes, usually on one line. Parsing it whole
+would hold it all in memory, and a Python loop per byte is far too slow, so records are cut out of
+the stream: a search proposes where a record ends, the head reader confirms it (a JSON object is
+prefix-free, so a slice that is one valid object is the record) and decodes the few fields encoding
+needs, and an exact tokenizer takes over when proposals keep failing. docs/architecture.md explains
+the runs (`RecordRun`): many records cut at a literal and proved together.
 
-Every event carries `end_offset`, the decompressed byte just past it, so a continuation can start
-at the next event instead of the object's start (`split_object(..., start=checkpoint)`): a LINES
-stream is entered at a line start, a CLOUDTRAIL stream just after a record's closing brace, still
-inside the Records array, so the separators and the closing `]` are checked as on a full pass.
+A stream may also start just after a record's closing brace, inside the array (a continuation), so
+the separators and the closing `]` are checked as on a full pass.
 """
 
 from __future__ import annotations
 
-import enum
-import itertools
 import re
 from collections.abc import Generator, Iterable, Iterator
 
@@ -24,30 +20,11 @@ import msgspec
 import simdjson
 
 from forwarder.errors import InputError
-from forwarder.model import (
-    RUN_FIRST_KEY,
-    Checkpoint,
-    EventRun,
-    InvalidRecord,
-    LogBatch,
-    MessageRun,
-    RawEvent,
-    RecordHead,
-    RecordRun,
-    RunHead,
-    read_head,
-)
+from forwarder.formats.jsonhead import Head, HeadReader, InvalidRecord
+from forwarder.formats.run import RUN_FIRST_KEY, RecordRun
+from forwarder.model import RawEvent
 
-DEFAULT_MAX_EVENT_BYTES = 64 << 20
-SNIFF_BYTES = 512
-"""How many non-whitespace leading bytes `split_object` gathers before deciding the format."""
-SNIFF_LIMIT = 64 * 1024
-"""Gathering stops here even if it is all whitespace, so a blank object cannot fill memory."""
-
-_BOM = b"\xef\xbb\xbf"
 _WS = b" \t\r\n"
-_CLOUDTRAIL = re.compile(rb'\{[ \t\r\n]*"Records"[ \t\r\n]*(?::|\Z)')
-_DIGEST_KEYS = (b'"awsAccountId"', b'"digestStartTime"')
 _HEAD = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"Records"[ \t\r\n]*:[ \t\r\n]*\[')
 _HEAD_LIMIT = 1 << 20
 _NON_WS = re.compile(rb"[^ \t\r\n]")
@@ -62,169 +39,16 @@ _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
 """How far past a record's start a proposal is looked for before the exact tokenizer takes over."""
-_RUN_LITERAL = b"}," + RUN_FIRST_KEY
-_RUN_SEPARATOR = b"}],[" + RUN_FIRST_KEY
-_RUN_MAX_BYTES = 512 * 1024
-"""The longest span `_Records._run` checks at once (simdjson's parser below is sized for it)."""
-MESSAGE_RUN_EVENTS = 500
-"""CloudWatch Logs events per `MessageRun`: enough to save the per-event hops, few enough that a run's
-entries (about 1 MB for EKS audit) do not add up for a 10,000-event payload."""
+RUN_LITERAL = b"}," + RUN_FIRST_KEY
+RUN_SEPARATOR = b"}],[" + RUN_FIRST_KEY
+RUN_MAX_BYTES = 512 * 1024
+"""The longest span `RecordCutter._run` checks at once (its simdjson parser is sized for it)."""
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
-_run_validator = simdjson.Parser(max_capacity=_RUN_MAX_BYTES + 2)
-_decode_run_heads = msgspec.json.Decoder(list[tuple[RunHead]]).decode
 
 
-class Format(enum.Enum):
-    """How an object's content is split into events."""
-
-    CLOUDTRAIL = "cloudtrail"
-    DIGEST = "digest"
-    LINES = "lines"
-
-
-def sniff(head: bytes) -> Format:
-    """Recognise a CloudTrail log file (first key "Records") or digest file from its first bytes."""
-    text = head.removeprefix(_BOM).lstrip(_WS)
-    if _CLOUDTRAIL.match(text):
-        return Format.CLOUDTRAIL
-    if text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS):
-        return Format.DIGEST
-    return Format.LINES
-
-
-def split_object(
-    chunks: Iterable[bytes],
-    origin: str,
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    start: Checkpoint | None = None,
-) -> tuple[Format, Iterator[RawEvent | RecordRun]]:
-    """Sniff the format from the leading bytes, then split the whole stream accordingly.
-
-    A CloudTrail file's records come mostly as `RecordRun`s, the rest (and every line) as
-    `RawEvent`s; `each_event` turns them all into `RawEvent`s. Digest files yield no events: they
-    describe log files, and the caller skips and counts them.
-    With `start`, `chunks` begins at that checkpoint's resume point, in the format it names.
-    """
-    if start is not None:
-        form = Format(start.format)
-        if form is Format.CLOUDTRAIL:
-            return form, _Records(chunks, origin, max_event_bytes, start.decompressed, start.position).split()
-        if form is Format.LINES:
-            return form, split_lines(chunks, origin, max_event_bytes, start.decompressed, start.position)
-        raise ValueError(f"a {form.value} object is never resumed")
-    stream = iter(chunks)
-    head = _gather_head(stream)
-    form = sniff(head)
-    rest = itertools.chain((head,), stream)
-    if form is Format.CLOUDTRAIL:
-        return form, _Records(rest, origin, max_event_bytes).split()
-    if form is Format.LINES:
-        return form, split_lines(rest, origin, max_event_bytes)
-    return form, iter(())
-
-
-def split_records(
-    chunks: Iterable[bytes], origin: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-) -> Iterator[RawEvent]:
-    """One event per element of a CloudTrail file's "Records" array, streamed.
-
-    `record` holds the element's bytes as they appear in the input (invalid UTF-8 replaced by U+FFFD),
-    `position` its 0-based index. Keys after the array are ignored.
-    """
-    return each_event(_Records(chunks, origin, max_event_bytes).split())
-
-
-def each_event(items: Iterable[RawEvent | EventRun]) -> Iterator[RawEvent]:
-    """One `RawEvent` per event, the events of each run included."""
-    for item in items:
-        if isinstance(item, RawEvent):
-            yield item
-        else:
-            yield from item.events()
-
-
-def split_lines(
-    chunks: Iterable[bytes],
-    origin: str,
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    offset: int = 0,
-    lines_before: int = 0,
-) -> Iterator[RawEvent]:
-    """One event per non-blank line; `position` is the 1-based line number.
-
-    Lines end at LF, with an optional CR before it; invalid UTF-8 is replaced, never fatal; a
-    leading byte-order mark is dropped. `chunks` may start at a line start `offset` bytes into the
-    decompressed object, after `lines_before` lines.
-    """
-    parts: list[bytes] = []
-    pending = 0
-    number = lines_before
-    end = offset
-    for chunk in chunks:
-        last = chunk.rfind(b"\n")
-        if last < 0:
-            pending += len(chunk)
-            if pending > max_event_bytes:
-                raise _too_long(origin, number + 1, max_event_bytes)
-            parts.append(chunk)
-            continue
-        parts.append(chunk[:last])
-        block = b"".join(parts)
-        parts = [chunk[last + 1 :]]
-        pending = len(parts[0])
-        for line in block.split(b"\n"):
-            number += 1
-            end += len(line) + 1
-            event = _line_event(line, number, origin, max_event_bytes, end)
-            if event is not None:
-                yield event
-    line = b"".join(parts)
-    if line:
-        event = _line_event(line, number + 1, origin, max_event_bytes, end + len(line))
-        if event is not None:
-            yield event
-
-
-def split_log_batch(batch: LogBatch) -> Iterator[MessageRun]:
-    """The CloudWatch Logs `logEvents` entries, messages unchanged, in runs of at most `MESSAGE_RUN_EVENTS`."""
-    events = batch.log_events
-    for start in range(0, len(events), MESSAGE_RUN_EVENTS):
-        yield MessageRun(start, events[start : start + MESSAGE_RUN_EVENTS])
-
-
-def _gather_head(stream: Iterator[bytes]) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while size < SNIFF_LIMIT:
-        chunk = next(stream, None)
-        if chunk is None:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-        if size >= SNIFF_BYTES and len(b"".join(parts).removeprefix(_BOM).lstrip(_WS)) >= SNIFF_BYTES:
-            break
-    return b"".join(parts)
-
-
-def _line_event(line: bytes, number: int, origin: str, max_event_bytes: int, end: int) -> RawEvent | None:
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    if not line or line.isspace():
-        return None
-    if len(line) > max_event_bytes:
-        raise _too_long(origin, number, max_event_bytes)
-    if number == 1:
-        line = line.removeprefix(_BOM)
-    return RawEvent(number, line.decode("utf-8", "replace"), None, None, None, None, end)  # positional: hot path
-
-
-def _too_long(origin: str, number: int, max_event_bytes: int) -> InputError:
-    return InputError(origin, f"line {number}", f"line longer than {max_event_bytes} bytes")
-
-
-class _Records:
+class RecordCutter:
     """The state of one pass over a CloudTrail document.
 
     `data` holds the unconsumed part of the stream, starting at absolute offset `base`. It is only
@@ -236,9 +60,19 @@ class _Records:
     """
 
     def __init__(
-        self, chunks: Iterable[bytes], origin: str, max_event_bytes: int, offset: int = 0, records_before: int = 0
+        self,
+        chunks: Iterable[bytes],
+        origin: str,
+        heads: HeadReader,
+        max_event_bytes: int,
+        offset: int = 0,
+        records_before: int = 0,
     ) -> None:
         self.chunks = iter(chunks)
+        self.heads = heads
+        self.read_head = heads.read
+        self._run_validator = simdjson.Parser(max_capacity=RUN_MAX_BYTES + 2)
+        self._decode_run_heads = msgspec.json.Decoder(list[tuple[heads.run_head]]).decode  # type: ignore[name-defined]
         self.origin = origin
         self.max_event_bytes = max_event_bytes
         self.data = b""
@@ -250,7 +84,7 @@ class _Records:
         self.runs_refused = 0
         self.literal_absent = False
 
-    def split(self) -> Iterator[RawEvent | RecordRun]:
+    def blocks(self) -> Iterator[RawEvent | RecordRun]:
         index = self.records_before
         start = self._open_array() if index == 0 else 0
         learned = False
@@ -264,7 +98,7 @@ class _Records:
             if not learned:
                 self._learn_separator(record)
                 learned = True
-            yield RawEvent(position=index, record=record, head=head, end_offset=self.base + start)
+            yield RawEvent.structured(index, record, head, self.base + start)
             index += 1
 
     def _fast(self, start: int, index: int) -> Generator[RawEvent | RecordRun, None, tuple[int, int]]:
@@ -279,9 +113,9 @@ class _Records:
         if self.literal is not None and not self.literal_absent:
             while True:
                 runs = (
-                    self.literal == _RUN_LITERAL
+                    self.literal == RUN_LITERAL
                     and self.runs_refused < _RUNS_REFUSED_TOLERATED
-                    and self.max_event_bytes >= _RUN_MAX_BYTES  # so no record of a run can be over it
+                    and self.max_event_bytes >= RUN_MAX_BYTES  # so no record of a run can be over it
                 )
                 if runs:
                     run = self._run(start, index)
@@ -290,13 +124,15 @@ class _Records:
                         index += len(run)
                         start = run.end_offset - self.base + 1
                         continue
-                stop = start + _RUN_MAX_BYTES if runs else len(self.data)
+                stop = start + RUN_MAX_BYTES if runs else len(self.data)
                 index, start, more = yield from self._one_by_one(start, index, stop)
                 if not more:
                     return index, start
         search = self.separator.search
         data = self.data
         base = self.base
+        check = self.read_head
+        event = RawEvent.structured
         while True:
             found = search(data, start + 1)
             if found is None:
@@ -306,10 +142,10 @@ class _Records:
                 break
             record = data[start:end]
             try:
-                head = read_head(record)
+                head = check(record)
             except InvalidRecord:
                 break
-            yield RawEvent(index, None, record, head, None, None, base + end)
+            yield event(index, record, head, base + end)
             index += 1
             start = found.start(1)
         return index, start
@@ -319,9 +155,9 @@ class _Records:
         `(index, start, more)`, `more` when the hot loop may go on from there."""
         data = self.data
         base = self.base
-        check = read_head
+        check = self.read_head
         limit = self.max_event_bytes
-        event = RawEvent
+        event = RawEvent.structured
         literal = self.literal
         assert literal is not None
         find = data.find
@@ -339,14 +175,14 @@ class _Records:
             except InvalidRecord:
                 self.literal = None  # not minified after all: the separator regex takes over
                 return index, start, False
-            yield event(index, None, record, head, None, None, base + end)
+            yield event(index, record, head, base + end)
             index += 1
             start = at + 2
             if end >= stop:
                 return index, start, True
 
     def _run(self, start: int, index: int) -> RecordRun | None:
-        """The records from `start` up to the last literal within `_RUN_MAX_BYTES`, cut and checked at once.
+        """The records from `start` up to the last literal within `RUN_MAX_BYTES`, cut and checked at once.
 
         simdjson validates the span as the JSON array `[span]` in one call, as `read_head` does each
         record. Then each cut `},{"eventVersion"` becomes `}],[{"eventVersion"`, and msgspec decodes
@@ -361,28 +197,26 @@ class _Records:
         data = self.data
         if not data.startswith(RUN_FIRST_KEY, start):
             return None
-        at = data.rfind(_RUN_LITERAL, start + 1, start + _RUN_MAX_BYTES)
+        at = data.rfind(RUN_LITERAL, start + 1, start + RUN_MAX_BYTES)
         if at < 0:
             return None
         end = at + 1
         array = b"".join((b"[", memoryview(data)[start:end], b"]"))
-        members = array.split(_RUN_LITERAL)  # the first and last keep a bracket and their key until trimmed
+        members = array.split(RUN_LITERAL)  # the first and last keep a bracket and their key until trimmed
         members[0] = b"[" + members[0]
         members[-1] += b"]"
         try:
-            checked = _run_validator.parse(array)
+            checked = self._run_validator.parse(array)
             del checked  # the parser refuses another document while a result of it is alive
-            tuples = _decode_run_heads(_RUN_SEPARATOR.join(members))
+            tuples = self._decode_run_heads(RUN_SEPARATOR.join(members))
         except (ValueError, RuntimeError, RecursionError, msgspec.DecodeError):
             tuples = []
         if len(tuples) != len(members):
             self.runs_refused += 1
             return None
-        members[0] = members[0][2 + len(RUN_FIRST_KEY) :]
-        members[-1] = members[-1][:-3]
-        return RecordRun(index, members, [head for (head,) in tuples], self.base + end)
+        return RecordRun.from_cut(index, members, [head for (head,) in tuples], self.base + end, self.heads.record_head)
 
-    def _careful(self, start: int, index: int) -> tuple[bytes, RecordHead, int]:
+    def _careful(self, start: int, index: int) -> tuple[bytes, Head, int]:
         """The record at `start` (a "{"), reading more as needed: `(record, head, end)`.
 
         Proposals are tried first; after a few failures, or none within reach, the tokenizer finds
@@ -414,7 +248,7 @@ class _Records:
         start, end = self._exact_end(start, index)
         return self._parse_exact(start, end, index)
 
-    def _parse_prefix(self, start: int, end: int) -> tuple[bytes, RecordHead, int] | None:
+    def _parse_prefix(self, start: int, end: int) -> tuple[bytes, Head, int] | None:
         """data[start:end], or the complete object inside it, if either is one valid object.
 
         The error's position (orjson's) says where an object inside the slice ends.
@@ -423,7 +257,7 @@ class _Records:
             return None
         record = self.data[start:end]
         try:
-            return record, read_head(record), end
+            return record, self.read_head(record), end
         except InvalidRecord as exc:
             cut = exc.pos
         if not 0 < cut < len(record):
@@ -434,16 +268,16 @@ class _Records:
         if not record.endswith(b"}"):
             return None
         try:
-            return record, read_head(record), start + len(record)
+            return record, self.read_head(record), start + len(record)
         except InvalidRecord:
             return None
 
-    def _parse_exact(self, start: int, end: int, index: int) -> tuple[bytes, RecordHead, int]:
+    def _parse_exact(self, start: int, end: int, index: int) -> tuple[bytes, Head, int]:
         if end - start > self.max_event_bytes:
             raise self._error(index, start, f"record longer than {self.max_event_bytes} bytes")
         record = self.data[start:end]
         try:
-            return record, read_head(record), end
+            return record, self.read_head(record), end
         except InvalidRecord as exc:
             error: Exception = exc
         try:
@@ -451,7 +285,7 @@ class _Records:
         except UnicodeDecodeError:
             record = record.decode("utf-8", "replace").encode()
             try:
-                return record, read_head(record), end
+                return record, self.read_head(record), end
             except InvalidRecord as exc:
                 error = exc
         raise self._error(index, start, f"record is not valid JSON: {error}")

@@ -1,0 +1,103 @@
+"""Checking a JSON record and decoding only its head: the few fields encoding needs.
+
+A record's bytes go to the intake as they are, so the rest of it is never built. What an output must
+know of a record's other top-level names (the Datadog encoder: whether it uses a name the encoder
+writes itself) it declares as `watched` names; their presence is decoded as a flag, not a value.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import msgspec
+import orjson
+import simdjson
+from msgspec import UNSET, Raw, UnsetType
+
+VALIDATOR_MAX_BYTES = 1 << 20
+"""simdjson keeps buffers sized for the largest document it has parsed: larger records go to orjson."""
+InvalidRecord = orjson.JSONDecodeError
+"""What `HeadReader.read` raises for bytes that are not one valid JSON object in UTF-8."""
+
+
+class Head(msgspec.Struct, gc=False):
+    """The fields every head decodes; `head_types` adds the watched names after them."""
+
+    eventID: Any = None
+    eventTime: Any = None
+    stageTimestamp: Any = None
+    requestReceivedTimestamp: Any = None
+
+    def flagged(self) -> bool:
+        """Whether the record has a top-level field by one of the watched names."""
+        return msgspec.structs.astuple(self)[_OWN_FIELDS:] != self._none_watched
+
+    _none_watched: ClassVar[tuple[Any, ...]] = ()
+    """What the watched fields hold when none is present (set per type by `head_types`)."""
+
+
+_OWN_FIELDS = len(Head.__struct_fields__)
+
+
+@functools.cache
+def head_types(watched: frozenset[str]) -> tuple[type[Head], type[Head]]:
+    """`(RecordHead, RunHead)` for these watched names.
+
+    A RecordHead flags each watched name present. A RunHead, for records checked a run at a time,
+    refuses one instead (no JSON value is UNSET): a run's records never need their fields moved.
+    """
+    names = sorted(watched)
+    record_head = msgspec.defstruct(
+        "RecordHead",
+        [(name, Raw | UnsetType, UNSET) for name in names],
+        bases=(Head,),
+        namespace={"_none_watched": (UNSET,) * len(names)},
+        gc=False,
+    )
+    run_head = msgspec.defstruct(
+        "RunHead", [(name, UnsetType, UNSET) for name in names], bases=(record_head,), gc=False
+    )
+    return record_head, run_head  # type: ignore[return-value]
+
+
+class HeadReader:
+    """Checks records and decodes their heads; one per reader, as a simdjson parser is not thread-safe."""
+
+    def __init__(self, watched: frozenset[str]) -> None:
+        self.record_head, self.run_head = head_types(watched)
+        self._watched = watched
+        self._decode = msgspec.json.Decoder(self.record_head).decode
+        self._validator = simdjson.Parser(max_capacity=VALIDATOR_MAX_BYTES)
+
+    def read(self, record: bytes) -> Head:
+        """Check that `record` is one JSON object a full parse accepts, and decode its head; raises `InvalidRecord`.
+
+        Validity is orjson's: UTF-8, RFC 8259, numbers within the double range, at most 1024 levels of
+        nesting (the intake refuses a whole batch over one entry that breaks these). simdjson checks
+        that, at a quarter of orjson's cost (a leading BOM, which it allows, msgspec refuses); what it
+        refuses (integers past 64 bits, which orjson takes; records over 1 MiB) goes to orjson to
+        decide. msgspec then decodes the head, skipping the rest unbuilt: alone it would let numbers
+        past the double range through, and its nesting limit follows Python's recursion limit.
+        """
+        try:
+            self._validator.parse(record)
+        except (ValueError, RuntimeError):
+            orjson.loads(record)
+        try:
+            return self._decode(record)
+        except (RecursionError, msgspec.DecodeError):  # deeper than msgspec goes, a BOM, or not an object
+            return self._parsed_head(record)
+
+    def _parsed_head(self, record: bytes) -> Head:
+        fields = orjson.loads(record)
+        if not isinstance(fields, dict):
+            raise InvalidRecord("a record must be a JSON object", record.decode(errors="replace"), 0) from None
+        present = {name: Raw(b"null") for name in self._watched if name in fields}
+        return self.record_head(
+            eventID=fields.get("eventID"),
+            eventTime=fields.get("eventTime"),
+            stageTimestamp=fields.get("stageTimestamp"),
+            requestReceivedTimestamp=fields.get("requestReceivedTimestamp"),
+            **present,
+        )

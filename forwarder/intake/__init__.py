@@ -1,1 +1,0 @@
-"""Wire formats and the HTTP client that delivers batches to the intake."""

@@ -1,0 +1,336 @@
+"""One work item through the stages: read → source → blocks → process → encode → batch → deliver → outcome.
+
+Every event read ends in one counted outcome (see `metrics.Tally`): delivered, truncated, filtered,
+stored for replay, or failed, and a failed event fails its work item. Near the deadline an object's
+remaining events are handed to a continuation message instead of being cut off: the blocks read so
+far are delivered, and the checkpoint after the last of them says where the rest starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from forwarder import formats, runtime, sources
+from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
+from forwarder.formats import Block, Format
+from forwarder.formats.logbatch import read_log_batch
+from forwarder.metrics import Label, Outcome, Tally
+from forwarder.model import (
+    AwsLogs,
+    Checkpoint,
+    Container,
+    Deadline,
+    Entry,
+    Invoker,
+    RawEvent,
+    Replay,
+    S3Object,
+    Skip,
+    SkipReason,
+    Source,
+    WorkItem,
+)
+from forwarder.outputs import Output
+from forwarder.outputs.batch import Batch, batches
+from forwarder.outputs.http import deliver
+from forwarder.process import Processor, apply
+from forwarder.read import awslogs, codecs, s3
+from forwarder.reliability import continuation
+from forwarder.reliability.idempotency import ObjectGuard, Verdict
+from forwarder.reliability.replay import replay
+from forwarder.reliability.store import FailureStore
+from forwarder.settings import Settings
+
+logger = Logger(service="security-log-forwarder")
+
+DEADLINE_CHECK_EVERY = 256
+"""Events between two looks at the clock."""
+
+
+@dataclass
+class Unit:
+    """One work item on its way through the pipeline, and what became of it."""
+
+    message: int
+    trigger: str
+    item: WorkItem
+    label: Label = ("", "")
+    failed: bool = False
+    stopped_at: int | None = None
+    """Events handled when reading stopped for the deadline."""
+    checkpoint: Checkpoint | None = None
+    """Where the first event not handled starts, when reading stopped."""
+
+
+@dataclass
+class Opened:
+    """A work item opened for reading: what it is, its blocks, and how to checkpoint after a block."""
+
+    source: Source
+    container: Container
+    blocks: Iterator[Block]
+    progress: continuation.Progress | None = None
+    """None for a container that cannot be resumed part-way (a CloudWatch Logs payload)."""
+    resume_at: int = 0
+    """Events an earlier invocation handled: the blocks start after them."""
+    start: Checkpoint | None = None
+    """Where the blocks start, for a continuation."""
+
+
+class Pipeline:
+    """One invocation's run of work items: its settings, clock, counts, output and processors."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        invoker: Invoker,
+        deadline: Deadline,
+        tally: Tally,
+        output: Callable[[], Output],
+        processors: Sequence[Processor] = (),
+    ) -> None:
+        self.settings = settings
+        self.invoker = invoker
+        self.deadline = deadline
+        self.tally = tally
+        self.output = output
+        self.processors = tuple(processors)
+
+    def time_to_stop(self) -> bool:
+        """Stop reading while there is still time to finish the requests in flight."""
+        return self.deadline.seconds_left() < self.settings.http_timeout_seconds
+
+    def run(self, unit: Unit, guard: ObjectGuard | None) -> None:
+        """Forward one work item; anything unexpected fails only this item."""
+        try:
+            item = unit.item
+            if type(item) is Replay:
+                replay(self)
+            elif guard is not None and type(item) is S3Object and not item.continued:
+                self._forward_once(unit, item, guard)
+            else:
+                self._forward(unit)
+        except Exception as exc:  # a bug or an unforeseen failure: fail this item, keep the others going
+            unit.failed = True
+            self.tally.note_problem(f"{unit.item.origin}: {type(exc).__name__}: {exc}")
+            logger.exception("work item failed", extra={"item": unit.item.origin, "trigger": unit.trigger})
+
+    def skip(self, skip: Skip) -> None:
+        logger.info("skipped", extra={"reason": skip.reason.value, "detail": skip.detail})
+        self.tally.count_skip(skip.reason)
+
+    def store(self) -> FailureStore | None:
+        if not self.settings.store_failed_events:
+            return None
+        return FailureStore(runtime.client("s3"), self.settings.store_bucket, self.settings.store_prefix)
+
+    def deliver(self, entries: Iterator[Entry]) -> Iterator[tuple[Batch, DeliveryError | None]]:
+        settings = self.settings
+        packed = batches(entries, settings.batch_max_entries, settings.batch_max_bytes)
+        return deliver(self.output().send, packed, self.deadline, settings.max_workers)
+
+    def _forward_once(self, unit: Unit, item: S3Object, guard: ObjectGuard) -> None:
+        """Forward an object unless an earlier notification of the same write already did."""
+
+        def work() -> bool:
+            self._forward(unit)
+            return not unit.failed
+
+        verdict = guard.run_once(item, work)
+        if verdict is Verdict.DUPLICATE:
+            self.skip(Skip(SkipReason.DUPLICATE_NOTIFICATION, item.origin))
+        elif verdict is Verdict.IN_PROGRESS:
+            unit.failed = True
+            self.tally.note_problem(f"{item.origin} is being forwarded by another invocation; retry later")
+
+    def _forward(self, unit: Unit) -> None:
+        """Read, process, encode, batch, deliver, count; hand over the rest at the deadline."""
+        try:
+            if self.time_to_stop():
+                unit.stopped_at = unit.item.resume_at
+            else:
+                opened = self._open(unit.item)
+                if opened is not None:
+                    for batch, error in self.deliver(self._entries(unit, opened)):
+                        self._settle(batch, error, unit)
+        except (InputError, DeadlineReached) as exc:
+            self._unreadable(unit, exc)
+        if unit.stopped_at is not None and not unit.failed:
+            self._hand_over(unit)
+
+    def _open(self, item: WorkItem) -> Opened | None:
+        """The source and blocks of a work item, or None when it is skipped (and counted)."""
+        if isinstance(item, AwsLogs):
+            return self._open_log_batch(item)
+        assert isinstance(item, S3Object), "a replay is not read"
+        return self._open_object(item)
+
+    def _open_log_batch(self, item: AwsLogs) -> Opened | None:
+        decoded = awslogs.decode_awslogs(item.data)
+        if isinstance(decoded, Skip):
+            self.skip(decoded)
+            return None
+        source = sources.for_log_batch(decoded, self.settings)
+        if isinstance(source, Skip):
+            self.skip(source)
+            return None
+        return Opened(source, decoded, read_log_batch(decoded))
+
+    def _open_object(self, item: S3Object) -> Opened | None:
+        """An object's blocks, from its checkpoint when it is a continuation (see `continuation`).
+
+        Rules that need only the key decide before anything is read; the others see the format
+        sniffed from the first bytes. A continuation's format is its checkpoint's.
+        """
+        start = item.checkpoint
+        form = Format(start.format) if start is not None else None
+        decided = sources.for_object(item, self.settings, form)
+        if isinstance(decided, Skip):
+            self.skip(decided)
+            return None
+        tracker = s3.Tracker(start)
+        body = s3.open_object(runtime.client("s3"), item, self.settings.read_chunk_bytes, tracker)
+        chunks = codecs.decompress(body, item.origin, tracker)
+        if tracker.skip_bytes:
+            chunks = codecs.discard(chunks, tracker, item.origin, self.time_to_stop)
+        if form is None:
+            form, chunks = formats.sniffed(chunks)
+            decided = sources.for_object(item, self.settings, form)
+        if not isinstance(decided, Source):
+            _close(chunks)  # releases the S3 body now, not at garbage collection
+            assert decided is not None, "every rule can decide once the content is known"
+            self.skip(decided)
+            return None
+        watched = self.output().watched
+        blocks = formats.read_object(chunks, item.origin, form, watched, start=start)
+        return Opened(decided, item, blocks, continuation.Progress(tracker, form), item.resume_at, start)
+
+    def _entries(self, unit: Unit, opened: Opened) -> Iterator[Entry]:
+        """The unit's events as entries, counted as read; stops early when the deadline nears.
+
+        A continuation's first `resume_at` events were handled by an earlier invocation; its blocks
+        start after them. On stopping, `unit.checkpoint` says where the first event not handled
+        starts. Bad input ends the entries here rather than raising through the batcher, so that the
+        events read before it are still batched and delivered.
+        """
+        unit.label = label = (unit.trigger, opened.source.name)
+        encoder = self.output().encoder(opened.source, opened.container, self.invoker)
+        progress, processors = opened.progress, self.processors
+        read_here = 0
+        next_check = 0
+        last: RawEvent | None = None
+        try:
+            for block in opened.blocks:
+                if read_here >= next_check:
+                    next_check = read_here + DEADLINE_CHECK_EVERY
+                    if progress is not None and last is not None:
+                        progress.forget_before(last)
+                    if self.time_to_stop():
+                        unit.stopped_at = opened.resume_at + read_here
+                        if last is not None and progress is not None:
+                            unit.checkpoint = progress.checkpoint(last)
+                        else:
+                            unit.checkpoint = opened.start
+                        return
+                read_here += len(block)
+                last = block.last()
+                kept: Block | None = block
+                if processors:
+                    kept, filtered = apply(processors, block)
+                    if filtered:
+                        self.tally.count_outcome(label, Outcome.FILTERED, filtered)
+                if kept is not None:
+                    yield from encoder.entries(kept)
+        except (InputError, DeadlineReached) as exc:
+            self._unreadable(unit, exc)
+        finally:
+            self.tally.count_read(label, read_here)
+            _close(opened.blocks)  # stopping early would leave the S3 body open until garbage collection
+
+    def _settle(self, batch: Batch, error: DeliveryError | None, unit: Unit) -> None:
+        """Count a batch's events: delivered, or else stored for replay, or else failed."""
+        if error is None:
+            truncated = sum(entry.truncated for entry in batch.entries)
+            self.tally.count_outcome(unit.label, Outcome.TRUNCATED, truncated)
+            self.tally.count_outcome(unit.label, Outcome.DELIVERED, len(batch.entries) - truncated)
+            return
+        logger.error(
+            "batch not delivered",
+            extra={
+                "events": len(batch.entries),
+                "reason": error.reason,
+                "status": error.status,
+                "answer": error.answer,
+            },
+        )
+        if self._keep(batch, error):
+            self.tally.count_outcome(unit.label, Outcome.STORED, len(batch.entries))
+            return
+        unit.failed = True
+        self.tally.count_outcome(unit.label, Outcome.FAILED, len(batch.entries))
+        self.tally.note_problem(f"{len(batch.entries)} events not delivered: {error}")
+
+    def _keep(self, batch: Batch, error: DeliveryError) -> bool:
+        """Store a failed batch for replay; False when there is no store or storing failed."""
+        store = self.store()
+        if store is None:
+            return False
+        try:
+            key = store.keep([entry.body for entry in batch.entries], error)
+        except StoreError as exc:
+            logger.error("failed events not stored", extra={"reason": str(exc)})
+            self.tally.note_problem(str(exc))
+            return False
+        logger.warning("failed events stored for replay", extra={"events": len(batch.entries), "key": key})
+        return True
+
+    def _unreadable(self, unit: Unit, exc: InputError | DeadlineReached) -> None:
+        unit.failed = True
+        self.tally.note_problem(str(exc))
+        if isinstance(exc, InputError):
+            self.tally.input_errors += 1
+        logger.error(
+            "input not readable" if isinstance(exc, InputError) else "deadline reached",
+            extra={"origin": exc.origin, "position": exc.position, "reason": exc.reason, "trigger": unit.trigger},
+        )
+
+    def _hand_over(self, unit: Unit) -> None:
+        """Send the rest of an object to the continuation queue, or fail it so AWS retries it."""
+        assert unit.stopped_at is not None
+        item = unit.item
+        queue = self.settings.continuation_queue_url
+        if not isinstance(item, S3Object):
+            unit.failed = True
+            self.tally.note_problem(f"deadline reached in a {item.origin} after {unit.stopped_at} events")
+            return
+        if not queue:
+            unit.failed = True
+            self.tally.note_problem(
+                f"deadline reached in {item.origin} after {unit.stopped_at} events; "
+                "set FORWARDER_CONTINUATION_QUEUE_URL to continue"
+            )
+            return
+        # Stopped before reading anything (the deadline came before the object was opened): where it started.
+        checkpoint = unit.checkpoint if unit.checkpoint is not None else item.checkpoint
+        try:
+            continuation.hand_off(runtime.client("sqs"), queue, item, unit.stopped_at, checkpoint)
+        except HandOffError as exc:
+            unit.failed = True
+            self.tally.note_problem(str(exc))
+            return
+        where_next = {} if checkpoint is None else {"offset": checkpoint.offset, "skip_bytes": checkpoint.skip_bytes}
+        logger.info(
+            "handed over to a continuation", extra={"origin": item.origin, "resume_at": unit.stopped_at, **where_next}
+        )
+        self.tally.count_skip(SkipReason.CONTINUED_LATER)
+
+
+def _close(stream: Iterator[Any]) -> None:
+    """Close a chain of generators (and the S3 body at its root) without waiting for garbage collection."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,50 @@
+"""Processing: what happens to events between reading and encoding (filters, scrubbers, policies).
+
+A processor takes a block and returns what it keeps (None when nothing is kept) and how many events
+it filtered; the pipeline counts those as `filtered`, an outcome of their own, never a silent drop.
+A processor that changes nothing returns the block it was given, so events no rule touches keep
+their byte pass-through and their reader's fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import msgspec
+
+from forwarder.formats import Block
+from forwarder.model import RawEvent
+
+
+class Processor(Protocol):
+    def process(self, block: Block) -> tuple[Block | None, int]: ...
+
+
+class EventList(msgspec.Struct, gc=False):
+    """The events a processor kept of a block, and the block's own last event (where a checkpoint
+    after the block points, whether or not that event was kept)."""
+
+    kept: list[RawEvent]
+    end: RawEvent
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def events(self) -> Iterator[RawEvent]:
+        return iter(self.kept)
+
+    def last(self) -> RawEvent:
+        return self.end
+
+
+def apply(processors: Sequence[Processor], block: Block) -> tuple[Block | None, int]:
+    """Run `block` through every processor in order: what is left, and how many were filtered."""
+    filtered = 0
+    current: Block | None = block
+    for processor in processors:
+        if current is None:
+            break
+        current, dropped = processor.process(current)
+        filtered += dropped
+    return current, filtered

@@ -1,0 +1,1 @@
+"""Read stage: S3 bodies and CloudWatch Logs payloads in, decompressed bytes or decoded log batches out."""
