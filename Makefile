@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check forwarder tests scripts
-	$(VENV)/bin/ruff format --check forwarder tests scripts
+	$(VENV)/bin/ruff check forwarder bench tests scripts
+	$(VENV)/bin/ruff format --check forwarder bench tests scripts
 	$(VENV)/bin/mypy
 
 test: lint
@@ -44,4 +44,4 @@ deploy: package
 # BENCH_SIZES=10,100 make bench skips the 1 GB input; BENCH_ARGS=--profile adds a py-spy profile;
 # BENCH_REPEAT=1 measures each once instead of the best of 3.
 bench: $(STAMP)
-	BENCH_SIZES=$${BENCH_SIZES:-10,100,1000} $(PY) scripts/bench.py $(BENCH_ARGS)
+	BENCH_SIZES=$${BENCH_SIZES:-10,100,1000} $(PY) -m bench $(BENCH_ARGS)
