@@ -19,6 +19,9 @@ For each size, in one run:
   The bench fails if the intake did not receive exactly the events generated. It runs again against
   the same intake told only to read and answer: on 2 shared cores, the decoding intake's own CPU slows
   the forwarder's wall clock.
+- with `BENCH_BASELINE` (or `--baseline DIR`) naming a checkout of an earlier commit of this project,
+  that checkout's forwarder runs the same way, with the same interpreter, on the same inputs, moto and
+  intake: a hot-path change shows its before and after in one run.
 - with `BENCH_DATADOG_FORWARDER` naming a directory that holds the Datadog Forwarder's
   `lambda_function.py` and what it imports (a checkout of aws/logs_monitoring; nothing of it is
   part of this project), its `lambda_handler` runs the same way (`bench.datadog`), for a side-by-side
@@ -29,7 +32,8 @@ Sizes are MB of uncompressed input (10^6 bytes): `BENCH_SIZES=10,100 make bench`
 (`BENCH_REPEAT`, default 3). `--profile` also profiles the forwarder on the 100 MB file with py-spy.
 The table is printed and written to docs/performance.md (`bench.report`).
 
-This module imports the standard library only: the Datadog Forwarder's interpreter may have nothing else.
+This module imports the standard library only: worker processes import it before choosing which
+`forwarder` package to load, and the Datadog Forwarder's interpreter may have nothing else.
 """
 
 from __future__ import annotations

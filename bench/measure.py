@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,6 +38,7 @@ class Row:
     imports_mb: float
     peak_mb: float
     datadog: dict[str, float] | None = None
+    baseline: Row | None = None
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Harness:
     warm_key: str
     repeat: int
     profile: bool = False
+    baseline: Path | None = None
 
 
 def measure(harness: Harness, found: Input) -> Row:
@@ -64,6 +67,9 @@ def measure(harness: Harness, found: Input) -> Row:
         run_forwarder(harness.spawner, spec, profile_to)
         print(summarise_profile(profile_to), flush=True)
     row = measure_forwarder(harness, found, name, spec, raw)
+    if harness.baseline is not None:
+        baseline_spec = {**spec, "forwarder_dir": str(harness.baseline)}
+        row.baseline = measure_forwarder(harness, found, f"{name} (baseline)", baseline_spec, raw)
     if DATADOG_FORWARDER and found.size_mb <= DATADOG_MAX_MB:
         row.datadog = measure_datadog(harness, found, name, spec)
     return row
@@ -83,7 +89,7 @@ def worker_spec(harness: Harness, found: Input) -> dict[str, Any]:
 
 
 def measure_forwarder(harness: Harness, found: Input, name: str, spec: dict[str, Any], raw: tuple[float, float]) -> Row:
-    """This project's forwarder in both intake modes, checked, as a row."""
+    """This project's forwarder (or the baseline's, as `spec` says) in both intake modes, checked, as a row."""
     port = harness.intake_port
 
     def once(decode: bool) -> dict[str, Any]:

@@ -110,14 +110,18 @@ def run_forwarder(spawner: Spawner, spec: dict[str, Any], profile_to: Path | Non
         py_spy = str(Path(sys.executable).with_name("py-spy"))
         options = ["--gil", "--threads", "--rate", "250", "--format", "raw", "--output", str(profile_to)]
         argv = [py_spy, "record", *options, "--", *argv]
-    return spawner.result(argv, "forwarder")
+    found = spawner.result(argv, "forwarder")
+    expected = Path(spec.get("forwarder_dir") or ROOT).resolve()
+    if Path(found["forwarder"]) != expected:
+        raise SystemExit(f"the worker imported the forwarder from {found['forwarder']}, not {expected}")
+    return found
 
 
-def import_time_ms() -> float:
-    """Median wall time of `import forwarder.handler` in a fresh interpreter (imports only)."""
+def import_time_ms(forwarder_dir: Path = ROOT) -> float:
+    """Median wall time of `import forwarder.handler` in a fresh interpreter (imports only), from `forwarder_dir`."""
     code = "import time;t=time.perf_counter();import forwarder.handler;print((time.perf_counter()-t)*1000)"
     runs = [
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, cwd=ROOT).stdout)
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, cwd=forwarder_dir).stdout)
         for _ in range(IMPORT_RUNS)
     ]
     return statistics.median(runs)

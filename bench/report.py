@@ -18,12 +18,17 @@ TABLE_START = "<!-- bench:start -->"
 TABLE_END = "<!-- bench:end -->"
 
 
-def render(rows: list[Row], import_ms: float) -> str:
-    """The table of every row, the cold start, and the Datadog Forwarder's side by side when it ran."""
+def render(rows: list[Row], import_ms: float, baseline: tuple[str, float] | None = None) -> str:
+    """The table of every row, the cold start, and the side-by-side tables: the baseline's (`baseline` is its
+    label and cold start) and the Datadog Forwarder's, when they ran."""
     lines = _main_table(rows)
     lines.append("")
     lines.append(f"Cold start, `import forwarder.handler` in a fresh interpreter: {import_ms:.0f} ms")
+    if baseline is not None:
+        lines[-1] += f", the baseline's {baseline[1]:.0f} ms"
     lines[-1] += f" (median of {IMPORT_RUNS})."
+    if baseline is not None:
+        lines += _baseline_table(rows, baseline[0])
     lines += _datadog_table(rows)
     return "\n".join(lines)
 
@@ -36,11 +41,36 @@ def _main_table(rows: list[Row]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(
-            f"| {row.input} | {row.size_mb:.0f} | {row.events:,} | {row.raw_mbps:.1f} | {row.mbps:.1f} "
-            f"| {row.ratio:.2f} | {row.quiet_mbps:.1f} | {row.quiet_ratio:.2f} | {row.cpu_mbps:.1f} "
-            f"| {row.cpu_ratio:.2f} | {row.imports_mb:.0f} | {row.peak_mb:.0f} |"
-        )
+        for shown in (row, row.baseline):
+            if shown is not None:
+                lines.append(
+                    f"| {shown.input} | {shown.size_mb:.0f} | {shown.events:,} | {shown.raw_mbps:.1f} "
+                    f"| {shown.mbps:.1f} | {shown.ratio:.2f} | {shown.quiet_mbps:.1f} | {shown.quiet_ratio:.2f} "
+                    f"| {shown.cpu_mbps:.1f} | {shown.cpu_ratio:.2f} | {shown.imports_mb:.0f} | {shown.peak_mb:.0f} |"
+                )
+    return lines
+
+
+def _baseline_table(rows: list[Row], label: str) -> list[str]:
+    lines = [
+        "",
+        f"Current vs baseline (`BENCH_BASELINE`, {label}): the same inputs, interpreter, moto and intake in the "
+        "same run; a ratio above 1 is the current forwarder faster (for CPU, cheaper).",
+        "",
+        "| input | current MB/s | baseline MB/s | current vs baseline "
+        "| reading-only intake: current MB/s | baseline MB/s | current vs baseline "
+        "| current MB per CPU-s | baseline MB per CPU-s | current vs baseline "
+        "| current peak RSS MB | baseline peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if (old := row.baseline) is not None:
+            lines.append(
+                f"| {row.input} | {row.mbps:.1f} | {old.mbps:.1f} | {row.mbps / old.mbps:.2f} "
+                f"| {row.quiet_mbps:.1f} | {old.quiet_mbps:.1f} | {row.quiet_mbps / old.quiet_mbps:.2f} "
+                f"| {row.cpu_mbps:.1f} | {old.cpu_mbps:.1f} | {row.cpu_mbps / old.cpu_mbps:.2f} "
+                f"| {row.peak_mb:.0f} | {old.peak_mb:.0f} |"
+            )
     return lines
 
 

@@ -2,8 +2,10 @@
 
 A fresh process per run so its peak RSS is its own. It imports, warms up on a small object (a warm
 container: boto3 and its client exist), then times `handle` on the input and prints its figures as
-one JSON line. It uses only `forwarder.handler.handle` and `forwarder.settings.Settings`, and takes
-the counts from the summary `handle` returns rather than from a `Tally`.
+one JSON line. With `forwarder_dir` in SPEC, a checkout of an earlier commit, that checkout's
+`forwarder` is imported instead of this one's; so this module uses only what every version has
+(`forwarder.handler.handle` and `forwarder.settings.Settings`) and takes the counts from the summary
+`handle` returns rather than from a `Tally`.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ class Context:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Import the forwarder, warm it up, then time it on the input."""
+    """Import the forwarder (the baseline's if SPEC names one), warm it up, then time it on the input."""
     os.environ.update(spec["env"])
+    if spec.get("forwarder_dir"):
+        sys.path.insert(0, spec["forwarder_dir"])  # before the current directory, this checkout
     started = time.perf_counter()
+    import forwarder
     from forwarder.handler import handle
     from forwarder.settings import Settings
 
@@ -62,6 +67,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "forwarder": str(Path(forwarder.__file__).resolve().parent.parent),
         "vmhwm_mb": _vmhwm_kb() / 1024,
         "seconds": elapsed,
         "cpu_seconds": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
