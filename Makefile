@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check forwarder tests scripts
-	$(VENV)/bin/ruff format --check forwarder tests scripts
+	$(VENV)/bin/ruff check forwarder bench tests scripts
+	$(VENV)/bin/ruff format --check forwarder bench tests scripts
 	$(VENV)/bin/mypy
 
 test: lint
@@ -42,6 +42,7 @@ deploy: package
 
 # Throughput, peak RSS and cold start beside the raw limit; writes docs/performance.md.
 # BENCH_SIZES=10,100 make bench skips the 1 GB input; BENCH_ARGS=--profile adds a py-spy profile;
-# BENCH_REPEAT=1 measures each once instead of the best of 3.
+# BENCH_REPEAT=1 measures each once instead of the best of 3; BENCH_BASELINE=<checkout of an earlier
+# commit> runs its forwarder too, beside this one, for a before/after in one run.
 bench: $(STAMP)
-	BENCH_SIZES=$${BENCH_SIZES:-10,100,1000} $(PY) scripts/bench.py $(BENCH_ARGS)
+	BENCH_SIZES=$${BENCH_SIZES:-10,100,1000} $(PY) -m bench $(BENCH_ARGS)

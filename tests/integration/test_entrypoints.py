@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bench.fixtures import cloudtrail_documents, records_of, s3_event
 from forwarder import handler, sources, triggers
 from forwarder.devintake import LocalIntake
 from forwarder.model import S3Object
@@ -23,11 +24,8 @@ from forwarder.settings import load_settings
 from .helpers import (
     API_KEY,
     FIXTURES,
-    cloudtrail_documents,
     context,
     put,
-    records_of,
-    s3_event,
     settings_for,
     sqs_event,
 )

@@ -25,6 +25,7 @@ import pytest
 import urllib3.exceptions
 from botocore.response import StreamingBody
 
+from bench.fixtures import cloudtrail_documents, k8s_audit_lines, records_of, s3_event, trail_key
 from forwarder import runtime
 from forwarder.devintake import DROP, Fault, LocalIntake
 from forwarder.errors import IncompleteInvocation
@@ -52,15 +53,10 @@ from .faults import (
 )
 from .helpers import (
     API_KEY,
-    cloudtrail_documents,
     context,
-    k8s_audit_lines,
     put,
-    records_of,
-    s3_event,
     settings_for,
     sqs_event,
-    trail_key,
 )
 
 # Small retry budgets keep the file quick; the client's backoff base is 0.2 s.

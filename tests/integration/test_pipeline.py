@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.fixtures import cloudtrail_documents, k8s_audit_lines, records_of, s3_event, trail_key
 from forwarder import runtime
 from forwarder.devintake import LocalIntake
 from forwarder.errors import ConfigError, IncompleteInvocation, UnsupportedEvent
@@ -24,16 +25,11 @@ from .helpers import (
     FIXTURES,
     awslogs_event,
     canonical,
-    cloudtrail_documents,
     context,
     eventbridge_event,
-    k8s_audit_lines,
     put,
-    records_of,
-    s3_event,
     settings_for,
     sqs_event,
-    trail_key,
     without_metadata,
 )
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import bench
+from bench.intake import entry_count
+from bench.measure import best_in_both_modes, best_of
 
 
 def test_the_intake_counts_an_array_of_objects() -> None:
-    assert bench._entry_count(b'[{"a":1},{"b":[1,2,{"c":"\xc3\xa9"}]},{}]') == 3
-    assert bench._entry_count(b"[]") == 0
-    assert bench._entry_count(b'[{"a":1}]') == 1  # the parser is free again for the next request
-    assert bench._entry_count(b'[{"n":18446744073709551616},{"m":-9223372036854775809}]') == 2  # orjson's call
+    assert entry_count(b'[{"a":1},{"b":[1,2,{"c":"\xc3\xa9"}]},{}]') == 3
+    assert entry_count(b"[]") == 0
+    assert entry_count(b'[{"a":1}]') == 1  # the parser is free again for the next request
+    assert entry_count(b'[{"n":18446744073709551616},{"m":-9223372036854775809}]') == 2  # orjson's call
 
 
 @pytest.mark.parametrize(
@@ -32,8 +29,8 @@ def test_the_intake_counts_an_array_of_objects() -> None:
 )
 def test_the_intake_refuses_anything_else(body: bytes) -> None:
     with pytest.raises(ValueError):
-        bench._entry_count(body)
-    assert bench._entry_count(b'[{"a":1}]') == 1
+        entry_count(body)
+    assert entry_count(b'[{"a":1}]') == 1
 
 
 def test_repeats_keep_the_fastest_times_and_the_largest_memory() -> None:
@@ -41,7 +38,7 @@ def test_repeats_keep_the_fastest_times_and_the_largest_memory() -> None:
         {"seconds": 2.0, "cpu_seconds": 1.0, "peak_mb": 90.0, "read": 5},
         {"seconds": 1.5, "cpu_seconds": 1.2, "peak_mb": 95.0, "read": 5},
     ]
-    assert bench.best_of(runs) == {"seconds": 1.5, "cpu_seconds": 1.0, "peak_mb": 95.0, "read": 5}
+    assert best_of(runs) == {"seconds": 1.5, "cpu_seconds": 1.0, "peak_mb": 95.0, "read": 5}
 
 
 def test_both_modes_are_run_checked_and_their_least_cpu_kept() -> None:
@@ -56,7 +53,7 @@ def test_both_modes_are_run_checked_and_their_least_cpu_kept() -> None:
     def check(run: dict[str, float], decode: bool) -> None:
         calls.append(("check", decode))
 
-    decoding, reading_only = bench.best_in_both_modes(run_once, check, repeat=2)
+    decoding, reading_only = best_in_both_modes(run_once, check, repeat=2)
     assert calls == [("run", True), ("check", True)] * 2 + [("run", False), ("check", False)] * 2
     assert decoding == {"seconds": 2.0, "cpu_seconds": 1.1}
     assert reading_only == {"seconds": 1.0, "cpu_seconds": 1.1}

@@ -21,13 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.fixtures import cloudtrail_documents
+from bench.inputs import cloudtrail_records
 from forwarder.formats import Format
 from forwarder.formats.jsonhead import InvalidRecord
 from forwarder.model import Invoker, RawEvent, S3Object, Source
 from forwarder.outputs.datadog import RESERVED, DatadogEncoder
 from forwarder.read.codecs import decompress
 from forwarder.settings import Settings
-from tests.integration.helpers import cloudtrail_documents
 from tests.support import read_head, split_object
 
 OBJECT = S3Object("trail-bucket", "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/04/file.json.gz", etag="e1")
@@ -140,13 +141,7 @@ def test_tiny_compressed_chunks_change_nothing(chunk_bytes: int) -> None:
 
 def test_bench_generator_records_match_the_simple_path() -> None:
     """The bench's own generated data (hostile strings in one record of 40) is forwarded faithfully."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    import bench
-
-    records = [body for body, _ in zip(bench.cloudtrail_records(400_000, seed=7), range(300), strict=False)]
+    records = [body for body, _ in zip(cloudtrail_records(400_000, seed=7), range(300), strict=False)]
     assert_same(b'{"Records":[' + b",".join(records) + b"]}")
 
 
