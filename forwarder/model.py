@@ -252,6 +252,22 @@ class RawEvent(msgspec.Struct, gc=False):
         return self
 
 
+class Gap(msgspec.Struct, gc=False):
+    """Input passed without an event (blank lines): a block of none, whose `last` says how far
+    reading got, so the clock is looked at and a checkpoint can move past it."""
+
+    end: RawEvent
+
+    def __len__(self) -> int:
+        return 0
+
+    def events(self) -> Iterator[RawEvent]:
+        return iter(())
+
+    def last(self) -> RawEvent:
+        return self.end
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """What a container's events are: the labels detection rules key on, and where their time is.

@@ -48,7 +48,7 @@ from forwarder.settings import Settings
 logger = Logger(service="security-log-forwarder")
 
 DEADLINE_CHECK_EVERY = 256
-"""Events between two looks at the clock."""
+"""Events between two looks at the clock; a block of no events (a `Gap`) is looked at too."""
 
 
 @dataclass
@@ -99,10 +99,15 @@ class Pipeline:
         self.tally = tally
         self.output = output
         self.processors = tuple(processors)
+        self.stop_before = min(settings.http_timeout_seconds, deadline.seconds_left() / 2)
+        """Reading stops when less than this is left: time for the requests in flight. An HTTP
+        timeout longer than half the invocation's budget would leave no time to read at all."""
+        self.progressed = False
+        """Whether any block was read: an invocation that hands work on must have moved it forward."""
 
     def time_to_stop(self) -> bool:
         """Stop reading while there is still time to finish the requests in flight."""
-        return self.deadline.seconds_left() < self.settings.http_timeout_seconds
+        return self.deadline.seconds_left() < self.stop_before
 
     def run(self, unit: Unit, guard: ObjectGuard | None) -> None:
         """Forward one work item; anything unexpected fails only this item."""
@@ -225,7 +230,8 @@ class Pipeline:
         last: RawEvent | None = None
         try:
             for block in opened.blocks:
-                if read_here >= next_check:
+                events = len(block)
+                if read_here >= next_check or not events:
                     next_check = read_here + DEADLINE_CHECK_EVERY
                     if progress is not None and last is not None:
                         progress.forget_before(last)
@@ -236,8 +242,9 @@ class Pipeline:
                         else:
                             unit.checkpoint = opened.start
                         return
-                read_here += len(block)
+                read_here += events
                 last = block.last()
+                self.progressed = True
                 kept: Block | None = block
                 if processors:
                     kept, filtered = apply(processors, block)
@@ -312,6 +319,13 @@ class Pipeline:
             self.tally.note_problem(
                 f"deadline reached in {item.origin} after {unit.stopped_at} events; "
                 "set FORWARDER_CONTINUATION_QUEUE_URL to continue"
+            )
+            return
+        if not self.progressed:
+            unit.failed = True
+            self.tally.note_problem(
+                f"deadline reached in {item.origin} before this invocation read anything: handing it on would "
+                "not move it forward; the function's timeout is too short for FORWARDER_DEADLINE_MARGIN_SECONDS"
             )
             return
         # Stopped before reading anything (the deadline came before the object was opened): where it started.

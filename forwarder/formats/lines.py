@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from forwarder.errors import InputError
-from forwarder.model import MAX_EVENT_BYTES, RawEvent
+from forwarder.model import MAX_EVENT_BYTES, Gap, RawEvent
 
 BOM = b"\xef\xbb\xbf"
 
@@ -16,12 +16,14 @@ def read_lines(
     max_event_bytes: int = MAX_EVENT_BYTES,
     offset: int = 0,
     lines_before: int = 0,
-) -> Iterator[RawEvent]:
+) -> Iterator[RawEvent | Gap]:
     """One event per non-blank line; `position` is the 1-based line number.
 
     Lines end at LF, with an optional CR before it; invalid UTF-8 is replaced, never fatal; a
     leading byte-order mark is dropped. `chunks` may start at a line start `offset` bytes into the
-    decompressed object, after `lines_before` lines. Each event is a block of its own.
+    decompressed object, after `lines_before` lines. Each event is a block of its own, and every
+    piece read ends with a `Gap` at the last line it completed: however few events the lines hold,
+    the consumer sees progress at least once a piece.
     """
     parts: list[bytes] = []
     pending = 0
@@ -45,6 +47,7 @@ def read_lines(
             event = _line_event(line, number, origin, max_event_bytes, end)
             if event is not None:
                 yield event
+        yield Gap(RawEvent.marker(number, end))
     line = b"".join(parts)
     if line:
         event = _line_event(line, number + 1, origin, max_event_bytes, end + len(line))

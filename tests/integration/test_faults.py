@@ -865,3 +865,54 @@ def test_in_progress_record_of_a_crashed_invocation_expires(
     note = "refused while the crashed invocation's time ran (1.5 s), forwarded by the retry after it"
     fault = "in-progress idempotency record left by a crashed invocation"
     record("crashed in progress", fault, accounting, clock, tally, caplog.records, error=early, note=note)
+
+
+def test_blank_lines_do_not_outrun_the_deadline(
+    s3: Any, moto_endpoint: str, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    """Megabytes of blank lines produce no event, so a clock looked at every 256 events never came:
+    the invocation ran far past its timeout. Each invocation now stops in time and hands over from
+    the last line it passed, so the continuations make progress and every event arrives once."""
+    lines = ['{"n":"first"}', *([""] * 12_000_000), '{"n":"last"}']
+    key = "logs/blank-lines.ndjson.gz"
+    put(s3, bucket, key, ("\n".join(lines) + "\n").encode())
+    sqs, queue = continuation_queue(moto_endpoint)
+    settings = settings_for(intake.url, **DEADLINE_ENV, FORWARDER_CONTINUATION_QUEUE_URL=queue)
+    clock, tally = Clock(), Tally()
+
+    result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
+    assert error is None and result["skipped"] == {"continued_later": 1}, result
+    drain_continuations(sqs, queue, clock, settings, tally)
+
+    accounting = Accounting(line_ids(bucket, key, lines), received_ids(intake))
+    assert len(accounting.accepted) == 2 and accounting.duplicated == 0
+    assert all(taken < timeout for taken, timeout in clock.runs), clock.runs
+    note = f"{len(clock.runs)} invocations, each within its {DEADLINE_TIMEOUT} s, handed over from the last line passed"
+    record(
+        "blank lines", "12 MB of blank lines between two events", accounting, clock, tally, caplog.records, note=note
+    )
+
+
+def test_a_timeout_shorter_than_the_http_timeout_still_makes_progress(
+    s3: Any, moto_endpoint: str, slow_intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    """With a 1.5 s function and the default 10 s HTTP timeout, every invocation used to stop before
+    reading anything and hand the same object on, forever. The margin scales with the budget."""
+    recs = records("short", 3000)
+    key = put_trail(s3, bucket, "short", recs)
+    sqs, queue = continuation_queue(moto_endpoint)
+    env = {**DEADLINE_ENV, "FORWARDER_HTTP_TIMEOUT_SECONDS": "10", "FORWARDER_CONTINUATION_QUEUE_URL": queue}
+    settings = settings_for(slow_intake.url, **env)
+    clock, tally = Clock(), Tally()
+
+    result, error, _ = invoke(clock, s3_event(bucket, key), settings, DEADLINE_TIMEOUT, tally)
+    assert error is None, error
+    if result["skipped"]:
+        drain_continuations(sqs, queue, clock, settings, tally)
+
+    accounting = Accounting(event_ids(recs), received_ids(slow_intake))
+    assert len(accounting.accepted) == 3000 and accounting.duplicated == 0
+    assert all(taken < timeout for taken, timeout in clock.runs), clock.runs
+    note = f"{len(clock.runs)} invocations; reading stops at half the budget when the HTTP timeout is longer"
+    fault = f"function timeout {DEADLINE_TIMEOUT} s, FORWARDER_HTTP_TIMEOUT_SECONDS 10, queue set"
+    record("short timeout", fault, accounting, clock, tally, caplog.records, note=note)

@@ -19,7 +19,7 @@ from forwarder.formats import records as cutter
 from forwarder.formats.lines import read_lines
 from forwarder.formats.logbatch import MESSAGE_RUN_EVENTS, read_log_batch
 from forwarder.formats.run import RecordRun
-from forwarder.model import LogBatch, LogEvent, RawEvent
+from forwarder.model import Gap, LogBatch, LogEvent, RawEvent
 from tests.support import read_head, split_object, split_records
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -109,7 +109,7 @@ def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
     form, events = split_object(chunked(data, 333), ORIGIN)
     expected = [line.decode() for line in data.splitlines() if line.strip()]
     assert form is Format.LINES
-    assert [event.message for event in events] == expected
+    assert [event.message for event in each_event(events)] == expected
 
 
 @pytest.mark.parametrize(
@@ -443,7 +443,7 @@ def test_property_runs_cut_exactly(expected: list[dict[str, Any]], chunk_size: i
 
 def test_lines_basic() -> None:
     data = b'{"a":1}\n\n   \n{"b":2}\r\nlast line without newline'
-    events = list(read_lines([data], ORIGIN))
+    events = list(each_event(read_lines([data], ORIGIN)))
     assert [(event.position, event.message) for event in events] == [
         (1, '{"a":1}'),
         (4, '{"b":2}'),
@@ -452,41 +452,50 @@ def test_lines_basic() -> None:
 
 
 def test_crlf_split_across_chunks() -> None:
-    events = list(read_lines([b"one\r", b"\ntwo\r", b"\n", b"\r\n", b"three"], ORIGIN))
+    events = list(each_event(read_lines([b"one\r", b"\ntwo\r", b"\n", b"\r\n", b"three"], ORIGIN)))
     assert [event.message for event in events] == ["one", "two", "three"]
     assert [event.position for event in events] == [1, 2, 4]
 
 
 def test_line_split_across_many_chunks_comes_out_whole() -> None:
     line = b"x" * 10_000
-    events = list(read_lines([*chunked(line + b"\n" + line, 7), b"\n"], ORIGIN))
+    events = list(each_event(read_lines([*chunked(line + b"\n" + line, 7), b"\n"], ORIGIN)))
     assert [event.message for event in events] == [line.decode(), line.decode()]
 
 
 def test_invalid_utf8_in_a_line_is_replaced_not_fatal() -> None:
-    events = list(read_lines([b"caf\xe9\n\xff\xfe\nok\n"], ORIGIN))
+    events = list(each_event(read_lines([b"caf\xe9\n\xff\xfe\nok\n"], ORIGIN)))
     assert [event.message for event in events] == ["caf\ufffd", "\ufffd\ufffd", "ok"]
 
 
 def test_bom_at_the_start_of_lines_is_dropped() -> None:
-    events = list(read_lines([b"\xef\xbb", b"\xbf{}\n{}\n"], ORIGIN))
+    events = list(each_event(read_lines([b"\xef\xbb", b"\xbf{}\n{}\n"], ORIGIN)))
     assert [event.message for event in events] == ["{}", "{}"]
 
 
 def test_line_over_the_size_cap_names_the_line() -> None:
     chunks = [b"short\n", b"y" * 600, b"y" * 600, b"\n"]
     with pytest.raises(InputError) as caught:
-        list(read_lines(chunks, ORIGIN, max_event_bytes=1000))
+        list(each_event(read_lines(chunks, ORIGIN, max_event_bytes=1000)))
     assert caught.value.position == "line 2"
 
 
 def test_long_line_inside_one_chunk_over_the_cap() -> None:
     with pytest.raises(InputError) as caught:
-        list(read_lines([b"ok\n" + b"z" * 2000 + b"\nok\n"], ORIGIN, max_event_bytes=1000))
+        list(each_event(read_lines([b"ok\n" + b"z" * 2000 + b"\nok\n"], ORIGIN, max_event_bytes=1000)))
     assert caught.value.position == "line 2"
 
 
 LINE_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\n\r\ufeff"), max_size=20)
+
+
+def test_every_piece_of_lines_ends_with_a_gap_at_the_last_line_it_completed() -> None:
+    """Blank lines yield no event, so each piece read ends with a `Gap`: the consumer looks at the
+    clock and can checkpoint past them however few events there are."""
+    blocks = list(read_lines([b"\n" * 1000, b'{"a":1}\n\n', b"\n" * 10], ORIGIN))
+    gaps = [block for block in blocks if isinstance(block, Gap)]
+    assert [(gap.last().position, gap.last().end_offset) for gap in gaps] == [(1000, 1000), (1002, 1009), (1012, 1019)]
+    assert [event.message for event in each_event(blocks)] == ['{"a":1}']
 
 
 @settings(max_examples=200, deadline=None)
@@ -502,18 +511,18 @@ def test_property_lines_at_any_chunking(lines: list[str], endings: list[str], da
     raw = text.encode()
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=20))
     expected = [(number, line) for number, line in enumerate(lines, 1) if line and not line.encode().isspace()]
-    whole = list(read_lines([raw], ORIGIN))
+    whole = list(each_event(read_lines([raw], ORIGIN)))
     assert [(event.position, event.message) for event in whole] == expected
-    assert list(read_lines(split_at(raw, cuts), ORIGIN)) == whole
-    assert list(read_lines(chunked(raw, 1), ORIGIN)) == whole
+    assert list(each_event(read_lines(split_at(raw, cuts), ORIGIN))) == whole
+    assert list(each_event(read_lines(chunked(raw, 1), ORIGIN))) == whole
 
 
 @settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200), data=st.data())
 def test_property_lines_of_arbitrary_bytes_never_fail_or_depend_on_chunking(raw: bytes, data: Any) -> None:
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=20))
-    whole = list(read_lines([raw], ORIGIN))
-    assert list(read_lines(split_at(raw, cuts), ORIGIN)) == whole
+    whole = list(each_event(read_lines([raw], ORIGIN)))
+    assert list(each_event(read_lines(split_at(raw, cuts), ORIGIN))) == whole
     assert len(whole) <= raw.count(b"\n") + 1
 
 
