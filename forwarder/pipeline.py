@@ -282,9 +282,14 @@ class Pipeline:
         self.tally.note_problem(f"{len(batch.entries)} events not delivered: {error}")
 
     def _keep(self, batch: Batch, error: DeliveryError) -> bool:
-        """Store a failed batch for replay; False when there is no store or storing failed."""
+        """Store a failed batch for replay; False when there is no store, storing failed, or it is too
+        late to start a write: like a request, a write starts only while the invocation has time for it."""
         store = self.store()
         if store is None:
+            return False
+        if self.time_to_stop():
+            logger.error("failed events not stored: the deadline is near", extra={"events": len(batch.entries)})
+            self.tally.note_problem(f"{len(batch.entries)} failed events not stored: the deadline was near")
             return False
         try:
             key = store.keep([entry.body for entry in batch.entries], error)

@@ -916,3 +916,34 @@ def test_a_timeout_shorter_than_the_http_timeout_still_makes_progress(
     note = f"{len(clock.runs)} invocations; reading stops at half the budget when the HTTP timeout is longer"
     fault = f"function timeout {DEADLINE_TIMEOUT} s, FORWARDER_HTTP_TIMEOUT_SECONDS 10, queue set"
     record("short timeout", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def test_slow_failure_store_writes_stop_at_the_deadline(s3: Any, bucket: str, caplog: Any) -> None:
+    """Intake down and each failure-store write taking 0.5 s: batches were stored one after another
+    with no look at the clock, past the function's timeout. A batch whose turn comes after the
+    deadline is not stored: it fails, so AWS retries the object (a duplicate, never a loss)."""
+    recs = records("slowstore", 1000)
+    key = put_trail(s3, bucket, "slow-store", recs)
+    env = {**DEADLINE_ENV, "FORWARDER_MAX_ATTEMPTS": "1", **store_env(bucket)}
+    client = runtime.client("s3")
+
+    def slow_put(**_: Any) -> None:
+        time.sleep(0.5)
+
+    client.meta.events.register("before-call.s3.PutObject", slow_put, unique_id="fault-matrix-slow-put")
+    clock = Clock()
+    try:
+        _, error, tally = invoke(clock, s3_event(bucket, key), settings_for(down_url(), **env), DEADLINE_TIMEOUT)
+    finally:
+        client.meta.events.unregister("before-call.s3.PutObject", unique_id="fault-matrix-slow-put")
+
+    (taken, timeout), *_ = clock.runs
+    assert taken < timeout, f"storing took the invocation {taken:.2f} s past its {timeout} s"
+    assert isinstance(error, IncompleteInvocation)
+    assert tally.total("stored") + tally.total("failed") == tally.events_read and tally.total("failed") > 0
+    stored = stored_ids(s3, bucket)
+    failed = event_ids(recs) - set(stored)
+    accounting = Accounting(event_ids(recs), Counter(), stored, reported=failed)
+    fault = f"intake down, each failure-store write 0.5 s, {DEADLINE_TIMEOUT} s timeout"
+    note = "batches whose turn came after the deadline are not stored: they fail and the invocation is retried"
+    record("slow store", fault, accounting, clock, tally, caplog.records, error=error, note=note)
