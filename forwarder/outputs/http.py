@@ -1,10 +1,12 @@
 """The HTTP transport: one keep-alive session, compression, retries, `Retry-After`, the deadline,
 and the delivery threads that keep several requests in flight.
 
-It knows nothing of the wire format: an output hands it request bodies and the headers its intake
-needs. Timeouts, 408, 429 and 5xx are worth retrying; any other 4xx (bad payload, bad key, too
-large) would fail again, so it fails at once. Retries never outlive the invocation: the Lambda
-deadline bounds every wait and request.
+It knows nothing of the wire format: an output hands it request bodies, the headers its intake
+needs and, if it knows it, what its intake's success answer looks like (`accepts`; any 2xx
+otherwise). Timeouts, 408, 429 and 5xx are worth retrying; any other 4xx (bad payload, bad key, too
+large) would fail again, so it fails at once, and so does a 2xx that is not the intake's success
+answer (a misconfigured URL answering with a web page would answer the same again). Retries never
+outlive the invocation: the Lambda deadline bounds every wait and request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
@@ -38,6 +40,14 @@ logger = logging.getLogger(__name__)
 
 ANSWER_MAX_CHARS = 1000
 RETRYABLE_STATUSES = frozenset({408, 429})
+
+Accepts = Callable[[int, Mapping[str, str], str], bool]
+"""Whether a 2xx answer (status, headers, body text) is the intake's success answer."""
+
+
+def any_2xx(status: int, headers: Mapping[str, str], text: str) -> bool:
+    """The success test for an intake the transport knows nothing more of."""
+    return 200 <= status < 300
 
 
 def gzip_level(compression_level: int) -> int:
@@ -131,6 +141,7 @@ class HttpTransport:
         *,
         secret: str,
         policy: RetryPolicy | None = None,
+        accepts: Accepts = any_2xx,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
@@ -139,6 +150,7 @@ class HttpTransport:
         self.url = url
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
         self._timeout = settings.http_timeout_seconds
+        self._accepts = accepts
         self._compression_level = settings.compression_level if settings.use_compression else None
         self._sleep = sleep
         self._rand = rand
@@ -174,7 +186,9 @@ class HttpTransport:
                 self._before_retry(failure, attempt, None, deadline)
                 continue
             if 200 <= response.status_code < 300:
-                return
+                if self._accepts(response.status_code, response.headers, _text(response)):
+                    return
+                raise _final(self._not_success(response), "not retried")
             self._before_retry(self._rejection(response), attempt, response.headers.get("Retry-After"), deadline)
 
     def _before_retry(self, failure: DeliveryError, attempt: int, retry_after: str | None, deadline: Deadline) -> None:
@@ -201,8 +215,13 @@ class HttpTransport:
         except requests.RequestException as exc:
             raise DeliveryError(f"could not reach the intake at {_host(self.url)} ({type(exc).__name__})") from exc
 
+    def _not_success(self, response: requests.Response) -> DeliveryError:
+        status = response.status_code
+        reason = f"the intake answered {status}, which is not the intake's success answer (a wrong URL or a proxy?)"
+        return DeliveryError(reason, status, self._redact(_text(response)[:ANSWER_MAX_CHARS]))
+
     def _rejection(self, response: requests.Response) -> DeliveryError:
-        answer = self._redact(response.text[:ANSWER_MAX_CHARS])
+        answer = self._redact(_text(response)[:ANSWER_MAX_CHARS])
         if response.is_redirect:
             answer = f"redirect to {_host(response.headers.get('Location', ''))} not followed; {answer}"
         return DeliveryError(f"the intake answered {response.status_code}", response.status_code, answer)
@@ -306,6 +325,11 @@ def _check_secret(secret: str) -> None:
 
 def _redactor(secret: str) -> Callable[[str], str]:
     return lambda text: text.replace(secret, "[redacted]")
+
+
+def _text(response: requests.Response) -> str:
+    """The answer's body as text: UTF-8, as JSON is, without requests' costly guess at the charset."""
+    return response.content.decode("utf-8", "replace")
 
 
 def _host(url: str) -> str:

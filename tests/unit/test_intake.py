@@ -10,7 +10,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import orjson
 import pytest
@@ -21,7 +22,7 @@ from forwarder.model import Deadline, Entry
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, json_array
 from forwarder.outputs.datadog import output
-from forwarder.outputs.http import RetryPolicy, compress, deliver, gzip_level, parse_retry_after
+from forwarder.outputs.http import HttpTransport, RetryPolicy, compress, deliver, gzip_level, parse_retry_after
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"
@@ -61,6 +62,41 @@ def intake(received: list[Received]) -> Iterator[LocalIntake]:
 
 def client(url: str, sleep: Sleeps | None = None, policy: RetryPolicy = FAST, **overrides: object) -> Output:
     return output(settings_for(url, **overrides), KEY, policy=policy, sleep=Sleeps() if sleep is None else sleep)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A throwaway HTTP server on 127.0.0.1 with this handler; yields its intake URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2/logs"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def answering(status: int, body: bytes, content_type: str = "application/json") -> type[BaseHTTPRequestHandler]:
+    """A handler that answers every POST with this status and body, counting the requests it got."""
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        requests = 0
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            type(self).requests += 1
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Answer
 
 
 def closed_port_url() -> str:
@@ -212,6 +248,47 @@ def test_client_errors_are_not_retried(intake: LocalIntake, status: int) -> None
     assert failure.value.status == status
     assert '"errors"' in failure.value.answer
     assert (intake.requests, sleeps) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (200, b"<html><body>Welcome to nginx!</body></html>", "text/html"),
+        (202, b"<html><body>Accepted, says the proxy</body></html>", "text/html"),
+        (200, b"{}", "application/json"),
+        (204, b"", "application/json"),
+        (202, b"[]", "application/json"),
+    ],
+    ids=["200-html", "202-html", "200-json", "204-empty", "202-not-an-object"],
+)
+def test_a_200_html_page_is_not_the_intakes_answer(status: int, body: bytes, content_type: str) -> None:
+    """A misconfigured URL answering 2xx must not count batches as delivered: only 202 and a JSON
+    object, Datadog's own answer, does. The same answer would come again, so it is not retried."""
+    handler = answering(status, body, content_type)
+    sleeps = Sleeps()
+    with serving(handler) as url, pytest.raises(DeliveryError) as failure:
+        client(url, sleeps).send(make_batch("x"), deadline())
+    assert failure.value.status == status
+    assert "not the intake's success answer" in str(failure.value)
+    assert "not retried" in str(failure.value)
+    assert failure.value.answer == body.decode()
+    assert (handler.requests, sleeps) == (1, [])
+
+
+def test_the_local_intake_answers_as_datadog_does(intake: LocalIntake) -> None:
+    """The local intake's success answer is the one the Datadog output accepts: 202 and `{}`."""
+    import requests
+
+    answer = requests.post(intake.url, data=b"[]", headers={"DD-API-KEY": KEY}, timeout=5)
+    assert (answer.status_code, answer.text, answer.headers["Content-Type"]) == (202, "{}", "application/json")
+
+
+def test_a_generic_intake_takes_any_2xx_as_delivered() -> None:
+    """Only an output that knows its intake's answer narrows success; the transport alone takes any 2xx."""
+    handler = answering(200, b"<html>ok</html>", "text/html")
+    with serving(handler) as url, HttpTransport(settings_for(url), url, {}, secret=KEY) as transport:
+        transport.send(b"[]", deadline())
+    assert handler.requests == 1
 
 
 def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
