@@ -27,8 +27,10 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from isal import igzip
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.util import Timeout
 
 from forwarder.errors import ConfigError, DeliveryError
@@ -39,7 +41,10 @@ from forwarder.settings import Settings
 logger = logging.getLogger(__name__)
 
 ANSWER_MAX_CHARS = 1000
+ANSWER_READ_BYTES = 4 * ANSWER_MAX_CHARS
+"""The most of an answer's body read: enough to judge it and to quote ANSWER_MAX_CHARS of it."""
 RETRYABLE_STATUSES = frozenset({408, 429})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 Accepts = Callable[[int, Mapping[str, str], str], bool]
 """Whether a 2xx answer (status, headers, body text) is the intake's success answer."""
@@ -122,6 +127,19 @@ def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float
     return max(0.0, seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The intake's answer to one POST: its status, its headers (looked up in any case) and the
+    start of its body (ANSWER_READ_BYTES at most, as UTF-8)."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
+
+
 class HttpTransport:
     """A keep-alive client for one intake URL, shared by the delivery threads.
 
@@ -181,15 +199,15 @@ class HttpTransport:
             if left <= 0:
                 raise DeliveryError("no time left before the invocation's deadline to send the batch")
             try:
-                response = self._post(payload, left)
+                answer = self._post(payload, left)
             except DeliveryError as failure:
                 self._before_retry(failure, attempt, None, deadline)
                 continue
-            if 200 <= response.status_code < 300:
-                if self._accepts(response.status_code, response.headers, _text(response)):
+            if 200 <= answer.status < 300:
+                if self._accepts(answer.status, answer.headers, answer.text):
                     return
-                raise _final(self._not_success(response), "not retried")
-            self._before_retry(self._rejection(response), attempt, response.headers.get("Retry-After"), deadline)
+                raise _final(self._not_success(answer), "not retried")
+            self._before_retry(self._rejection(answer), attempt, answer.headers.get("Retry-After"), deadline)
 
     def _before_retry(self, failure: DeliveryError, attempt: int, retry_after: str | None, deadline: Deadline) -> None:
         """Wait before the next attempt, or raise the final DeliveryError when there should be none."""
@@ -203,28 +221,77 @@ class HttpTransport:
         logger.warning("intake delivery attempt %d failed, retrying in %.2f s: %s", attempt, pause, failure)
         self._sleep(pause)
 
-    def _post(self, payload: bytes, left: float) -> requests.Response:
-        """One POST, connect and answer together within `left` seconds; DeliveryError when no answer came."""
-        seconds = max(0.001, min(self._timeout, left))
-        # requests hands a urllib3 Timeout to urllib3 as it is; its `total` bounds connect and answer together.
+    def _post(self, payload: bytes, left: float) -> Answer:
+        """One attempt, bounded by the request timeout and the time left, whichever is less."""
+        return self._exchange(payload, max(0.001, min(self._timeout, left)))
+
+    def _exchange(self, payload: bytes, seconds: float) -> Answer:
+        """One POST and its answer within `seconds` in all; DeliveryError when no whole answer came.
+
+        urllib3's `total` bounds the connect, the send and the wait for the answer's first bytes, but
+        each later socket read gets a fresh timeout: an answer trickling in a byte at a time would
+        hold the invocation for as long as it trickles. So the body is read here, against a clock,
+        and only as much of it as judging the answer needs.
+        """
+        ends = time.monotonic() + seconds
         timeout = Timeout(connect=seconds, read=seconds, total=seconds)
         try:
-            return self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False)  # type: ignore[arg-type]
+            response = self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False, stream=True)  # type: ignore[arg-type]
         except requests.Timeout as exc:
-            raise DeliveryError(f"no answer from the intake within {seconds:.1f} s ({type(exc).__name__})") from exc
+            raise _no_answer(seconds, exc) from exc
         except requests.RequestException as exc:
             raise DeliveryError(f"could not reach the intake at {_host(self.url)} ({type(exc).__name__})") from exc
+        try:
+            body = _read_answer(response, ends, seconds)
+        finally:
+            response.close()  # a body left unread closes the connection; one read to its end is kept
+        return Answer(response.status_code, response.headers, body.decode("utf-8", "replace"))
 
-    def _not_success(self, response: requests.Response) -> DeliveryError:
-        status = response.status_code
-        reason = f"the intake answered {status}, which is not the intake's success answer (a wrong URL or a proxy?)"
-        return DeliveryError(reason, status, self._redact(_text(response)[:ANSWER_MAX_CHARS]))
+    def _not_success(self, answer: Answer) -> DeliveryError:
+        reason = (
+            f"the intake answered {answer.status}, which is not the intake's success answer (a wrong URL or a proxy?)"
+        )
+        return DeliveryError(reason, answer.status, self._redact(answer.text[:ANSWER_MAX_CHARS]))
 
-    def _rejection(self, response: requests.Response) -> DeliveryError:
-        answer = self._redact(_text(response)[:ANSWER_MAX_CHARS])
-        if response.is_redirect:
-            answer = f"redirect to {_host(response.headers.get('Location', ''))} not followed; {answer}"
-        return DeliveryError(f"the intake answered {response.status_code}", response.status_code, answer)
+    def _rejection(self, answer: Answer) -> DeliveryError:
+        text = self._redact(answer.text[:ANSWER_MAX_CHARS])
+        location = answer.headers.get("Location")
+        if answer.status in _REDIRECTS and location is not None:
+            text = f"redirect to {_host(location)} not followed; {text}"
+        return DeliveryError(f"the intake answered {answer.status}", answer.status, text)
+
+
+def _read_answer(response: requests.Response, ends: float, seconds: float) -> bytes:
+    """The answer's body, up to ANSWER_READ_BYTES, read before the monotonic clock reaches `ends`.
+
+    Each read waits on the socket no longer than the time left, and returns what has arrived.
+    """
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    while size < ANSWER_READ_BYTES:
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise _no_answer(seconds)
+        sock = getattr(raw.connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            chunk = raw.read1(ANSWER_READ_BYTES - size, decode_content=True)
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+            raise _no_answer(seconds, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise DeliveryError(f"the intake's answer broke off ({type(exc).__name__})") from exc
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _no_answer(seconds: float, exc: BaseException | None = None) -> DeliveryError:
+    how = f" ({type(exc).__name__})" if exc is not None else ""
+    return DeliveryError(f"no answer from the intake within {seconds:.1f} s{how}")
 
 
 def deliver(
@@ -325,11 +392,6 @@ def _check_secret(secret: str) -> None:
 
 def _redactor(secret: str) -> Callable[[str], str]:
     return lambda text: text.replace(secret, "[redacted]")
-
-
-def _text(response: requests.Response) -> str:
-    """The answer's body as text: UTF-8, as JSON is, without requests' costly guess at the charset."""
-    return response.content.decode("utf-8", "replace")
 
 
 def _host(url: str) -> str:

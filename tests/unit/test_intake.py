@@ -377,6 +377,47 @@ def test_timeout_failure_says_no_answer(intake: LocalIntake) -> None:
         client(intake.url, policy=policy, http_timeout_seconds=0.1).send(make_batch("x"), deadline())
 
 
+def dripping(pause: float, length: int = 40) -> type[BaseHTTPRequestHandler]:
+    """A handler that sends its headers at once, then its body one byte every `pause` seconds."""
+
+    class Drip(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(202)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for _ in range(length):
+                    time.sleep(pause)
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:  # the client gave up: what the test wants
+                self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Drip
+
+
+@pytest.mark.parametrize(("timeout", "time_left"), [(1.0, 60.0), (10.0, 1.0)], ids=["timeout", "time-left"])
+def test_an_answer_dripping_one_byte_at_a_time_is_cut_at_the_request_bound(timeout: float, time_left: float) -> None:
+    """FORWARDER_HTTP_TIMEOUT_SECONDS (or the time left, if less) bounds the whole request, not each
+    socket read: an answer trickling in a byte at a time must not hold the invocation past it."""
+    with serving(dripping(0.3)) as url:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="no answer from the intake within") as failure:
+            policy = RetryPolicy(max_attempts=1)
+            client(url, policy=policy, http_timeout_seconds=timeout).send(make_batch("x"), deadline(time_left))
+        took = time.monotonic() - started
+    assert took < min(timeout, time_left) + 1.0, f"the request took {took:.1f} s"
+    assert failure.value.status is None
+
+
 # --- the deadline -------------------------------------------------------------------------------
 
 
