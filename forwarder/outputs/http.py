@@ -140,11 +140,17 @@ class Answer:
         object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
 
 
+Exchange = Callable[[bytes, float], Answer]
+"""One attempt: POST this payload and return the answer within so many seconds, or raise
+DeliveryError when no answer came. The real one is HTTP; tests of the retry logic script one."""
+
+
 class HttpTransport:
     """A keep-alive client for one intake URL, shared by the delivery threads.
 
     The threads share one session's connection pool (urllib3's pool is thread-safe); the session
     keeps no cookies, the one piece of per-response state it would otherwise update.
+    `exchange` replaces the HTTP attempt itself, so retries and timing can be tested without sockets.
     TLS certificates are verified unless DD_SKIP_SSL_VALIDATION is set. Redirects are not followed:
     requests would turn the POST into a body-less GET and carry the DD-API-KEY header to another
     host. The `secret` (the API key) lives only in the session's headers: it is never part of an
@@ -160,6 +166,7 @@ class HttpTransport:
         secret: str,
         policy: RetryPolicy | None = None,
         accepts: Accepts = any_2xx,
+        exchange: Exchange | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
@@ -169,6 +176,7 @@ class HttpTransport:
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
         self._timeout = settings.http_timeout_seconds
         self._accepts = accepts
+        self._exchange = exchange or self._post_over_http
         self._compression_level = settings.compression_level if settings.use_compression else None
         self._sleep = sleep
         self._rand = rand
@@ -225,7 +233,7 @@ class HttpTransport:
         """One attempt, bounded by the request timeout and the time left, whichever is less."""
         return self._exchange(payload, max(0.001, min(self._timeout, left)))
 
-    def _exchange(self, payload: bytes, seconds: float) -> Answer:
+    def _post_over_http(self, payload: bytes, seconds: float) -> Answer:
         """One POST and its answer within `seconds` in all; DeliveryError when no whole answer came.
 
         urllib3's `total` bounds the connect, the send and the wait for the answer's first bytes, but

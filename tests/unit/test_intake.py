@@ -1,4 +1,6 @@
-"""intake.datadog: the wire format, the retrying client and concurrent delivery, over real HTTP on 127.0.0.1."""
+"""The Datadog output's transport over real HTTP on 127.0.0.1: the wire format, TLS and proxies,
+answers that are not retried, what real sockets do (refused, dropped, slow, dripping) and concurrent
+delivery. The retry policy, backoff, `Retry-After` and the deadline are in test_transport_retries.py."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from forwarder.model import Deadline, Entry
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, json_array
 from forwarder.outputs.datadog import output
-from forwarder.outputs.http import HttpTransport, RetryPolicy, compress, deliver, gzip_level, parse_retry_after
+from forwarder.outputs.http import HttpTransport, RetryPolicy, compress, deliver, gzip_level
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"
@@ -239,17 +241,6 @@ def test_an_answer_quoting_the_key_is_redacted() -> None:
     assert KEY not in str(failure.value)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
-def test_client_errors_are_not_retried(intake: LocalIntake, status: int) -> None:
-    intake.script([status])
-    sleeps = Sleeps()
-    with pytest.raises(DeliveryError) as failure:
-        client(intake.url, sleeps).send(make_batch("x"), deadline())
-    assert failure.value.status == status
-    assert '"errors"' in failure.value.answer
-    assert (intake.requests, sleeps) == (1, [])
-
-
 @pytest.mark.parametrize(
     ("status", "body", "content_type"),
     [
@@ -297,39 +288,7 @@ def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
     assert "secret" not in str(failure.value)
 
 
-# --- retries ------------------------------------------------------------------------------------
-
-
-def test_server_errors_are_retried_until_accepted(intake: LocalIntake) -> None:
-    intake.script([500, 503])
-    sleeps = Sleeps()
-    client(intake.url, sleeps).send(make_batch("x"), deadline())
-    assert (intake.requests, len(intake.entries), len(sleeps)) == (3, 1, 2)
-
-
-def test_retries_stop_after_max_attempts(intake: LocalIntake) -> None:
-    intake.script([500] * 10)
-    with pytest.raises(DeliveryError) as failure:
-        client(intake.url).send(make_batch("x"), deadline())
-    assert failure.value.status == 500
-    assert "after 4 attempts" in str(failure.value)
-    assert intake.requests == FAST.max_attempts
-
-
-def test_max_attempts_comes_from_settings(intake: LocalIntake) -> None:
-    intake.script([500] * 10)
-    dd = output(settings_for(intake.url, max_attempts=2), KEY, sleep=Sleeps())
-    with pytest.raises(DeliveryError):
-        dd.send(make_batch("x"), deadline())
-    assert intake.requests == 2
-
-
-def test_429_retry_after_seconds_is_honoured(intake: LocalIntake) -> None:
-    intake.script([429], retry_after="7")
-    sleeps = Sleeps()
-    client(intake.url, sleeps).send(make_batch("x"), deadline())
-    assert sleeps == [7.0]
-    assert len(intake.entries) == 1
+# --- no answer, a slow answer: real sockets ------------------------------------------------------
 
 
 def test_retry_after_for_real(intake: LocalIntake) -> None:
@@ -338,12 +297,6 @@ def test_retry_after_for_real(intake: LocalIntake) -> None:
     started = time.monotonic()
     output(settings_for(intake.url), KEY, policy=FAST).send(make_batch("x"), deadline())
     assert 1.0 <= time.monotonic() - started < 2.0
-    assert intake.requests == 2
-
-
-def test_408_is_retried(intake: LocalIntake) -> None:
-    intake.script([408])
-    client(intake.url).send(make_batch("x"), deadline())
     assert intake.requests == 2
 
 
@@ -416,83 +369,6 @@ def test_an_answer_dripping_one_byte_at_a_time_is_cut_at_the_request_bound(timeo
         took = time.monotonic() - started
     assert took < min(timeout, time_left) + 1.0, f"the request took {took:.1f} s"
     assert failure.value.status is None
-
-
-# --- the deadline -------------------------------------------------------------------------------
-
-
-def test_no_retry_when_the_wait_would_pass_the_deadline(intake: LocalIntake) -> None:
-    intake.script([429], retry_after="5")
-    sleeps = Sleeps()
-    with pytest.raises(DeliveryError) as failure:
-        client(intake.url, sleeps).send(make_batch("x"), deadline(seconds=2))
-    assert failure.value.status == 429
-    assert "would pass the deadline" in str(failure.value)
-    assert (intake.requests, sleeps) == (1, [])
-
-
-def test_nothing_is_sent_past_the_deadline(intake: LocalIntake) -> None:
-    with pytest.raises(DeliveryError, match="no time left"):
-        client(intake.url).send(make_batch("x"), deadline(seconds=0))
-    assert intake.requests == 0
-
-
-def test_request_timeout_never_exceeds_the_time_left(intake: LocalIntake) -> None:
-    intake.delay_seconds = 1.0
-    with pytest.raises(DeliveryError, match=r"within 0\.2 s"):
-        client(intake.url, policy=RetryPolicy(max_attempts=1)).send(make_batch("x"), deadline(seconds=0.2))
-
-
-# --- the retry policy, without a server ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "retryable"),
-    [
-        *[(None, True), (408, True), (429, True), (500, True), (502, True), (503, True), (504, True)],
-        *[(400, False), (401, False), (403, False), (404, False), (413, False), (202, False)],
-    ],
-)
-def test_what_is_retried(status: int | None, retryable: bool) -> None:
-    assert RetryPolicy().retryable(status) is retryable
-
-
-def test_backoff_is_exponential_full_jitter_and_capped() -> None:
-    policy = RetryPolicy(backoff_base=0.2, backoff_cap=10.0)
-    assert [policy.backoff(n, rand=lambda: 1.0) for n in range(1, 9)] == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0]
-    assert policy.backoff(5, rand=lambda: 0.0) == 0.0
-    assert policy.backoff(3, rand=lambda: 0.5) == pytest.approx(0.4)
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("3", 3.0),
-        (" 0 ", 0.0),
-        ("1.5", 1.5),
-        ("-4", 0.0),
-        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
-        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
-        ("soon", None),
-        ("nan", None),
-        ("", None),
-    ],
-)
-def test_parse_retry_after(header: str, expected: float | None) -> None:
-    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
-    assert parse_retry_after(header, now=lambda: now) == expected
-
-
-def test_retry_after_replaces_backoff_and_garbage_falls_back_to_it() -> None:
-    policy = RetryPolicy(backoff_base=1.0)
-    assert policy.delay(1, "9", rand=lambda: 0.5) == 9.0
-    assert policy.delay(1, "garbage", rand=lambda: 0.5) == 0.5
-    assert policy.delay(1, None, rand=lambda: 0.5) == 0.5
-
-
-def test_policy_needs_an_attempt() -> None:
-    with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=0)
 
 
 # --- deliver(): concurrency, accounting, upstream errors ----------------------------------------
