@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import http.client
+import io
 import itertools
 import logging
 import math
 import os
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -31,6 +36,7 @@ import urllib3
 from isal import igzip
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPConnectionPool, PoolManager
 from urllib3.util import Timeout
 
 from forwarder.errors import ConfigError, DeliveryError
@@ -234,23 +240,26 @@ class HttpTransport:
         return self._exchange(payload, max(0.001, min(self._timeout, left)))
 
     def _post_over_http(self, payload: bytes, seconds: float) -> Answer:
-        """One POST and its answer within `seconds` in all; DeliveryError when no whole answer came.
+        """One POST and its answer within `seconds`; DeliveryError when no whole answer came.
 
-        urllib3's `total` bounds the connect, the send and the wait for the answer's first bytes, but
-        each later socket read gets a fresh timeout: an answer trickling in a byte at a time would
-        hold the invocation for as long as it trickles. So the body is read here, against a clock,
-        and only as much of it as judging the answer needs.
+        A socket timeout applies to each read afresh, so urllib3's `total` does not bound an answer
+        trickling in a byte at a time: it held requests for as long as it trickled. The connection
+        reads the answer, headers and body, through a `_ClockedReader` that stops `seconds` after
+        the start; the connect and the send keep urllib3's timeout. The body is read only as far as
+        judging the answer needs.
         """
-        ends = time.monotonic() + seconds
         timeout = Timeout(connect=seconds, read=seconds, total=seconds)
+        _request_clock.ends = time.monotonic() + seconds
         try:
             response = self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False, stream=True)  # type: ignore[arg-type]
         except requests.Timeout as exc:
             raise _no_answer(seconds, exc) from exc
         except requests.RequestException as exc:
             raise DeliveryError(f"could not reach the intake at {_host(self.url)} ({type(exc).__name__})") from exc
+        finally:
+            _request_clock.ends = None
         try:
-            body = _read_answer(response, ends, seconds)
+            body = _read_answer(response, seconds)
         finally:
             response.close()  # a body left unread closes the connection; one read to its end is kept
         return Answer(response.status_code, response.headers, body.decode("utf-8", "replace"))
@@ -269,21 +278,13 @@ class HttpTransport:
         return DeliveryError(f"the intake answered {answer.status}", answer.status, text)
 
 
-def _read_answer(response: requests.Response, ends: float, seconds: float) -> bytes:
-    """The answer's body, up to ANSWER_READ_BYTES, read before the monotonic clock reaches `ends`.
-
-    Each read waits on the socket no longer than the time left, and returns what has arrived.
-    """
+def _read_answer(response: requests.Response, seconds: float) -> bytes:
+    """The answer's body, up to ANSWER_READ_BYTES: enough to judge it and to quote it. Each read
+    returns what has arrived; the connection's `_ClockedReader` ends them when the time is up."""
     raw = response.raw
     chunks: list[bytes] = []
     size = 0
     while size < ANSWER_READ_BYTES:
-        left = ends - time.monotonic()
-        if left <= 0:
-            raise _no_answer(seconds)
-        sock = getattr(raw.connection, "sock", None)
-        if sock is not None:
-            sock.settimeout(left)
         try:
             chunk = raw.read1(ANSWER_READ_BYTES - size, decode_content=True)
         except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
@@ -367,9 +368,77 @@ def _outcome(future: Future[None]) -> DeliveryError | None:
     return error
 
 
+_request_clock = threading.local()
+"""`ends`: the monotonic time by which the request this thread is making must have its answer."""
+
+
+class _ClockedReader(io.RawIOBase):
+    """A socket reader whose every read waits no longer than the time left until `ends`, and which
+    refuses to read once it has passed: a socket timeout alone applies to each read afresh."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, ends: float) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._ends = ends
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's time is up")
+        self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _ClockedResponse(http.client.HTTPResponse):
+    """http.client's response, reading its status line, headers and body through a `_ClockedReader`
+    when this thread's request has an end (`_request_clock`)."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        ends = getattr(_request_clock, "ends", None)
+        if ends is not None and isinstance(self.fp, io.BufferedReader):
+            self.fp = io.BufferedReader(_ClockedReader(self.fp.detach(), sock, ends))
+
+
+@functools.cache
+def _clocked_pool(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    """The pool class whose connections answer with `_ClockedResponse` (plain, TLS or SOCKS alike)."""
+    base = pool.ConnectionCls
+    if getattr(base, "response_class", None) is _ClockedResponse:
+        return pool
+    connection = type(f"Clocked{base.__name__}", (base,), {"response_class": _ClockedResponse})
+    return type(f"Clocked{pool.__name__}", (pool,), {"ConnectionCls": connection})
+
+
+def _clock_pools(manager: PoolManager) -> PoolManager:
+    """The manager, its pools made clocked (idempotent: requests asks for a proxy's manager per request)."""
+    classes = manager.pool_classes_by_scheme
+    manager.pool_classes_by_scheme = {scheme: _clocked_pool(pool) for scheme, pool in classes.items()}
+    return manager
+
+
+class _ClockedAdapter(HTTPAdapter):
+    """requests' adapter, its connections (direct or through a proxy) reading answers on the clock."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        _clock_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        return _clock_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
+
+
 def _session(settings: Settings, url: str, headers: dict[str, str]) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
+    adapter = _ClockedAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.verify = not settings.skip_ssl_validation

@@ -330,26 +330,28 @@ def test_timeout_failure_says_no_answer(intake: LocalIntake) -> None:
         client(intake.url, policy=policy, http_timeout_seconds=0.1).send(make_batch("x"), deadline())
 
 
-def dripping(pause: float, length: int = 40) -> type[BaseHTTPRequestHandler]:
-    """A handler that sends its headers at once, then its body one byte every `pause` seconds."""
+def dripping(pause: float, where: str) -> type[BaseHTTPRequestHandler]:
+    """A handler whose answer trickles in one byte every `pause` seconds: its headers (after the
+    status line), or its body (after headers sent at once)."""
+    head = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 40\r\n"
+    slow_head = b"X-Padding: " + b"a" * 40 + b"\r\n\r\n"
 
     class Drip(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(202)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(length))
-            self.end_headers()
-            self.wfile.flush()
+            fast, slow = (head, slow_head + b" " * 40) if where == "headers" else (head + b"\r\n", b" " * 40)
             try:
-                for _ in range(length):
+                self.wfile.write(fast)
+                self.wfile.flush()
+                for byte in slow:
                     time.sleep(pause)
-                    self.wfile.write(b" ")
+                    self.wfile.write(bytes([byte]))
                     self.wfile.flush()
             except OSError:  # the client gave up: what the test wants
-                self.close_connection = True
+                pass
+            self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -357,11 +359,14 @@ def dripping(pause: float, length: int = 40) -> type[BaseHTTPRequestHandler]:
     return Drip
 
 
+@pytest.mark.parametrize("where", ["body", "headers"])
 @pytest.mark.parametrize(("timeout", "time_left"), [(1.0, 60.0), (10.0, 1.0)], ids=["timeout", "time-left"])
-def test_an_answer_dripping_one_byte_at_a_time_is_cut_at_the_request_bound(timeout: float, time_left: float) -> None:
+def test_an_answer_dripping_one_byte_at_a_time_is_cut_at_the_request_bound(
+    timeout: float, time_left: float, where: str
+) -> None:
     """FORWARDER_HTTP_TIMEOUT_SECONDS (or the time left, if less) bounds the whole request, not each
     socket read: an answer trickling in a byte at a time must not hold the invocation past it."""
-    with serving(dripping(0.3)) as url:
+    with serving(dripping(0.3, where)) as url:
         started = time.monotonic()
         with pytest.raises(DeliveryError, match="no answer from the intake within") as failure:
             policy = RetryPolicy(max_attempts=1)
