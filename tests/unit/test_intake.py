@@ -24,7 +24,7 @@ from forwarder.model import Deadline, Entry
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, json_array
 from forwarder.outputs.datadog import output
-from forwarder.outputs.http import HttpTransport, RetryPolicy, compress, deliver, gzip_level
+from forwarder.outputs.http import ANSWER_MAX_CHARS, HttpTransport, RetryPolicy, compress, deliver, gzip_level
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"
@@ -264,6 +264,17 @@ def test_a_200_html_page_is_not_the_intakes_answer(status: int, body: bytes, con
     assert "not retried" in str(failure.value)
     assert failure.value.answer == body.decode()
     assert (handler.requests, sleeps) == (1, [])
+
+
+def test_a_wrong_answer_is_quoted_shortened_and_without_the_key() -> None:
+    """A big web page is read only as far as needed and quoted shortened; a key it echoes is redacted."""
+    page = f"<html>{KEY}".encode() + b"x" * 1_000_000
+    with serving(answering(200, page, "text/html")) as url, pytest.raises(DeliveryError) as failure:
+        client(url).send(make_batch("x"), deadline())
+    assert failure.value.answer.startswith("<html>[redacted]xxx")
+    assert len(failure.value.answer) <= ANSWER_MAX_CHARS
+    assert len(str(failure.value)) < 1000
+    assert KEY not in str(failure.value)
 
 
 def test_the_local_intake_answers_as_datadog_does(intake: LocalIntake) -> None:
