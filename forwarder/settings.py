@@ -9,9 +9,11 @@ key is a clear error at the first invocation instead of a crash at import.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 import orjson
@@ -22,6 +24,17 @@ from forwarder.errors import ConfigError
 API_KEY_CACHE_SECONDS = 300
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)
+
+
+def _shown(raw: str) -> str:
+    """A setting's value as errors and reprs may show it: any credentials (everything up to the
+    last `@`) and any query or fragment (tokens) redacted, whether or not the value parses as a URL."""
+    text = _USERINFO.sub(r"\1[redacted]@", raw)
+    for mark in "?#":
+        head, found, _ = text.partition(mark)
+        text = head + (f"{mark}[redacted]" if found else "")
+    return text
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -33,7 +46,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    raise ConfigError(f"{name} must be true or false, got {_shown(raw)!r}")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -43,16 +56,18 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        value = math.nan
+    if math.isnan(value):  # raised here, not in the handler, so float's error (quoting raw) is not chained
+        raise ConfigError(f"{name} must be a number, got {_shown(raw)!r}")
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {_shown(raw)!r}")
     return value
 
 
 def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     value = _number(env, name, default, low, high)
     if value != int(value):
-        raise ConfigError(f"{name} must be a whole number, got {env[name]!r}")
+        raise ConfigError(f"{name} must be a whole number, got {_shown(env[name])!r}")
     return int(value)
 
 
@@ -155,10 +170,26 @@ class Settings:
         """Where this function keeps failed events in DD_S3_BUCKET_NAME: one prefix per function."""
         return f"failed-events/{self.function_name}/"
 
+    def __repr__(self) -> str:
+        """The dataclass's repr, less the API key, with DD_URL's credentials and query redacted."""
+        shown_fields = (
+            f"{item.name}={_shown(self.url) if item.name == 'url' else getattr(self, item.name)!r}"
+            for item in fields(self)
+            if item.repr
+        )
+        return f"Settings({', '.join(shown_fields)})"
+
     def _check_intake_url(self) -> None:
-        parts = urlsplit(self.intake_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {self.url!r}")
+        """DD_URL must give an http(s) URL with a host and, if any, a valid port. The error shows
+        it redacted, and is raised outside the ValueError's handler so as not to chain that error,
+        which can quote the URL."""
+        try:
+            parts = urlsplit(self.intake_url)
+            valid = parts.scheme in {"http", "https"} and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {_shown(self.url)!r}")
 
     def resolve_api_key(self) -> str:
         """The API key from DD_API_KEY, else Secrets Manager, else SSM (cached for API_KEY_CACHE_SECONDS)."""

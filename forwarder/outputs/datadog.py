@@ -19,13 +19,14 @@ labels stay right. An entry over the intake's per-entry limit is replaced by a t
 (`outputs.truncate`).
 
 A request is the batch's JSON array, gzip-compressed when DD_USE_COMPRESSION is on, with the API key
-in the `DD-API-KEY` header.
+in the `DD-API-KEY` header. The intake takes a request by answering 202 and `{}`; any other answer,
+even another 2xx, means the request went somewhere else (`accepts`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -57,7 +58,20 @@ _MESSAGE_JOIN = b'},"message":'
 def transport(settings: Settings, api_key: str, **options: Any) -> HttpTransport:
     """The HTTP transport to the Datadog intake (`DD_SITE`, or `DD_URL`), the key in its header;
     `options` (retry policy, clock) go to the transport, for tests."""
-    return HttpTransport(settings, settings.intake_url, {"DD-API-KEY": api_key}, secret=api_key, **options)
+    return HttpTransport(
+        settings, settings.intake_url, {"DD-API-KEY": api_key}, secret=api_key, accepts=accepts, **options
+    )
+
+
+def accepts(status: int, headers: Mapping[str, str], text: str) -> bool:
+    """The Logs API v2's own success answer: 202 and a JSON object (`{}`). A 200 web page from a
+    wrong URL or a captive proxy is not it, though requests sent there would otherwise count as delivered."""
+    if status != 202:
+        return False
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 class DatadogEncoder:

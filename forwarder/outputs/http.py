@@ -1,32 +1,42 @@
 """The HTTP transport: one keep-alive session, compression, retries, `Retry-After`, the deadline,
 and the delivery threads that keep several requests in flight.
 
-It knows nothing of the wire format: an output hands it request bodies and the headers its intake
-needs. Timeouts, 408, 429 and 5xx are worth retrying; any other 4xx (bad payload, bad key, too
-large) would fail again, so it fails at once. Retries never outlive the invocation: the Lambda
-deadline bounds every wait and request.
+It knows nothing of the wire format: an output hands it request bodies, the headers its intake
+needs and, if it knows it, what its intake's success answer looks like (`accepts`; any 2xx
+otherwise). Timeouts, 408, 429 and 5xx are worth retrying; any other 4xx (bad payload, bad key, too
+large) would fail again, so it fails at once, and so does a 2xx that is not the intake's success
+answer (a misconfigured URL answering with a web page would answer the same again). Retries never
+outlive the invocation: the Lambda deadline bounds every wait and request.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import http.client
+import io
 import itertools
 import logging
 import math
 import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from isal import igzip
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPConnectionPool, PoolManager
 from urllib3.util import Timeout
 
 from forwarder.errors import ConfigError, DeliveryError
@@ -37,7 +47,18 @@ from forwarder.settings import Settings
 logger = logging.getLogger(__name__)
 
 ANSWER_MAX_CHARS = 1000
+ANSWER_READ_BYTES = 4 * ANSWER_MAX_CHARS
+"""The most of an answer's body read: enough to judge it and to quote ANSWER_MAX_CHARS of it."""
 RETRYABLE_STATUSES = frozenset({408, 429})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+Accepts = Callable[[int, Mapping[str, str], str], bool]
+"""Whether a 2xx answer (status, headers, body text) is the intake's success answer."""
+
+
+def any_2xx(status: int, headers: Mapping[str, str], text: str) -> bool:
+    """The success test for an intake the transport knows nothing more of."""
+    return 200 <= status < 300
 
 
 def gzip_level(compression_level: int) -> int:
@@ -112,11 +133,30 @@ def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float
     return max(0.0, seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The intake's answer to one POST: its status, its headers (looked up in any case) and the
+    start of its body (ANSWER_READ_BYTES at most, as UTF-8)."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
+
+
+Exchange = Callable[[bytes, float], Answer]
+"""One attempt: POST this payload and return the answer within so many seconds, or raise
+DeliveryError when no answer came. The real one is HTTP; tests of the retry logic script one."""
+
+
 class HttpTransport:
     """A keep-alive client for one intake URL, shared by the delivery threads.
 
     The threads share one session's connection pool (urllib3's pool is thread-safe); the session
     keeps no cookies, the one piece of per-response state it would otherwise update.
+    `exchange` replaces the HTTP attempt itself, so retries and timing can be tested without sockets.
     TLS certificates are verified unless DD_SKIP_SSL_VALIDATION is set. Redirects are not followed:
     requests would turn the POST into a body-less GET and carry the DD-API-KEY header to another
     host. The `secret` (the API key) lives only in the session's headers: it is never part of an
@@ -131,6 +171,8 @@ class HttpTransport:
         *,
         secret: str,
         policy: RetryPolicy | None = None,
+        accepts: Accepts = any_2xx,
+        exchange: Exchange | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
@@ -139,6 +181,8 @@ class HttpTransport:
         self.url = url
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
         self._timeout = settings.http_timeout_seconds
+        self._accepts = accepts
+        self._exchange = exchange or self._post_over_http
         self._compression_level = settings.compression_level if settings.use_compression else None
         self._sleep = sleep
         self._rand = rand
@@ -169,13 +213,15 @@ class HttpTransport:
             if left <= 0:
                 raise DeliveryError("no time left before the invocation's deadline to send the batch")
             try:
-                response = self._post(payload, left)
+                answer = self._post(payload, left)
             except DeliveryError as failure:
                 self._before_retry(failure, attempt, None, deadline)
                 continue
-            if 200 <= response.status_code < 300:
-                return
-            self._before_retry(self._rejection(response), attempt, response.headers.get("Retry-After"), deadline)
+            if 200 <= answer.status < 300:
+                if self._accepts(answer.status, answer.headers, answer.text):
+                    return
+                raise _final(self._not_success(answer), "not retried")
+            self._before_retry(self._rejection(answer), attempt, answer.headers.get("Retry-After"), deadline)
 
     def _before_retry(self, failure: DeliveryError, attempt: int, retry_after: str | None, deadline: Deadline) -> None:
         """Wait before the next attempt, or raise the final DeliveryError when there should be none."""
@@ -189,23 +235,72 @@ class HttpTransport:
         logger.warning("intake delivery attempt %d failed, retrying in %.2f s: %s", attempt, pause, failure)
         self._sleep(pause)
 
-    def _post(self, payload: bytes, left: float) -> requests.Response:
-        """One POST, connect and answer together within `left` seconds; DeliveryError when no answer came."""
-        seconds = max(0.001, min(self._timeout, left))
-        # requests hands a urllib3 Timeout to urllib3 as it is; its `total` bounds connect and answer together.
+    def _post(self, payload: bytes, left: float) -> Answer:
+        """One attempt, bounded by the request timeout and the time left, whichever is less."""
+        return self._exchange(payload, max(0.001, min(self._timeout, left)))
+
+    def _post_over_http(self, payload: bytes, seconds: float) -> Answer:
+        """One POST and its answer within `seconds`; DeliveryError when no whole answer came.
+
+        A socket timeout applies to each read afresh, so urllib3's `total` does not bound an answer
+        trickling in a byte at a time: it held requests for as long as it trickled. The connection
+        reads the answer, headers and body, through a `_ClockedReader` that stops `seconds` after
+        the start; the connect and the send keep urllib3's timeout. The body is read only as far as
+        judging the answer needs.
+        """
         timeout = Timeout(connect=seconds, read=seconds, total=seconds)
+        _request_clock.ends = time.monotonic() + seconds
         try:
-            return self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False)  # type: ignore[arg-type]
+            response = self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False, stream=True)  # type: ignore[arg-type]
         except requests.Timeout as exc:
-            raise DeliveryError(f"no answer from the intake within {seconds:.1f} s ({type(exc).__name__})") from exc
+            raise _no_answer(seconds, exc) from exc
         except requests.RequestException as exc:
             raise DeliveryError(f"could not reach the intake at {_host(self.url)} ({type(exc).__name__})") from exc
+        finally:
+            _request_clock.ends = None
+        try:
+            body = _read_answer(response, seconds)
+        finally:
+            response.close()  # a body left unread closes the connection; one read to its end is kept
+        return Answer(response.status_code, response.headers, body.decode("utf-8", "replace"))
 
-    def _rejection(self, response: requests.Response) -> DeliveryError:
-        answer = self._redact(response.text[:ANSWER_MAX_CHARS])
-        if response.is_redirect:
-            answer = f"redirect to {_host(response.headers.get('Location', ''))} not followed; {answer}"
-        return DeliveryError(f"the intake answered {response.status_code}", response.status_code, answer)
+    def _not_success(self, answer: Answer) -> DeliveryError:
+        reason = (
+            f"the intake answered {answer.status}, which is not the intake's success answer (a wrong URL or a proxy?)"
+        )
+        return DeliveryError(reason, answer.status, self._redact(answer.text[:ANSWER_MAX_CHARS]))
+
+    def _rejection(self, answer: Answer) -> DeliveryError:
+        text = self._redact(answer.text[:ANSWER_MAX_CHARS])
+        location = answer.headers.get("Location")
+        if answer.status in _REDIRECTS and location is not None:
+            text = f"redirect to {_host(location)} not followed; {text}"
+        return DeliveryError(f"the intake answered {answer.status}", answer.status, text)
+
+
+def _read_answer(response: requests.Response, seconds: float) -> bytes:
+    """The answer's body, up to ANSWER_READ_BYTES: enough to judge it and to quote it. Each read
+    returns what has arrived; the connection's `_ClockedReader` ends them when the time is up."""
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    while size < ANSWER_READ_BYTES:
+        try:
+            chunk = raw.read1(ANSWER_READ_BYTES - size, decode_content=True)
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+            raise _no_answer(seconds, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise DeliveryError(f"the intake's answer broke off ({type(exc).__name__})") from exc
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _no_answer(seconds: float, exc: BaseException | None = None) -> DeliveryError:
+    how = f" ({type(exc).__name__})" if exc is not None else ""
+    return DeliveryError(f"no answer from the intake within {seconds:.1f} s{how}")
 
 
 def deliver(
@@ -273,9 +368,77 @@ def _outcome(future: Future[None]) -> DeliveryError | None:
     return error
 
 
+_request_clock = threading.local()
+"""`ends`: the monotonic time by which the request this thread is making must have its answer."""
+
+
+class _ClockedReader(io.RawIOBase):
+    """A socket reader whose every read waits no longer than the time left until `ends`, and which
+    refuses to read once it has passed: a socket timeout alone applies to each read afresh."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, ends: float) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._ends = ends
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's time is up")
+        self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _ClockedResponse(http.client.HTTPResponse):
+    """http.client's response, reading its status line, headers and body through a `_ClockedReader`
+    when this thread's request has an end (`_request_clock`)."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        ends = getattr(_request_clock, "ends", None)
+        if ends is not None and isinstance(self.fp, io.BufferedReader):
+            self.fp = io.BufferedReader(_ClockedReader(self.fp.detach(), sock, ends))
+
+
+@functools.cache
+def _clocked_pool(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    """The pool class whose connections answer with `_ClockedResponse` (plain, TLS or SOCKS alike)."""
+    base = pool.ConnectionCls
+    if getattr(base, "response_class", None) is _ClockedResponse:
+        return pool
+    connection = type(f"Clocked{base.__name__}", (base,), {"response_class": _ClockedResponse})
+    return type(f"Clocked{pool.__name__}", (pool,), {"ConnectionCls": connection})
+
+
+def _clock_pools(manager: PoolManager) -> PoolManager:
+    """The manager, its pools made clocked (idempotent: requests asks for a proxy's manager per request)."""
+    classes = manager.pool_classes_by_scheme
+    manager.pool_classes_by_scheme = {scheme: _clocked_pool(pool) for scheme, pool in classes.items()}
+    return manager
+
+
+class _ClockedAdapter(HTTPAdapter):
+    """requests' adapter, its connections (direct or through a proxy) reading answers on the clock."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        _clock_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        return _clock_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
+
+
 def _session(settings: Settings, url: str, headers: dict[str, str]) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
+    adapter = _ClockedAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.verify = not settings.skip_ssl_validation

@@ -1,4 +1,6 @@
-"""intake.datadog: the wire format, the retrying client and concurrent delivery, over real HTTP on 127.0.0.1."""
+"""The Datadog output's transport over real HTTP on 127.0.0.1: the wire format, TLS and proxies,
+answers that are not retried, what real sockets do (refused, dropped, slow, dripping) and concurrent
+delivery. The retry policy, backoff, `Retry-After` and the deadline are in test_transport_retries.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import orjson
 import pytest
@@ -21,7 +24,7 @@ from forwarder.model import Deadline, Entry
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, json_array
 from forwarder.outputs.datadog import output
-from forwarder.outputs.http import RetryPolicy, compress, deliver, gzip_level, parse_retry_after
+from forwarder.outputs.http import ANSWER_MAX_CHARS, HttpTransport, RetryPolicy, compress, deliver, gzip_level
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"
@@ -61,6 +64,41 @@ def intake(received: list[Received]) -> Iterator[LocalIntake]:
 
 def client(url: str, sleep: Sleeps | None = None, policy: RetryPolicy = FAST, **overrides: object) -> Output:
     return output(settings_for(url, **overrides), KEY, policy=policy, sleep=Sleeps() if sleep is None else sleep)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A throwaway HTTP server on 127.0.0.1 with this handler; yields its intake URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2/logs"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def answering(status: int, body: bytes, content_type: str = "application/json") -> type[BaseHTTPRequestHandler]:
+    """A handler that answers every POST with this status and body, counting the requests it got."""
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        requests = 0
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            type(self).requests += 1
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Answer
 
 
 def closed_port_url() -> str:
@@ -203,15 +241,56 @@ def test_an_answer_quoting_the_key_is_redacted() -> None:
     assert KEY not in str(failure.value)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
-def test_client_errors_are_not_retried(intake: LocalIntake, status: int) -> None:
-    intake.script([status])
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (200, b"<html><body>Welcome to nginx!</body></html>", "text/html"),
+        (202, b"<html><body>Accepted, says the proxy</body></html>", "text/html"),
+        (200, b"{}", "application/json"),
+        (204, b"", "application/json"),
+        (202, b"[]", "application/json"),
+    ],
+    ids=["200-html", "202-html", "200-json", "204-empty", "202-not-an-object"],
+)
+def test_a_200_html_page_is_not_the_intakes_answer(status: int, body: bytes, content_type: str) -> None:
+    """A misconfigured URL answering 2xx must not count batches as delivered: only 202 and a JSON
+    object, Datadog's own answer, does. The same answer would come again, so it is not retried."""
+    handler = answering(status, body, content_type)
     sleeps = Sleeps()
-    with pytest.raises(DeliveryError) as failure:
-        client(intake.url, sleeps).send(make_batch("x"), deadline())
+    with serving(handler) as url, pytest.raises(DeliveryError) as failure:
+        client(url, sleeps).send(make_batch("x"), deadline())
     assert failure.value.status == status
-    assert '"errors"' in failure.value.answer
-    assert (intake.requests, sleeps) == (1, [])
+    assert "not the intake's success answer" in str(failure.value)
+    assert "not retried" in str(failure.value)
+    assert failure.value.answer == body.decode()
+    assert (handler.requests, sleeps) == (1, [])
+
+
+def test_a_wrong_answer_is_quoted_shortened_and_without_the_key() -> None:
+    """A big web page is read only as far as needed and quoted shortened; a key it echoes is redacted."""
+    page = f"<html>{KEY}".encode() + b"x" * 1_000_000
+    with serving(answering(200, page, "text/html")) as url, pytest.raises(DeliveryError) as failure:
+        client(url).send(make_batch("x"), deadline())
+    assert failure.value.answer.startswith("<html>[redacted]xxx")
+    assert len(failure.value.answer) <= ANSWER_MAX_CHARS
+    assert len(str(failure.value)) < 1000
+    assert KEY not in str(failure.value)
+
+
+def test_the_local_intake_answers_as_datadog_does(intake: LocalIntake) -> None:
+    """The local intake's success answer is the one the Datadog output accepts: 202 and `{}`."""
+    import requests
+
+    answer = requests.post(intake.url, data=b"[]", headers={"DD-API-KEY": KEY}, timeout=5)
+    assert (answer.status_code, answer.text, answer.headers["Content-Type"]) == (202, "{}", "application/json")
+
+
+def test_a_generic_intake_takes_any_2xx_as_delivered() -> None:
+    """Only an output that knows its intake's answer narrows success; the transport alone takes any 2xx."""
+    handler = answering(200, b"<html>ok</html>", "text/html")
+    with serving(handler) as url, HttpTransport(settings_for(url), url, {}, secret=KEY) as transport:
+        transport.send(b"[]", deadline())
+    assert handler.requests == 1
 
 
 def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
@@ -220,39 +299,7 @@ def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
     assert "secret" not in str(failure.value)
 
 
-# --- retries ------------------------------------------------------------------------------------
-
-
-def test_server_errors_are_retried_until_accepted(intake: LocalIntake) -> None:
-    intake.script([500, 503])
-    sleeps = Sleeps()
-    client(intake.url, sleeps).send(make_batch("x"), deadline())
-    assert (intake.requests, len(intake.entries), len(sleeps)) == (3, 1, 2)
-
-
-def test_retries_stop_after_max_attempts(intake: LocalIntake) -> None:
-    intake.script([500] * 10)
-    with pytest.raises(DeliveryError) as failure:
-        client(intake.url).send(make_batch("x"), deadline())
-    assert failure.value.status == 500
-    assert "after 4 attempts" in str(failure.value)
-    assert intake.requests == FAST.max_attempts
-
-
-def test_max_attempts_comes_from_settings(intake: LocalIntake) -> None:
-    intake.script([500] * 10)
-    dd = output(settings_for(intake.url, max_attempts=2), KEY, sleep=Sleeps())
-    with pytest.raises(DeliveryError):
-        dd.send(make_batch("x"), deadline())
-    assert intake.requests == 2
-
-
-def test_429_retry_after_seconds_is_honoured(intake: LocalIntake) -> None:
-    intake.script([429], retry_after="7")
-    sleeps = Sleeps()
-    client(intake.url, sleeps).send(make_batch("x"), deadline())
-    assert sleeps == [7.0]
-    assert len(intake.entries) == 1
+# --- no answer, a slow answer: real sockets ------------------------------------------------------
 
 
 def test_retry_after_for_real(intake: LocalIntake) -> None:
@@ -261,12 +308,6 @@ def test_retry_after_for_real(intake: LocalIntake) -> None:
     started = time.monotonic()
     output(settings_for(intake.url), KEY, policy=FAST).send(make_batch("x"), deadline())
     assert 1.0 <= time.monotonic() - started < 2.0
-    assert intake.requests == 2
-
-
-def test_408_is_retried(intake: LocalIntake) -> None:
-    intake.script([408])
-    client(intake.url).send(make_batch("x"), deadline())
     assert intake.requests == 2
 
 
@@ -300,81 +341,50 @@ def test_timeout_failure_says_no_answer(intake: LocalIntake) -> None:
         client(intake.url, policy=policy, http_timeout_seconds=0.1).send(make_batch("x"), deadline())
 
 
-# --- the deadline -------------------------------------------------------------------------------
+def dripping(pause: float, where: str) -> type[BaseHTTPRequestHandler]:
+    """A handler whose answer trickles in one byte every `pause` seconds: its headers (after the
+    status line), or its body (after headers sent at once)."""
+    head = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 40\r\n"
+    slow_head = b"X-Padding: " + b"a" * 40 + b"\r\n\r\n"
+
+    class Drip(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            fast, slow = (head, slow_head + b" " * 40) if where == "headers" else (head + b"\r\n", b" " * 40)
+            try:
+                self.wfile.write(fast)
+                self.wfile.flush()
+                for byte in slow:
+                    time.sleep(pause)
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            except OSError:  # the client gave up: what the test wants
+                pass
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Drip
 
 
-def test_no_retry_when_the_wait_would_pass_the_deadline(intake: LocalIntake) -> None:
-    intake.script([429], retry_after="5")
-    sleeps = Sleeps()
-    with pytest.raises(DeliveryError) as failure:
-        client(intake.url, sleeps).send(make_batch("x"), deadline(seconds=2))
-    assert failure.value.status == 429
-    assert "would pass the deadline" in str(failure.value)
-    assert (intake.requests, sleeps) == (1, [])
-
-
-def test_nothing_is_sent_past_the_deadline(intake: LocalIntake) -> None:
-    with pytest.raises(DeliveryError, match="no time left"):
-        client(intake.url).send(make_batch("x"), deadline(seconds=0))
-    assert intake.requests == 0
-
-
-def test_request_timeout_never_exceeds_the_time_left(intake: LocalIntake) -> None:
-    intake.delay_seconds = 1.0
-    with pytest.raises(DeliveryError, match=r"within 0\.2 s"):
-        client(intake.url, policy=RetryPolicy(max_attempts=1)).send(make_batch("x"), deadline(seconds=0.2))
-
-
-# --- the retry policy, without a server ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "retryable"),
-    [
-        *[(None, True), (408, True), (429, True), (500, True), (502, True), (503, True), (504, True)],
-        *[(400, False), (401, False), (403, False), (404, False), (413, False), (202, False)],
-    ],
-)
-def test_what_is_retried(status: int | None, retryable: bool) -> None:
-    assert RetryPolicy().retryable(status) is retryable
-
-
-def test_backoff_is_exponential_full_jitter_and_capped() -> None:
-    policy = RetryPolicy(backoff_base=0.2, backoff_cap=10.0)
-    assert [policy.backoff(n, rand=lambda: 1.0) for n in range(1, 9)] == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0]
-    assert policy.backoff(5, rand=lambda: 0.0) == 0.0
-    assert policy.backoff(3, rand=lambda: 0.5) == pytest.approx(0.4)
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("3", 3.0),
-        (" 0 ", 0.0),
-        ("1.5", 1.5),
-        ("-4", 0.0),
-        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
-        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
-        ("soon", None),
-        ("nan", None),
-        ("", None),
-    ],
-)
-def test_parse_retry_after(header: str, expected: float | None) -> None:
-    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
-    assert parse_retry_after(header, now=lambda: now) == expected
-
-
-def test_retry_after_replaces_backoff_and_garbage_falls_back_to_it() -> None:
-    policy = RetryPolicy(backoff_base=1.0)
-    assert policy.delay(1, "9", rand=lambda: 0.5) == 9.0
-    assert policy.delay(1, "garbage", rand=lambda: 0.5) == 0.5
-    assert policy.delay(1, None, rand=lambda: 0.5) == 0.5
-
-
-def test_policy_needs_an_attempt() -> None:
-    with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=0)
+@pytest.mark.parametrize("where", ["body", "headers"])
+@pytest.mark.parametrize(("timeout", "time_left"), [(1.0, 60.0), (10.0, 1.0)], ids=["timeout", "time-left"])
+def test_an_answer_dripping_one_byte_at_a_time_is_cut_at_the_request_bound(
+    timeout: float, time_left: float, where: str
+) -> None:
+    """FORWARDER_HTTP_TIMEOUT_SECONDS (or the time left, if less) bounds the whole request, not each
+    socket read: an answer trickling in a byte at a time must not hold the invocation past it."""
+    with serving(dripping(0.3, where)) as url:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="no answer from the intake within") as failure:
+            policy = RetryPolicy(max_attempts=1)
+            client(url, policy=policy, http_timeout_seconds=timeout).send(make_batch("x"), deadline(time_left))
+        took = time.monotonic() - started
+    assert took < min(timeout, time_left) + 1.0, f"the request took {took:.1f} s"
+    assert failure.value.status is None
 
 
 # --- deliver(): concurrency, accounting, upstream errors ----------------------------------------

@@ -57,3 +57,37 @@ def test_plain_api_key_is_not_echoed_in_repr_errors() -> None:
 
 def test_api_key_never_in_repr() -> None:
     assert "0123456789abcdef" not in repr(Settings.from_env({"DD_API_KEY": "0123456789abcdef0123456789abcdef"}))
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DD_URL": "htps://user:PASSWORD@host/api/v2/logs"},
+        {"DD_URL": "ftp://user:PASSWORD@host/api/v2/logs?token=PASSWORD"},
+        {"DD_URL": "https://user:PASS/WORD@/api/v2/logs"},
+        {"DD_URL": "user:PASSWORD@"},
+        {"DD_URL": "https://user:PASSWORD@[::1/api/v2/logs"},
+        {"DD_URL": "https://user:PASSWORD@host:port/api/v2/logs"},
+        {"DD_PORT": "https://user:PASSWORD@host"},
+        {"DD_USE_COMPRESSION": "https://host/?key=PASSWORD"},
+    ],
+    ids=["mistyped-scheme", "query", "slash-in-password", "bare-host", "bad-ipv6", "bad-port", "port", "flag"],
+)
+def test_a_mistyped_url_with_a_password_is_not_echoed(env: dict[str, str]) -> None:
+    """A setting holding a URL with credentials (user:password@) or a token in its query is named in
+    the error but its secret parts are not echoed: the error goes to the logs."""
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    for text in (str(error.value), repr(error.value), str(error.value.__cause__), str(error.value.__context__)):
+        assert "PASS" not in text
+    assert next(iter(env)) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:PASSWORD@host/api/v2/logs", "https://host/api/v2/logs?dd-api-key=PASSWORD#PASSWORD"]
+)
+def test_a_valid_url_with_a_password_never_shows_in_the_settings_repr(url: str) -> None:
+    settings = Settings.from_env({"DD_URL": url})
+    assert settings.intake_url == url
+    assert "PASS" not in repr(settings)
+    assert "host" in repr(settings)
