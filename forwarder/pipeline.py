@@ -36,7 +36,7 @@ from forwarder.model import (
 )
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, batches
-from forwarder.outputs.http import deliver
+from forwarder.outputs.deliver import deliver
 from forwarder.process import Processor, apply
 from forwarder.read import awslogs, codecs, s3
 from forwarder.reliability import continuation

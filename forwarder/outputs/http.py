@@ -1,5 +1,4 @@
-"""The HTTP transport: one keep-alive session, compression, retries, `Retry-After`, the deadline,
-and the delivery threads that keep several requests in flight.
+"""The HTTP transport: one keep-alive session, compression, retries, `Retry-After`, the deadline.
 
 It knows nothing of the wire format: an output hands it request bodies, the headers its intake
 needs and, if it knows it, what its intake's success answer looks like (`accepts`; any 2xx
@@ -11,37 +10,26 @@ outlive the invocation: the Lambda deadline bounds every wait and request.
 
 from __future__ import annotations
 
-import email.utils
-import functools
-import http.client
-import io
 import itertools
 import logging
-import math
-import os
 import random
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from isal import igzip
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3 import HTTPConnectionPool, PoolManager
 from urllib3.util import Timeout
 
 from forwarder.errors import ConfigError, DeliveryError
 from forwarder.model import Deadline
-from forwarder.outputs.batch import Batch
+from forwarder.outputs.clocked import ClockedAdapter, request_clock
+from forwarder.outputs.retry import RetryPolicy
 from forwarder.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +37,6 @@ logger = logging.getLogger(__name__)
 ANSWER_MAX_CHARS = 1000
 ANSWER_READ_BYTES = 4 * ANSWER_MAX_CHARS
 """The most of an answer's body read: enough to judge it and to quote ANSWER_MAX_CHARS of it."""
-RETRYABLE_STATUSES = frozenset({408, 429})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 Accepts = Callable[[int, Mapping[str, str], str], bool]
@@ -75,62 +62,6 @@ def gzip_level(compression_level: int) -> int:
 def compress(body: bytes, compression_level: int) -> bytes:
     """Plain single-member gzip (RFC 1952), as `Content-Encoding: gzip` promises."""
     return igzip.compress(body, gzip_level(compression_level))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When to try a request again and how long to wait first.
-
-    Backoff is exponential with full jitter (a uniform wait between 0 and
-    min(backoff_cap, backoff_base * 2**(attempt - 1))), so concurrent senders hitting the same
-    overloaded intake spread out. A `Retry-After` answer (seconds or an HTTP date) replaces the
-    backoff. Pure: randomness and the wall clock are passed in, so tests need no sleeping.
-    """
-
-    max_attempts: int = 6
-    backoff_base: float = 0.2
-    backoff_cap: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-
-    def retryable(self, status: int | None) -> bool:
-        """None stands for no answer at all (connection error or timeout): always worth retrying."""
-        return status is None or status in RETRYABLE_STATUSES or 500 <= status <= 599
-
-    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        """The jittered wait after the `attempt`-th (1-based) attempt failed."""
-        return rand() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-
-    def delay(
-        self,
-        attempt: int,
-        retry_after: str | None = None,
-        rand: Callable[[], float] = random.random,
-        now: Callable[[], float] = time.time,
-    ) -> float:
-        """Seconds to wait before the next attempt: the intake's `Retry-After` if usable, else backoff."""
-        asked = parse_retry_after(retry_after, now) if retry_after else None
-        return self.backoff(attempt, rand) if asked is None else asked
-
-
-def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After` as seconds from now; None when it is neither a number nor an HTTP date."""
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now()
-    if math.isnan(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +180,7 @@ class HttpTransport:
         judging the answer needs.
         """
         timeout = Timeout(connect=seconds, read=seconds, total=seconds)
-        _request_clock.ends = time.monotonic() + seconds
+        request_clock.ends = time.monotonic() + seconds
         try:
             response = self._session.post(self.url, data=payload, timeout=timeout, allow_redirects=False, stream=True)  # type: ignore[arg-type]
         except requests.Timeout as exc:
@@ -257,7 +188,7 @@ class HttpTransport:
         except requests.RequestException as exc:
             raise DeliveryError(f"could not reach the intake at {_host(self.url)} ({type(exc).__name__})") from exc
         finally:
-            _request_clock.ends = None
+            request_clock.ends = None
         try:
             body = _read_answer(response, seconds)
         finally:
@@ -303,142 +234,9 @@ def _no_answer(seconds: float, exc: BaseException | None = None) -> DeliveryErro
     return DeliveryError(f"no answer from the intake within {seconds:.1f} s{how}")
 
 
-def deliver(
-    send: Callable[[Batch, Deadline], None], batches: Iterable[Batch], deadline: Deadline, max_in_flight: int
-) -> Iterator[tuple[Batch, DeliveryError | None]]:
-    """Send batches concurrently and yield each with its outcome (None when delivered) as it completes.
-
-    Batches are pulled lazily and only while fewer than `max_in_flight` are being sent, so at most
-    max_in_flight + 1 batches exist at once. Each batch given is yielded exactly once. When producing
-    the batches raises (the handler turns bad input into a normal end of its entries, so this is a
-    bug upstream), the batches already sent are still awaited and yielded first, so the events read
-    before it are delivered and accounted; then the error is raised.
-    """
-    if max_in_flight < 1:
-        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-    pool = _senders(max_in_flight)
-    source = iter(batches)
-    upstream_error: Exception | None = None
-    exhausted = False
-    in_flight: dict[Future[None], Batch] = {}
-    try:
-        while True:
-            while not exhausted and len(in_flight) < max_in_flight:
-                try:
-                    batch = next(source)
-                except StopIteration:
-                    exhausted = True
-                except Exception as exc:  # re-raised below, once the batches in flight are accounted
-                    upstream_error, exhausted = exc, True
-                else:
-                    in_flight[pool.submit(send, batch, deadline)] = batch
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield in_flight.pop(future), _outcome(future)
-    finally:
-        wait(in_flight)  # closed early: no send outlives the call that started it
-    if upstream_error is not None:
-        raise upstream_error
-
-
-@functools.cache
-def _senders(threads: int) -> ThreadPoolExecutor:
-    """The delivery threads, kept for the container's life (one pool per size; the handler uses one).
-
-    Starting a pool per call cost about 1.5 ms of CPU per invocation, most of it gzip's first
-    buffers in each new thread: a seventh of an EKS audit payload's whole cost. Idle threads wait on
-    the pool's queue between invocations, and no more than `threads` exist. A forked child has none
-    of its parent's threads, so it starts its own pools.
-    """
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
-
-
-os.register_at_fork(after_in_child=_senders.cache_clear)
-
-
-def _outcome(future: Future[None]) -> DeliveryError | None:
-    """The send's failure; an unexpected exception still fails its batch so no event goes unaccounted."""
-    exc = future.exception()
-    if exc is None or isinstance(exc, DeliveryError):
-        return exc
-    error = DeliveryError(f"unexpected error while sending ({type(exc).__name__})")
-    error.__cause__ = exc
-    return error
-
-
-_request_clock = threading.local()
-"""`ends`: the monotonic time by which the request this thread is making must have its answer."""
-
-
-class _ClockedReader(io.RawIOBase):
-    """A socket reader whose every read waits no longer than the time left until `ends`, and which
-    refuses to read once it has passed: a socket timeout alone applies to each read afresh."""
-
-    def __init__(self, raw: io.RawIOBase, sock: socket.socket, ends: float) -> None:
-        super().__init__()
-        self._raw = raw
-        self._sock = sock
-        self._ends = ends
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        left = self._ends - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the request's time is up")
-        self._sock.settimeout(left)
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _ClockedResponse(http.client.HTTPResponse):
-    """http.client's response, reading its status line, headers and body through a `_ClockedReader`
-    when this thread's request has an end (`_request_clock`)."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        ends = getattr(_request_clock, "ends", None)
-        if ends is not None and isinstance(self.fp, io.BufferedReader):
-            self.fp = io.BufferedReader(_ClockedReader(self.fp.detach(), sock, ends))
-
-
-@functools.cache
-def _clocked_pool(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
-    """The pool class whose connections answer with `_ClockedResponse` (plain, TLS or SOCKS alike)."""
-    base = pool.ConnectionCls
-    if getattr(base, "response_class", None) is _ClockedResponse:
-        return pool
-    connection = type(f"Clocked{base.__name__}", (base,), {"response_class": _ClockedResponse})
-    return type(f"Clocked{pool.__name__}", (pool,), {"ConnectionCls": connection})
-
-
-def _clock_pools(manager: PoolManager) -> PoolManager:
-    """The manager, its pools made clocked (idempotent: requests asks for a proxy's manager per request)."""
-    classes = manager.pool_classes_by_scheme
-    manager.pool_classes_by_scheme = {scheme: _clocked_pool(pool) for scheme, pool in classes.items()}
-    return manager
-
-
-class _ClockedAdapter(HTTPAdapter):
-    """requests' adapter, its connections (direct or through a proxy) reading answers on the clock."""
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        _clock_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        return _clock_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
-
-
 def _session(settings: Settings, url: str, headers: dict[str, str]) -> requests.Session:
     session = requests.Session()
-    adapter = _ClockedAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
+    adapter = ClockedAdapter(pool_connections=1, pool_maxsize=settings.max_workers, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.verify = not settings.skip_ssl_validation

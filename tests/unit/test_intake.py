@@ -24,7 +24,9 @@ from forwarder.model import Deadline, Entry
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, json_array
 from forwarder.outputs.datadog import output
-from forwarder.outputs.http import ANSWER_MAX_CHARS, HttpTransport, RetryPolicy, compress, deliver, gzip_level
+from forwarder.outputs.deliver import deliver
+from forwarder.outputs.http import ANSWER_MAX_CHARS, HttpTransport, compress, gzip_level
+from forwarder.outputs.retry import RetryPolicy
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"

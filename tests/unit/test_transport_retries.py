@@ -10,7 +10,8 @@ import pytest
 from forwarder.errors import DeliveryError
 from forwarder.model import Deadline
 from forwarder.outputs.datadog import transport
-from forwarder.outputs.http import Answer, HttpTransport, RetryPolicy, parse_retry_after
+from forwarder.outputs.http import Answer, HttpTransport
+from forwarder.outputs.retry import RetryPolicy, parse_retry_after
 from forwarder.settings import Settings
 
 KEY = "test-key-0123456789abcdef"
