@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+import orjson
+
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.lines import BOM, read_lines
 from forwarder.formats.records import RecordCutter
@@ -25,11 +27,13 @@ from forwarder.model import MAX_EVENT_BYTES, Checkpoint, RawEvent
 SNIFF_BYTES = 512
 """How many non-whitespace leading bytes `sniff` gathers before deciding the format."""
 SNIFF_LIMIT = 64 * 1024
-"""Gathering stops here even if it is all whitespace, so a blank object cannot fill memory."""
+"""Gathering stops here even if it is all whitespace, so a blank object cannot fill memory; a digest
+longer than this is not recognised by content (its key still says what it is) and is read as lines."""
 
 _WS = b" \t\r\n"
 _CLOUDTRAIL = re.compile(rb'\{[ \t\r\n]*"Records"[ \t\r\n]*(?::|\Z)')
-_DIGEST_KEYS = (b'"awsAccountId"', b'"digestStartTime"')
+_DIGEST_FIELDS = ("awsAccountId", "digestStartTime")
+_DIGEST_KEYS = tuple(f'"{name}"'.encode() for name in _DIGEST_FIELDS)
 
 
 class Block(Protocol):
@@ -50,21 +54,31 @@ class Format(enum.Enum):
     LINES = "lines"
 
 
-def sniff(head: bytes) -> Format:
-    """Recognise a CloudTrail log file (first key "Records") or digest file from its first bytes."""
+def sniff(head: bytes, whole: bool = False) -> Format:
+    """Recognise a CloudTrail log file (first key "Records") or digest file from its first bytes.
+
+    By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId" and
+    "digestStartTime" at its top level. That takes the whole stream (`whole`: `head` is all of it):
+    those strings in a line of NDJSON, which anyone who can write a log line controls (a Kubernetes
+    ConfigMap in an audit log), must never hide the file.
+    """
     text = head.removeprefix(BOM).lstrip(_WS)
     if _CLOUDTRAIL.match(text):
         return Format.CLOUDTRAIL
-    if text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS):
+    if whole and _may_be_digest(text) and _is_digest(text):
         return Format.DIGEST
     return Format.LINES
 
 
 def sniffed(chunks: Iterable[bytes]) -> tuple[Format, Iterator[bytes]]:
-    """The format of a stream from its leading bytes, and the whole stream again."""
+    """The format of a stream from its leading bytes, and the whole stream again.
+
+    A stream that might be a digest is gathered on to its end (up to `SNIFF_LIMIT`), as only the
+    whole of it can prove it is one.
+    """
     stream = iter(chunks)
-    head = _gather_head(stream)
-    return sniff(head), itertools.chain((head,), stream)
+    head, whole = _gather_head(stream)
+    return sniff(head, whole), itertools.chain((head,), stream)
 
 
 def read_object(
@@ -91,15 +105,36 @@ def each_event(blocks: Iterable[Block]) -> Iterator[RawEvent]:
         yield from block.events()
 
 
-def _gather_head(stream: Iterator[bytes]) -> bytes:
+def _may_be_digest(text: bytes) -> bool:
+    return text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS)
+
+
+def _is_digest(text: bytes) -> bool:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and all(key in document for key in _DIGEST_FIELDS)
+
+
+def _gather_head(stream: Iterator[bytes]) -> tuple[bytes, bool]:
+    """At least `SNIFF_BYTES` leading non-whitespace bytes, more while the head might be a digest,
+    never past `SNIFF_LIMIT` but for the chunk that crosses it; and whether the stream ended.
+
+    The head is looked at each time its size doubles, so tiny chunks cost linear time.
+    """
     parts: list[bytes] = []
     size = 0
+    looked_at = 0
     while size < SNIFF_LIMIT:
         chunk = next(stream, None)
         if chunk is None:
-            break
+            return b"".join(parts), True
         parts.append(chunk)
         size += len(chunk)
-        if size >= SNIFF_BYTES and len(b"".join(parts).removeprefix(BOM).lstrip(_WS)) >= SNIFF_BYTES:
-            break
-    return b"".join(parts)
+        if size >= max(SNIFF_BYTES, 2 * looked_at):
+            looked_at = size
+            text = b"".join(parts).removeprefix(BOM).lstrip(_WS)
+            if len(text) >= SNIFF_BYTES and not _may_be_digest(text):
+                break
+    return b"".join(parts), False

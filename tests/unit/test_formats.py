@@ -90,7 +90,9 @@ def test_minified_record_bytes_are_exact() -> None:
 )
 def test_digest_files_sniff_as_digest_and_yield_nothing(name: str) -> None:
     data = (CLOUDTRAIL / name).read_bytes()
-    assert sniff(data[:512]) is Format.DIGEST
+    assert sniff(data, whole=True) is Format.DIGEST
+    assert sniff(data[:512]) is sniff(data.rstrip()[:-1], whole=True) is Format.LINES
+    assert sniff(orjson.dumps(orjson.loads(data)), whole=True) is Format.DIGEST
     form, events = split_object(chunked(data, 3), ORIGIN)
     assert form is Format.DIGEST
     assert list(events) == []
@@ -118,7 +120,7 @@ def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
         (b'{"Records":[{"eventVersion":"1.08"', Format.CLOUDTRAIL),
         (b'\xef\xbb\xbf\n  {\n  "Records" : [\n', Format.CLOUDTRAIL),
         (b'{"Records"', Format.CLOUDTRAIL),
-        (b'{"awsAccountId":"1","digestStartTime":"2015-08-17T14:01:31Z"', Format.DIGEST),
+        (b'{"awsAccountId":"1","digestStartTime":"2015-08-17T14:01:31Z"}', Format.LINES),
         (b'{"eventVersion":"1.08","Records":[]}\n', Format.LINES),
         (b'{"foo":1,"Records":[]}', Format.LINES),
         (b'{"RecordsX":[]}', Format.LINES),
@@ -130,7 +132,7 @@ def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
         "minified",
         "bom_and_pretty",
         "cut_after_key",
-        "digest",
+        "digest_but_maybe_not_all_of_it",
         "ndjson_cloudtrail",
         "records_not_first",
         "other_key",
@@ -545,3 +547,41 @@ def test_read_log_batch_gives_runs_of_bounded_length_in_order() -> None:
     assert [event.position for event in flat] == list(range(len(events)))
     assert [event.event_id for event in flat] == [event.id for event in events]
     assert list(read_log_batch(LogBatch("1", "/aws/lambda/f", "s", (), ()))) == []
+
+
+def audit_lines_with_a_digest_lookalike() -> list[bytes]:
+    """The audit fixture, its first event creating a ConfigMap whose data keys are a digest's."""
+    lines = (FIXTURES / "k8s-audit" / "audit2rbac_demo.log").read_bytes().splitlines()
+    first = orjson.loads(lines[0])
+    first["requestObject"] = {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "innocent", "namespace": "default"},
+        "data": {"awsAccountId": "123456789012", "digestStartTime": "2024-12-04T11:00:00Z"},
+    }
+    return [orjson.dumps(first), *lines[1:]]
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 333, 7])
+def test_a_configmap_with_digest_keys_does_not_hide_the_audit_file(chunk_size: int) -> None:
+    lines = audit_lines_with_a_digest_lookalike()
+    data = b"\n".join(lines) + b"\n"
+    form, blocks = split_object(chunked(data, chunk_size), ORIGIN)
+    assert form is Format.LINES
+    assert [event.message for event in each_event(blocks)] == [line.decode() for line in lines]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}\n{"b":2}\n',
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}{"b":2}',
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}\n' + b'{"b":"' + b"x" * 100_000 + b'"}\n',
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z","pad":"' + b"x" * 100_000 + b'"}',
+        b'{"a":{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}}',
+    ],
+    ids=["ndjson", "concatenated", "ndjson_long_second_line", "longer_than_the_head", "nested"],
+)
+def test_digest_keys_in_an_ndjson_line_or_nested_never_make_a_digest(data: bytes) -> None:
+    form, _ = split_object(chunked(data, 64), ORIGIN)
+    assert form is Format.LINES
