@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import re
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -21,7 +20,7 @@ import orjson
 
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.lines import BOM, read_lines
-from forwarder.formats.records import RecordCutter
+from forwarder.formats.records import PAST, RecordCutter, outline
 from forwarder.model import MAX_EVENT_BYTES, Checkpoint, RawEvent
 
 SNIFF_BYTES = 512
@@ -31,7 +30,6 @@ SNIFF_LIMIT = 64 * 1024
 longer than this is not recognised by content (its key still says what it is) and is read as lines."""
 
 _WS = b" \t\r\n"
-_CLOUDTRAIL = re.compile(rb'\{[ \t\r\n]*"Records"[ \t\r\n]*(?::|\Z)')
 _DIGEST_FIELDS = ("awsAccountId", "digestStartTime")
 _DIGEST_KEYS = tuple(f'"{name}"'.encode() for name in _DIGEST_FIELDS)
 
@@ -55,7 +53,12 @@ class Format(enum.Enum):
 
 
 def sniff(head: bytes, whole: bool = False) -> Format:
-    """Recognise a CloudTrail log file (first key "Records") or digest file from its first bytes.
+    """Recognise a CloudTrail log file or digest file from its first bytes.
+
+    A CloudTrail file is one JSON object with a top-level "Records" member, wherever it stands among
+    the others. A head that shows the first object ending with more after it is NDJSON (lines), as
+    is one whose first object runs past it before any "Records" name: reading a document as lines
+    never loses it silently (it goes as one event, truncated and counted so, or fails as too long).
 
     By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId" and
     "digestStartTime" at its top level. That takes the whole stream (`whole`: `head` is all of it):
@@ -63,9 +66,12 @@ def sniff(head: bytes, whole: bool = False) -> Format:
     ConfigMap in an audit log), must never hide the file.
     """
     text = head.removeprefix(BOM).lstrip(_WS)
-    if _CLOUDTRAIL.match(text):
+    shape = outline(text)
+    if shape is None or (shape.end != PAST and text[shape.end :].strip(_WS)):
+        return Format.LINES
+    if shape.records:
         return Format.CLOUDTRAIL
-    if whole and _may_be_digest(text) and _is_digest(text):
+    if whole and shape.end != PAST and _may_be_digest(text) and _is_digest(text):
         return Format.DIGEST
     return Format.LINES
 
@@ -73,8 +79,8 @@ def sniff(head: bytes, whole: bool = False) -> Format:
 def sniffed(chunks: Iterable[bytes]) -> tuple[Format, Iterator[bytes]]:
     """The format of a stream from its leading bytes, and the whole stream again.
 
-    A stream that might be a digest is gathered on to its end (up to `SNIFF_LIMIT`), as only the
-    whole of it can prove it is one.
+    While the head does not decide (a first object not ended nor showing "Records"; a possible digest,
+    which only the whole stream can prove) more is gathered, up to `SNIFF_LIMIT`.
     """
     stream = iter(chunks)
     head, whole = _gather_head(stream)
@@ -105,6 +111,13 @@ def each_event(blocks: Iterable[Block]) -> Iterator[RawEvent]:
         yield from block.events()
 
 
+def _undecided(text: bytes) -> bool:
+    shape = outline(text)
+    if shape is None or shape.records:
+        return False
+    return shape.end == PAST or (not text[shape.end :].strip(_WS) and _may_be_digest(text))
+
+
 def _may_be_digest(text: bytes) -> bool:
     return text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS)
 
@@ -118,7 +131,7 @@ def _is_digest(text: bytes) -> bool:
 
 
 def _gather_head(stream: Iterator[bytes]) -> tuple[bytes, bool]:
-    """At least `SNIFF_BYTES` leading non-whitespace bytes, more while the head might be a digest,
+    """At least `SNIFF_BYTES` leading non-whitespace bytes, more while they do not decide,
     never past `SNIFF_LIMIT` but for the chunk that crosses it; and whether the stream ended.
 
     The head is looked at each time its size doubles, so tiny chunks cost linear time.
@@ -135,6 +148,6 @@ def _gather_head(stream: Iterator[bytes]) -> tuple[bytes, bool]:
         if size >= max(SNIFF_BYTES, 2 * looked_at):
             looked_at = size
             text = b"".join(parts).removeprefix(BOM).lstrip(_WS)
-            if len(text) >= SNIFF_BYTES and not _may_be_digest(text):
+            if len(text) >= SNIFF_BYTES and not _undecided(text):
                 break
     return b"".join(parts), False

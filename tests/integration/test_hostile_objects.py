@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.fixtures import s3_event
+import orjson
+
+from bench.fixtures import s3_event, trail_key
 from forwarder.devintake import LocalIntake
 from forwarder.handler import handle
-from tests.unit.test_formats import audit_lines_with_a_digest_lookalike
+from tests.unit.test_formats import audit_lines_with_a_digest_lookalike, trail_records
 
-from .helpers import context, put, settings_for
+from .helpers import context, put, settings_for, without_metadata
 
 BUCKET = "hostile-bucket"
 
@@ -24,3 +26,14 @@ def test_a_configmap_with_digest_keys_does_not_hide_the_audit_file(s3: Any, inta
     assert summary.get("skipped", {}) == {}
     assert [entry["message"] for entry in intake.entries] == [line.decode() for line in lines]
     assert summary["events_delivered"] == len(lines)
+
+
+def test_records_behind_a_file_version_under_a_trail_key_arrive_as_events(s3: Any, intake: LocalIntake) -> None:
+    records = trail_records(2000)
+    key = trail_key("file-version-first")
+    put(s3, BUCKET, key, orjson.dumps({"fileVersion": "1.0", "Records": records}))
+
+    summary = handle(s3_event(BUCKET, key), context(), settings_for(intake.url))
+
+    assert [without_metadata(entry) for entry in intake.entries] == records
+    assert summary["events_delivered"] == 2000 and summary["events_truncated"] == 0
