@@ -9,6 +9,9 @@ the runs (`RecordRun`): many records cut at a literal and proved together.
 
 A stream may also start just after a record's closing brace, inside the array (a continuation), so
 the separators and the closing `]` are checked as on a full pass.
+
+Top-level members before "Records" (`{"fileVersion": "1.0", "Records": [...]}`) are skipped whole
+and checked (`RecordCutter._open_array`); `outline` is the same walk over a head, for sniffing.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ _RUNS_REFUSED_TOLERATED = 8
 defeating the proof pays for each attempt."""
 
 
-T = TypeVar("T")
-RECORDS = "Records"
+_T = TypeVar("_T")
+_RECORDS = "Records"
 PAST = -1
 """`Outline.end` when the object runs past the bytes looked at."""
 
@@ -83,7 +86,7 @@ def outline(text: bytes) -> Outline | None:
             name, at = _name(text, at)
             if name is None:
                 return Outline(records, at)
-            records = records or name == RECORDS
+            records = records or name == _RECORDS
             at = _value_end(text, _colon(text, at))
             more, at = _after_value(text, at)
             if not more:
@@ -487,7 +490,7 @@ class RecordCutter:
             if name is None:
                 raise self._head_error(at, 'no "Records" array')
             at, start = self._head_step(after, _colon)
-            if name == RECORDS:
+            if name == _RECORDS:
                 if self.data[start] != ord("["):
                     raise self._head_error(start, '"Records" is not an array')
                 return start + 1
@@ -503,7 +506,7 @@ class RecordCutter:
                 raise self._head_error(at, 'no "Records" array')
             at = after
 
-    def _head_step(self, at: int, step: Callable[[bytes, int], T]) -> tuple[int, T]:
+    def _head_step(self, at: int, step: Callable[[bytes, int], _T]) -> tuple[int, _T]:
         """`step(data, at)`, reading more while the data ends before what it looks for: `(at, result)`,
         `at` moved by any refill."""
         while True:

@@ -665,3 +665,22 @@ def test_records_behind_a_member_longer_than_the_sniff_limit_are_read_as_one_lin
     form, blocks = split_object(chunked(doc, 4096), ORIGIN)
     assert form is Format.LINES
     assert [event.message for event in each_event(blocks)] == [doc.decode()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.dictionaries(st.text(max_size=8).filter(lambda name: name != "Records"), JSON_VALUE, max_size=4),
+    after=st.dictionaries(st.text(max_size=8).filter(lambda name: name != "Records"), JSON_VALUE, max_size=2),
+    expected=st.lists(RECORD, min_size=1, max_size=4),
+    indent=st.booleans(),
+    data=st.data(),
+)
+def test_property_any_members_before_records_are_skipped(
+    before: dict[str, Any], after: dict[str, Any], expected: list[dict[str, Any]], indent: bool, data: Any
+) -> None:
+    document = {**before, "Records": expected, **{name: value for name, value in after.items() if name not in before}}
+    doc = orjson.dumps(document, option=orjson.OPT_INDENT_2 if indent else None)
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(doc)), max_size=20))
+    form, blocks = split_object(split_at(doc, cuts), ORIGIN)
+    assert form is Format.CLOUDTRAIL
+    assert [event.parse_record() for event in each_event(blocks)] == expected
