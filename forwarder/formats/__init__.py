@@ -30,7 +30,8 @@ SNIFF_LIMIT = 64 * 1024
 longer than this is not recognised by content (its key still says what it is) and is read as lines."""
 
 _WS = b" \t\r\n"
-_DIGEST_FIELDS = ("awsAccountId", "digestStartTime")
+_DIGEST_FIELDS = ("awsAccountId", "digestStartTime", "digestEndTime", "logFiles")
+"""Top-level fields every digest has (CloudTrail's digest file structure)."""
 _DIGEST_KEYS = tuple(f'"{name}"'.encode() for name in _DIGEST_FIELDS)
 
 
@@ -60,10 +61,10 @@ def sniff(head: bytes, whole: bool = False) -> Format:
     is one whose first object runs past it before any "Records" name: reading a document as lines
     never loses it silently (it goes as one event, truncated and counted so, or fails as too long).
 
-    By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId" and
-    "digestStartTime" at its top level. That takes the whole stream (`whole`: `head` is all of it):
-    those strings in a line of NDJSON, which anyone who can write a log line controls (a Kubernetes
-    ConfigMap in an audit log), must never hide the file.
+    By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId",
+    "digestStartTime", "digestEndTime" and "logFiles" at its top level. That takes the whole stream
+    (`whole`: `head` is all of it): those names in a line of NDJSON, which anyone who can write a log
+    line controls (a Kubernetes ConfigMap in an audit log), must never hide the file.
     """
     text = head.removeprefix(BOM).lstrip(_WS)
     shape = outline(text)

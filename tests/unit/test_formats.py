@@ -684,3 +684,8 @@ def test_property_any_members_before_records_are_skipped(
     form, blocks = split_object(split_at(doc, cuts), ORIGIN)
     assert form is Format.CLOUDTRAIL
     assert [event.parse_record() for event in each_event(blocks)] == expected
+
+
+def test_a_single_object_with_only_two_digest_fields_is_not_a_digest() -> None:
+    data = b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z","message":"hello"}\n'
+    assert sniff(data, whole=True) is Format.LINES
