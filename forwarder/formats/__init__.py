@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -30,6 +31,7 @@ SNIFF_LIMIT = 64 * 1024
 longer than this is not recognised by content (its key still says what it is) and is read as lines."""
 
 _WS = b" \t\r\n"
+_NON_WS = re.compile(rb"[^ \t\r\n]")
 _DIGEST_FIELDS = ("awsAccountId", "digestStartTime", "digestEndTime", "logFiles")
 """Top-level fields every digest has (CloudTrail's digest file structure)."""
 _DIGEST_KEYS = tuple(f'"{name}"'.encode() for name in _DIGEST_FIELDS)
@@ -57,24 +59,18 @@ def sniff(head: bytes, whole: bool = False) -> Format:
     """Recognise a CloudTrail log file or digest file from its first bytes.
 
     A CloudTrail file is one JSON object with a top-level "Records" member, wherever it stands among
-    the others. A head that shows the first object ending with more after it is NDJSON (lines), as
-    is one whose first object runs past it before any "Records" name: reading a document as lines
-    never loses it silently (it goes as one event, truncated and counted so, or fails as too long).
+    the others. NDJSON (a first line that is a whole JSON value, with more after it) is lines, even
+    when its first object has a "Records" member, and so is a head whose first object runs past it
+    before any "Records" name: reading a document as lines never loses it silently (it goes as one
+    event, truncated and counted so, or fails as too long).
 
     By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId",
     "digestStartTime", "digestEndTime" and "logFiles" at its top level. That takes the whole stream
     (`whole`: `head` is all of it): those names in a line of NDJSON, which anyone who can write a log
     line controls (a Kubernetes ConfigMap in an audit log), must never hide the file.
     """
-    text = head.removeprefix(BOM).lstrip(_WS)
-    shape = outline(text)
-    if shape is None or (shape.end != PAST and text[shape.end :].strip(_WS)):
-        return Format.LINES
-    if shape.records:
-        return Format.CLOUDTRAIL
-    if whole and shape.end != PAST and _may_be_digest(text) and _is_digest(text):
-        return Format.DIGEST
-    return Format.LINES
+    decided = _decide(head.removeprefix(BOM).lstrip(_WS), whole)
+    return Format.LINES if decided is None else decided
 
 
 def sniffed(chunks: Iterable[bytes]) -> tuple[Format, Iterator[bytes]]:
@@ -112,11 +108,34 @@ def each_event(blocks: Iterable[Block]) -> Iterator[RawEvent]:
         yield from block.events()
 
 
-def _undecided(text: bytes) -> bool:
+def _decide(text: bytes, whole: bool) -> Format | None:
+    """The format of a stream starting with `text`; None while more of it could change that."""
+    if _ndjson(text):
+        return Format.LINES
     shape = outline(text)
-    if shape is None or shape.records:
+    if shape is None:
+        return Format.LINES
+    if shape.records:
+        return Format.CLOUDTRAIL
+    if shape.end == PAST:
+        return None
+    if _NON_WS.search(text, shape.end) or not _may_be_digest(text):
+        return Format.LINES
+    if whole:
+        return Format.DIGEST if _is_digest(text) else Format.LINES
+    return None
+
+
+def _ndjson(text: bytes) -> bool:
+    """Whether the first line is one JSON value and more follows it (C-speed checks only)."""
+    end = text.find(b"\n")
+    if end < 0 or not _NON_WS.search(text, end):
         return False
-    return shape.end == PAST or (not text[shape.end :].strip(_WS) and _may_be_digest(text))
+    try:
+        orjson.loads(memoryview(text)[:end])
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _may_be_digest(text: bytes) -> bool:
@@ -149,6 +168,6 @@ def _gather_head(stream: Iterator[bytes]) -> tuple[bytes, bool]:
         if size >= max(SNIFF_BYTES, 2 * looked_at):
             looked_at = size
             text = b"".join(parts).removeprefix(BOM).lstrip(_WS)
-            if len(text) >= SNIFF_BYTES and not _undecided(text):
+            if len(text) >= SNIFF_BYTES and _decide(text, whole=False) is not None:
                 break
     return b"".join(parts), False

@@ -69,7 +69,8 @@ class Outline(NamedTuple):
     records: bool
     """Whether "Records" is one of its member names (a name inside a member's value does not count)."""
     end: int
-    """Where the object ends, or PAST."""
+    """Where the object ends; PAST when it runs past the bytes, or once "Records" is seen (the walk
+    stops there: a CloudTrail file's array runs on for megabytes)."""
 
 
 def outline(text: bytes) -> Outline | None:
@@ -79,20 +80,20 @@ def outline(text: bytes) -> Outline | None:
     """
     if not text.startswith(b"{"):
         return None
-    records = False
     at = 1
     try:
         while True:
             name, at = _name(text, at)
             if name is None:
-                return Outline(records, at)
-            records = records or name == _RECORDS
+                return Outline(False, at)
+            if name == _RECORDS:
+                return Outline(True, PAST)
             at = _value_end(text, _colon(text, at))
             more, at = _after_value(text, at)
             if not more:
-                return Outline(records, at)
+                return Outline(False, at)
     except _Past:
-        return Outline(records, PAST)
+        return Outline(False, PAST)
     except _NotJson:
         return None
 

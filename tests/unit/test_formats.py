@@ -18,6 +18,7 @@ from forwarder.formats import SNIFF_LIMIT, Format, each_event, sniff
 from forwarder.formats import records as cutter
 from forwarder.formats.lines import read_lines
 from forwarder.formats.logbatch import MESSAGE_RUN_EVENTS, read_log_batch
+from forwarder.formats.records import PAST, Outline, outline
 from forwarder.formats.run import RecordRun
 from forwarder.model import LogBatch, LogEvent, RawEvent
 from tests.support import read_head, split_object, split_records
@@ -689,3 +690,9 @@ def test_property_any_members_before_records_are_skipped(
 def test_a_single_object_with_only_two_digest_fields_is_not_a_digest() -> None:
     data = b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z","message":"hello"}\n'
     assert sniff(data, whole=True) is Format.LINES
+
+
+def test_the_sniffer_stops_at_records_and_never_walks_the_array() -> None:
+    """The array is megabytes on the CloudTrail path: walking it in the head cost 18 ms an object."""
+    assert outline(b'{"fileVersion":"1.0","Records":[{"a":' + b"[" * 100_000) == Outline(True, PAST)
+    assert outline(b'{"fileVersion":{"Records":[]},"x":1}') == Outline(False, 36)
