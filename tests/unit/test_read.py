@@ -16,6 +16,7 @@ import urllib3.exceptions
 import zstandard
 
 from forwarder.errors import InputError
+from forwarder.formats import each_event
 from forwarder.formats.lines import read_lines
 from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
 from forwarder.read.awslogs import decode_awslogs
@@ -151,7 +152,7 @@ def test_trailing_garbage_names_its_offset(data: bytes, kind: str, garbage: byte
 @pytest.mark.parametrize("encoding", ["gzip", "gzip_many_members"])
 def test_gzip_with_trailing_zero_padding_keeps_its_last_record(encoding: str, padding: int, chunk_size: int) -> None:
     data = ENCODINGS[encoding] + b"\x00" * padding
-    lines = list(read_lines(decompress(chunked(data, chunk_size), ORIGIN), ORIGIN))
+    lines = each_event(read_lines(decompress(chunked(data, chunk_size), ORIGIN), ORIGIN))
     assert [event.message for event in lines] == PAYLOAD.decode().splitlines()
 
 
