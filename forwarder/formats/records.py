@@ -9,14 +9,19 @@ the runs (`RecordRun`): many records cut at a literal and proved together.
 
 A stream may also start just after a record's closing brace, inside the array (a continuation), so
 the separators and the closing `]` are checked as on a full pass.
+
+Top-level members before "Records" (`{"fileVersion": "1.0", "Records": [...]}`) are skipped whole
+and checked (`RecordCutter._open_array`); `outline` is the same walk over a head, for sniffing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import NamedTuple, TypeVar
 
 import msgspec
+import orjson
 import simdjson
 
 from forwarder.errors import InputError
@@ -25,8 +30,12 @@ from forwarder.formats.run import RUN_FIRST_KEY, RecordRun
 from forwarder.model import RawEvent
 
 _WS = b" \t\r\n"
-_HEAD = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"Records"[ \t\r\n]*:[ \t\r\n]*\[')
+_OPEN_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
 _HEAD_LIMIT = 1 << 20
+"""How much leading whitespace is looked through for the document's opening brace."""
+_SPACE = re.compile(rb"[ \t\r\n]*")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SCALAR = re.compile(rb'[^ \t\r\n,:\[\]{}"]+')
 _NON_WS = re.compile(rb"[^ \t\r\n]")
 _FIRST_KEY = re.compile(rb'\{[ \t\r\n]*("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
 _ANY_SEPARATOR_PATTERN = rb"\}[ \t\r\n]*,[ \t\r\n]*(\{)"
@@ -46,6 +55,126 @@ RUN_MAX_BYTES = 512 * 1024
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
+
+
+_T = TypeVar("_T")
+_RECORDS = "Records"
+PAST = -1
+"""`Outline.end` when the object runs past the bytes looked at."""
+
+
+class Outline(NamedTuple):
+    """What the first bytes of a document show of the top-level object it starts with."""
+
+    records: bool
+    """Whether "Records" is one of its member names (a name inside a member's value does not count)."""
+    end: int
+    """Where the object ends; PAST when it runs past the bytes, or once "Records" is seen (the walk
+    stops there: a CloudTrail file's array runs on for megabytes)."""
+
+
+def outline(text: bytes) -> Outline | None:
+    """The outline of the object `text` starts with; None when `text` cannot start a JSON object.
+
+    The check is loose (a value's brackets are counted, not matched): orjson decides validity later.
+    """
+    if not text.startswith(b"{"):
+        return None
+    at = 1
+    try:
+        while True:
+            name, at = _name(text, at)
+            if name is None:
+                return Outline(False, at)
+            if name == _RECORDS:
+                return Outline(True, PAST)
+            at = _value_end(text, _colon(text, at))
+            more, at = _after_value(text, at)
+            if not more:
+                return Outline(False, at)
+    except _Past:
+        return Outline(False, PAST)
+    except _NotJson:
+        return None
+
+
+class _Past(Exception):
+    """The bytes end before the part looked for does."""
+
+
+class _NotJson(Exception):
+    """The bytes cannot be that part of a JSON document."""
+
+
+def _space(data: bytes, at: int) -> int:
+    """Past the whitespace at `at`; `_Past` when the data ends in it."""
+    end = _SPACE.match(data, at).end()  # type: ignore[union-attr]  # `*` always matches
+    if end == len(data):
+        raise _Past
+    return end
+
+
+def _name(data: bytes, at: int) -> tuple[str | None, int]:
+    """The member name at `at` and the position after it, or None and the position after the "}"."""
+    at = _space(data, at)
+    if data[at] == ord("}"):
+        return None, at + 1
+    found = _STRING.match(data, at)
+    if found is None:
+        if data[at] == _QUOTE:
+            raise _Past
+        raise _NotJson("expected a member name")
+    try:
+        return orjson.loads(found.group()), found.end()
+    except orjson.JSONDecodeError:
+        raise _NotJson("a member name is not a valid JSON string") from None
+
+
+def _colon(data: bytes, at: int) -> int:
+    """Where the value starts, after the ":" that follows a member name."""
+    at = _space(data, at)
+    if data[at] != ord(":"):
+        raise _NotJson("expected ':' after a member name")
+    return _space(data, at + 1)
+
+
+def _value_end(data: bytes, at: int) -> int:
+    """The end of the JSON value starting at `at`."""
+    if data[at] in _OPEN:
+        depth = 0
+        for token in _TOKEN.finditer(data, at):
+            first = data[token.start()]
+            if first == _QUOTE:
+                if token.end() - token.start() == 1:
+                    break
+            elif first in _OPEN:
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0:
+                    return token.end()
+        raise _Past
+    if data[at] == _QUOTE:
+        found = _STRING.match(data, at)
+    else:
+        found = _SCALAR.match(data, at)
+        if found is None:
+            raise _NotJson("expected a value")
+        if found.end() == len(data):
+            raise _Past
+    if found is None:
+        raise _Past
+    return found.end()
+
+
+def _after_value(data: bytes, at: int) -> tuple[bool, int]:
+    """Whether another member follows a value, and the position after the "," or "}"."""
+    at = _space(data, at)
+    if data[at] == ord(","):
+        return True, at + 1
+    if data[at] == ord("}"):
+        return False, at + 1
+    raise _NotJson("expected ',' or '}' after a member")
 
 
 class RecordCutter:
@@ -343,13 +472,59 @@ class RecordCutter:
             start = 0
 
     def _open_array(self) -> int:
+        """Just inside the top-level "Records" array, wherever it stands among the members.
+
+        The members before it are skipped whole, each bounded like a record and checked by orjson,
+        so a "Records" inside one of their values does not count. Members after the array are never
+        read.
+        """
         while True:
-            found = _HEAD.match(self.data)
+            found = _OPEN_OBJECT.match(self.data)
             if found is not None:
-                return found.end()
+                break
             if self.eof or len(self.data) > _HEAD_LIMIT:
-                raise InputError(self.origin, "decompressed byte 0", 'not a CloudTrail file: no {"Records": [')
+                raise self._head_error(0, 'no {"Records": [')
             self._refill(0)
+        at = found.end()
+        while True:
+            at, (name, after) = self._head_step(at, _name)
+            if name is None:
+                raise self._head_error(at, 'no "Records" array')
+            at, start = self._head_step(after, _colon)
+            if name == _RECORDS:
+                if self.data[start] != ord("["):
+                    raise self._head_error(start, '"Records" is not an array')
+                return start + 1
+            start, end = self._head_step(start, _value_end)
+            if end - start > self.max_event_bytes:
+                raise self._head_error(start, f"the value of {name!r} is longer than {self.max_event_bytes} bytes")
+            try:
+                orjson.loads(memoryview(self.data)[start:end])
+            except orjson.JSONDecodeError as exc:
+                raise self._head_error(start, f"the value of {name!r} is not valid JSON: {exc}") from None
+            at, (more, after) = self._head_step(end, _after_value)
+            if not more:
+                raise self._head_error(at, 'no "Records" array')
+            at = after
+
+    def _head_step(self, at: int, step: Callable[[bytes, int], _T]) -> tuple[int, _T]:
+        """`step(data, at)`, reading more while the data ends before what it looks for: `(at, result)`,
+        `at` moved by any refill."""
+        while True:
+            try:
+                return at, step(self.data, at)
+            except _Past:
+                if self.eof:
+                    raise self._head_error(at, "the document ends before its Records array") from None
+                if len(self.data) - at > self.max_event_bytes:
+                    raise self._head_error(at, f"a member is longer than {self.max_event_bytes} bytes") from None
+                self._refill(at)
+                at = 0
+            except _NotJson as exc:
+                raise self._head_error(at, str(exc)) from None
+
+    def _head_error(self, at: int, reason: str) -> InputError:
+        return InputError(self.origin, f"decompressed byte {self.base + at}", f"not a CloudTrail file: {reason}")
 
     def _learn_separator(self, record: bytes) -> None:
         """Expect later records to start with the first record's first key, as CloudTrail writes them.
