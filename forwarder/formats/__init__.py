@@ -21,7 +21,8 @@ import orjson
 
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.lines import BOM, read_lines
-from forwarder.formats.records import PAST, RecordCutter, outline
+from forwarder.formats.outline import PAST, outline
+from forwarder.formats.records import RecordCutter
 from forwarder.model import MAX_EVENT_BYTES, Checkpoint, RawEvent
 
 SNIFF_BYTES = 512

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import msgspec
 import orjson
@@ -26,6 +26,18 @@ import simdjson
 
 from forwarder.errors import InputError
 from forwarder.formats.jsonhead import Head, HeadReader, InvalidRecord
+from forwarder.formats.outline import (
+    OPEN,
+    QUOTE,
+    RECORDS,
+    TOKEN,
+    NotJson,
+    Past,
+    after_value,
+    colon,
+    member_name,
+    value_end,
+)
 from forwarder.formats.run import RUN_FIRST_KEY, RecordRun
 from forwarder.model import RawEvent
 
@@ -33,17 +45,10 @@ _WS = b" \t\r\n"
 _OPEN_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
 _HEAD_LIMIT = 1 << 20
 """How much leading whitespace is looked through for the document's opening brace."""
-_SPACE = re.compile(rb"[ \t\r\n]*")
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_SCALAR = re.compile(rb'[^ \t\r\n,:\[\]{}"]+')
 _NON_WS = re.compile(rb"[^ \t\r\n]")
 _FIRST_KEY = re.compile(rb'\{[ \t\r\n]*("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
 _ANY_SEPARATOR_PATTERN = rb"\}[ \t\r\n]*,[ \t\r\n]*(\{)"
 _ANY_SEPARATOR = re.compile(_ANY_SEPARATOR_PATTERN)
-# A whole string, or a structural byte; a lone quote means the string runs past the data so far.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]"]', re.DOTALL)
-_OPEN = frozenset(b"{[")
-_QUOTE = ord('"')
 _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
@@ -58,123 +63,6 @@ defeating the proof pays for each attempt."""
 
 
 _T = TypeVar("_T")
-_RECORDS = "Records"
-PAST = -1
-"""`Outline.end` when the object runs past the bytes looked at."""
-
-
-class Outline(NamedTuple):
-    """What the first bytes of a document show of the top-level object it starts with."""
-
-    records: bool
-    """Whether "Records" is one of its member names (a name inside a member's value does not count)."""
-    end: int
-    """Where the object ends; PAST when it runs past the bytes, or once "Records" is seen (the walk
-    stops there: a CloudTrail file's array runs on for megabytes)."""
-
-
-def outline(text: bytes) -> Outline | None:
-    """The outline of the object `text` starts with; None when `text` cannot start a JSON object.
-
-    The check is loose (a value's brackets are counted, not matched): orjson decides validity later.
-    """
-    if not text.startswith(b"{"):
-        return None
-    at = 1
-    try:
-        while True:
-            name, at = _name(text, at)
-            if name is None:
-                return Outline(False, at)
-            if name == _RECORDS:
-                return Outline(True, PAST)
-            at = _value_end(text, _colon(text, at))
-            more, at = _after_value(text, at)
-            if not more:
-                return Outline(False, at)
-    except _Past:
-        return Outline(False, PAST)
-    except _NotJson:
-        return None
-
-
-class _Past(Exception):
-    """The bytes end before the part looked for does."""
-
-
-class _NotJson(Exception):
-    """The bytes cannot be that part of a JSON document."""
-
-
-def _space(data: bytes, at: int) -> int:
-    """Past the whitespace at `at`; `_Past` when the data ends in it."""
-    end = _SPACE.match(data, at).end()  # type: ignore[union-attr]  # `*` always matches
-    if end == len(data):
-        raise _Past
-    return end
-
-
-def _name(data: bytes, at: int) -> tuple[str | None, int]:
-    """The member name at `at` and the position after it, or None and the position after the "}"."""
-    at = _space(data, at)
-    if data[at] == ord("}"):
-        return None, at + 1
-    found = _STRING.match(data, at)
-    if found is None:
-        if data[at] == _QUOTE:
-            raise _Past
-        raise _NotJson("expected a member name")
-    try:
-        return orjson.loads(found.group()), found.end()
-    except orjson.JSONDecodeError:
-        raise _NotJson("a member name is not a valid JSON string") from None
-
-
-def _colon(data: bytes, at: int) -> int:
-    """Where the value starts, after the ":" that follows a member name."""
-    at = _space(data, at)
-    if data[at] != ord(":"):
-        raise _NotJson("expected ':' after a member name")
-    return _space(data, at + 1)
-
-
-def _value_end(data: bytes, at: int) -> int:
-    """The end of the JSON value starting at `at`."""
-    if data[at] in _OPEN:
-        depth = 0
-        for token in _TOKEN.finditer(data, at):
-            first = data[token.start()]
-            if first == _QUOTE:
-                if token.end() - token.start() == 1:
-                    break
-            elif first in _OPEN:
-                depth += 1
-            else:
-                depth -= 1
-                if depth == 0:
-                    return token.end()
-        raise _Past
-    if data[at] == _QUOTE:
-        found = _STRING.match(data, at)
-    else:
-        found = _SCALAR.match(data, at)
-        if found is None:
-            raise _NotJson("expected a value")
-        if found.end() == len(data):
-            raise _Past
-    if found is None:
-        raise _Past
-    return found.end()
-
-
-def _after_value(data: bytes, at: int) -> tuple[bool, int]:
-    """Whether another member follows a value, and the position after the "," or "}"."""
-    at = _space(data, at)
-    if data[at] == ord(","):
-        return True, at + 1
-    if data[at] == ord("}"):
-        return False, at + 1
-    raise _NotJson("expected ',' or '}' after a member")
 
 
 class RecordCutter:
@@ -424,13 +312,13 @@ class RecordCutter:
         depth = 0
         at = start
         while True:
-            for token in _TOKEN.finditer(self.data, at):
+            for token in TOKEN.finditer(self.data, at):
                 first = self.data[token.start()]
-                if first == _QUOTE:
+                if first == QUOTE:
                     if token.end() - token.start() == 1:
                         at = token.start()
                         break
-                elif first in _OPEN:
+                elif first in OPEN:
                     depth += 1
                 else:
                     depth -= 1
@@ -487,22 +375,22 @@ class RecordCutter:
             self._refill(0)
         at = found.end()
         while True:
-            at, (name, after) = self._head_step(at, _name)
+            at, (name, after) = self._head_step(at, member_name)
             if name is None:
                 raise self._head_error(at, 'no "Records" array')
-            at, start = self._head_step(after, _colon)
-            if name == _RECORDS:
+            at, start = self._head_step(after, colon)
+            if name == RECORDS:
                 if self.data[start] != ord("["):
                     raise self._head_error(start, '"Records" is not an array')
                 return start + 1
-            start, end = self._head_step(start, _value_end)
+            start, end = self._head_step(start, value_end)
             if end - start > self.max_event_bytes:
                 raise self._head_error(start, f"the value of {name!r} is longer than {self.max_event_bytes} bytes")
             try:
                 orjson.loads(memoryview(self.data)[start:end])
             except orjson.JSONDecodeError as exc:
                 raise self._head_error(start, f"the value of {name!r} is not valid JSON: {exc}") from None
-            at, (more, after) = self._head_step(end, _after_value)
+            at, (more, after) = self._head_step(end, after_value)
             if not more:
                 raise self._head_error(at, 'no "Records" array')
             at = after
@@ -513,14 +401,14 @@ class RecordCutter:
         while True:
             try:
                 return at, step(self.data, at)
-            except _Past:
+            except Past:
                 if self.eof:
                     raise self._head_error(at, "the document ends before its Records array") from None
                 if len(self.data) - at > self.max_event_bytes:
                     raise self._head_error(at, f"a member is longer than {self.max_event_bytes} bytes") from None
                 self._refill(at)
                 at = 0
-            except _NotJson as exc:
+            except NotJson as exc:
                 raise self._head_error(at, str(exc)) from None
 
     def _head_error(self, at: int, reason: str) -> InputError:

@@ -18,7 +18,7 @@ from forwarder.formats import SNIFF_LIMIT, Format, each_event, sniff
 from forwarder.formats import records as cutter
 from forwarder.formats.lines import read_lines
 from forwarder.formats.logbatch import MESSAGE_RUN_EVENTS, read_log_batch
-from forwarder.formats.records import PAST, Outline, outline
+from forwarder.formats.outline import PAST, Outline, outline
 from forwarder.formats.run import RecordRun
 from forwarder.model import Gap, LogBatch, LogEvent, RawEvent
 from tests.support import read_head, split_object, split_records
