@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import orjson
 
 from forwarder.model import RawEvent
@@ -19,6 +20,31 @@ from forwarder.model import RawEvent
 SMALL_FIELD_BYTES = 1024
 MAX_ID_BYTES = 256
 """An id longer than this as JSON is replaced by its hash in an entry that does not fit whole."""
+
+
+_decode_members = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+"""A record's top-level members as slices of its bytes: their values are checked, never built."""
+
+
+def top_level_fields(record: bytes | None) -> dict[str, Any]:
+    """The record's top-level fields whose values are small enough to keep, parsed; the others are
+    never built, so a record of millions of nested values costs no more memory than its bytes."""
+    if record is None:
+        return {}
+    try:
+        members = _decode_members(record)
+    except (msgspec.DecodeError, RecursionError):
+        return {}
+    # A value's bytes bound its size as JSON from above, give or take its whitespace.
+    kept = {}
+    for key, value in members.items():
+        view = memoryview(value)
+        if len(view) <= 8 * SMALL_FIELD_BYTES:
+            try:
+                kept[key] = orjson.loads(view)
+            except orjson.JSONDecodeError:  # a value only a full parse refuses (a number past the double range)
+                continue
+    return kept
 
 
 def truncated_entry(
@@ -42,7 +68,9 @@ def truncated_entry(
         for key, value in fields.items()
         if key not in reserved and len(key) + _serialised_size(value) <= SMALL_FIELD_BYTES
     }
-    text = raw.message if raw.message is not None else (raw.record or b"").decode("utf-8", "replace")
+    # Only a prefix of the text can fit: an event of millions of characters is never copied whole.
+    text = raw.message if raw.message is not None else (raw.record or b"")[:limit].decode("utf-8", "replace")
+    text = text[:limit]
     for head in _heads({**meta, **stamp}, small, marker):
         body = _fit_message(head, text, limit)
         if body:
