@@ -15,8 +15,9 @@ from forwarder.formats.logbatch import MessageRun, read_log_batch
 from forwarder.formats.run import RecordRun
 from forwarder.metrics import Tally
 from forwarder.model import LogBatch, LogEvent, RawEvent
-from forwarder.process import EventList, processors
-from forwarder.process.scrub import EMAIL, IP, Scrubber, context_free
+from forwarder.process import EventList, jsontext, processors
+from forwarder.process.jsontext import context_free
+from forwarder.process.scrub import EMAIL, IP, Scrubber
 from forwarder.settings import Settings
 from tests.support import split_object
 
@@ -208,3 +209,17 @@ def test_lines_and_kept_lists_are_scrubbed_event_by_event() -> None:
         "quiet",
     ]
     assert listed.last() == kept.last()
+
+
+@pytest.mark.parametrize("rule", [r"\.\d{1,3}\.\d{1,3}\.\d", "@", "e", "x*", r"[a-z]+-[0-9]", '","', "Role"])
+def test_the_values_a_whole_text_search_points_at_hold_every_match(rule: str) -> None:
+    """Every value with a match is among those the whole text's matches overlap (`values_at`)."""
+    pattern = re.compile(rule)
+    for record in cloudtrail_templates()[:60]:
+        text = orjson.dumps(record).decode()
+        if "\\" in text:
+            continue
+        pointed = jsontext.values_at(text, [found.span() for found in pattern.finditer(text)])
+        every = jsontext.all_values(text)
+        holding = [(start, end) for start, end in every if pattern.search(text[start + 1 : end - 1])]
+        assert set(holding) <= set(pointed) <= set(every)
