@@ -6,26 +6,20 @@ import orjson
 
 from bench.fixtures import k8s_audit_lines
 from bench.inputs import cloudtrail_templates
-from forwarder.formats import Block, each_event
-from forwarder.formats.logbatch import read_log_batch
+from forwarder.formats import each_event
 from forwarder.formats.run import RecordRun
 from forwarder.metrics import Tally
-from forwarder.model import LogBatch, LogEvent, RawEvent
+from forwarder.model import RawEvent
 from forwarder.process import EventList, apply, processors
 from forwarder.process.filter import Filter
 from forwarder.settings import Settings
-from tests.support import split_object
+from tests.support import audit_run, trail_blocks
 
 
 def filtering(**env: str) -> Filter:
     chosen = processors(Settings.from_env(env), Tally())
     assert len(chosen) == 1 and isinstance(chosen[0], Filter)
     return chosen[0]
-
-
-def trail_blocks(records: list[dict[str, object]]) -> list[Block]:
-    document = b'{"Records":[' + b",".join(orjson.dumps(record) for record in records) + b"]}"
-    return list(split_object([document], "s3://bucket/AWSLogs/1/CloudTrail/x.json.gz")[1])
 
 
 def test_nothing_set_means_no_processor() -> None:
@@ -66,14 +60,7 @@ def test_a_block_kept_whole_is_returned_as_it_came() -> None:
 
 def test_cloudwatch_messages_are_matched_on_the_message() -> None:
     lines = k8s_audit_lines()[:40]
-    batch = LogBatch(
-        "1",
-        "/aws/eks/c/cluster",
-        "kube-apiserver-audit-1",
-        (),
-        tuple(LogEvent(str(index), 1733313600000 + index, line) for index, line in enumerate(lines)),
-    )
-    run = next(read_log_batch(batch))
+    run = audit_run(lines)
     keep = filtering(INCLUDE_AT_MATCH='"verb":"(create|delete)"')
 
     kept, filtered = keep.process(run)

@@ -19,18 +19,9 @@ from forwarder.process import EventList, jsontext, processors
 from forwarder.process.jsontext import context_free
 from forwarder.process.scrub import EMAIL, IP, Scrubber
 from forwarder.settings import Settings
-from tests.support import split_object
+from tests.support import audit_run, split_object, trail_blocks
 
 ORIGIN = "s3://bucket/AWSLogs/1/CloudTrail/x.json.gz"
-
-
-def trail(records: list[dict[str, Any]]) -> bytes:
-    """A CloudTrail file as CloudTrail writes it: minified, `eventVersion` first."""
-    return b'{"Records":[' + b",".join(orjson.dumps(record) for record in records) + b"]}"
-
-
-def blocks_of(document: bytes) -> list[Block]:
-    return list(split_object([document], ORIGIN)[1])
 
 
 def scrubber(tally: Tally, **env: str) -> Scrubber:
@@ -107,7 +98,7 @@ def test_an_invalid_pattern_is_a_config_error_naming_the_variable_not_the_patter
 
 def test_ips_in_cloudtrail_records_are_scrubbed_the_rest_kept_byte_for_byte() -> None:
     records = cloudtrail_templates()[:80]
-    blocks = blocks_of(trail(records))
+    blocks = trail_blocks(records)
     assert any(type(block) is RecordRun for block in blocks)
     tally = Tally()
 
@@ -133,7 +124,7 @@ def test_a_record_stays_valid_json_whatever_the_rule_matches(rule: str) -> None:
     records = cloudtrail_templates()[:40]
     records[3]["requestParameters"] = {"comment": 'say "hi" },{"eventVersion" a\\b \u00e9 \U0001f600 \n'}
     events = processed(
-        scrubber(Tally(), DD_SCRUBBING_RULE=rule, DD_SCRUBBING_RULE_REPLACEMENT="#"), blocks_of(trail(records))
+        scrubber(Tally(), DD_SCRUBBING_RULE=rule, DD_SCRUBBING_RULE_REPLACEMENT="#"), trail_blocks(records)
     )
     expected = [scrub_values(record, [(re.compile(rule), "#")]) for record in records]
     assert [orjson.loads(event.record or b"") for event in events] == expected
@@ -143,7 +134,7 @@ def test_a_match_hidden_by_an_escape_is_still_found() -> None:
     """`\\u0040` is `@` in the value: the whole-text check decodes escapes before looking."""
     record = {"eventVersion": "1.08", "eventID": "e", "userIdentity": {"userName": "jane\u0040example.com"}}
     document = b'{"Records":[' + orjson.dumps(record).replace(b"@", b"\\u0040") + b"]}"
-    events = processed(scrubber(Tally(), REDACT_EMAIL="true"), blocks_of(document))
+    events = processed(scrubber(Tally(), REDACT_EMAIL="true"), list(split_object([document], ORIGIN)[1]))
     assert orjson.loads(events[0].record or b"")["userIdentity"]["userName"] == "xxxxx@xxxxx.com"
 
 
@@ -151,7 +142,7 @@ def test_anchored_rules_see_each_value_on_its_own() -> None:
     assert context_free(IP) and context_free(EMAIL)
     assert not context_free(re.compile(r"^10\.")) and not context_free(re.compile(r"(?<!\d)10\."))
     record = {"eventVersion": "1.08", "eventID": "e", "sourceIPAddress": "10.0.0.1", "note": "to 10.0.0.2"}
-    events = processed(scrubber(Tally(), DD_SCRUBBING_RULE=r"^10\."), blocks_of(trail([record])))
+    events = processed(scrubber(Tally(), DD_SCRUBBING_RULE=r"^10\."), trail_blocks([record]))
     fields = orjson.loads(events[0].record or b"")
     assert (fields["sourceIPAddress"], fields["note"]) == ("0.0.1", "to 10.0.0.2")
 
@@ -159,7 +150,7 @@ def test_anchored_rules_see_each_value_on_its_own() -> None:
 def test_a_block_no_rule_changes_is_returned_as_it_came() -> None:
     tally = Tally()
     scrub = scrubber(tally, DD_SCRUBBING_RULE="no-such-value-anywhere")
-    for block in blocks_of(trail(cloudtrail_templates()[:30])):
+    for block in trail_blocks(cloudtrail_templates()[:30]):
         assert scrub.process(block) == (block, 0)
     batch = LogBatch("1", "/aws/eks/c/cluster", "kube-apiserver-audit-1", (), (LogEvent("1", 1, "{}"),))
     run = next(read_log_batch(batch))
@@ -174,14 +165,7 @@ def test_eks_audit_messages_are_scrubbed_as_json_and_stay_a_run() -> None:
         '{"not json": 10.0.0.1',
         "nothing to hide",
     ]
-    batch = LogBatch(
-        "1",
-        "/aws/eks/c/cluster",
-        "kube-apiserver-audit-1",
-        (),
-        tuple(LogEvent(str(index), 1733313600000 + index, message) for index, message in enumerate(messages)),
-    )
-    run = next(read_log_batch(batch))
+    run = audit_run(messages)
     tally = Tally()
 
     result, _ = scrubber(tally, REDACT_IP="true", DD_SCRUBBING_RULE='"', DD_SCRUBBING_RULE_REPLACEMENT="'").process(run)
