@@ -12,6 +12,7 @@ import re
 
 import orjson
 
+POINTED_SPANS_MAX = 32
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"(?P<key>[ \t\r\n]*:)?', re.DOTALL)
 _KEY_AFTER = re.compile(r"[ \t\r\n]*:")
 _ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
@@ -29,7 +30,13 @@ def all_values(document: str) -> list[tuple[int, int]]:
 
 def values_at(document: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The spans of the string values (quotes included) whose content overlaps one of `spans`
-    (an empty span: touches it), in order; `document` has no backslash."""
+    (an empty span: touches it), in order; `document` has no backslash.
+
+    Each span costs a count of the quotes before it: past `POINTED_SPANS_MAX` spans, every value
+    is returned instead, so that no text costs more than a few passes over it.
+    """
+    if len(spans) > POINTED_SPANS_MAX:
+        return all_values(document)
     found: set[tuple[int, int]] = set()
     for start, end in spans:
         inside = document.count('"', 0, start) % 2
