@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -57,6 +58,10 @@ def forward_in_a_fresh_process(intake: LocalIntake, key: str) -> dict[str, Any]:
     run = subprocess.run([sys.executable, "-c", _CHILD, args, API_KEY], capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    out = os.environ.get("MEMORY_BOUNDS_OUT")  # how docs/reliability.md's memory table is measured
+    if out:
+        with open(out, "a") as table:
+            table.write(json.dumps({"key": key, "grew_mb": round(result["grew_mb"], 1), **result["summary"]}) + "\n")
     return result
 
 
