@@ -14,11 +14,13 @@ from typing import Protocol
 import msgspec
 
 from forwarder.formats import Block
-from forwarder.model import RawEvent
+from forwarder.model import RawEvent, Source
 
 
 class Processor(Protocol):
-    def process(self, block: Block) -> tuple[Block | None, int]: ...
+    """`source` is the container's: a processor for one kind of event leaves the others alone."""
+
+    def process(self, block: Block, source: Source) -> tuple[Block | None, int]: ...
 
 
 class EventList(msgspec.Struct, gc=False):
@@ -38,13 +40,13 @@ class EventList(msgspec.Struct, gc=False):
         return self.end
 
 
-def apply(processors: Sequence[Processor], block: Block) -> tuple[Block | None, int]:
+def apply(processors: Sequence[Processor], block: Block, source: Source) -> tuple[Block | None, int]:
     """Run `block` through every processor in order: what is left, and how many were filtered."""
     filtered = 0
     current: Block | None = block
     for processor in processors:
         if current is None:
             break
-        current, dropped = processor.process(current)
+        current, dropped = processor.process(current, source)
         filtered += dropped
     return current, filtered
