@@ -9,12 +9,15 @@ their byte pass-through and their reader's fast path.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from forwarder.formats import Block
 from forwarder.model import RawEvent, Source
+
+if TYPE_CHECKING:
+    from forwarder.settings import Settings
 
 
 class Processor(Protocol):
@@ -50,3 +53,10 @@ def apply(processors: Sequence[Processor], block: Block, source: Source) -> tupl
         current, dropped = processor.process(current, source)
         filtered += dropped
     return current, filtered
+
+
+def processors(settings: Settings) -> list[Processor]:
+    """The processors the settings ask for, in the order they run: one entry per kind."""
+    from forwarder.process import k8s_policy  # it builds on EventList, defined above
+
+    return [*k8s_policy.from_settings(settings)]
