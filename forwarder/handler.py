@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from forwarder import memory, runtime, triggers
+from forwarder import memory, process, runtime, triggers
 from forwarder.errors import IncompleteInvocation
 from forwarder.metrics import Outcome, Tally, publish
 from forwarder.model import Deadline, Invocation, Invoker, Skip
@@ -42,6 +42,7 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
         Deadline(context.get_remaining_time_in_millis, settings.deadline_margin_seconds),
         Tally() if tally is None else tally,
         lambda: runtime.OUTPUT.get(settings),
+        process.processors(settings),
     )
     guard = runtime.guard(settings)
     if guard is not None:
