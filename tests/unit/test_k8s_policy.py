@@ -257,6 +257,12 @@ def test_the_seed_example_policy_drops_noise_and_keeps_tokens_out() -> None:
     assert secret_received is None  # RequestReceived omitted
 
 
+def test_the_readme_shows_the_seed_example_policy_as_tested() -> None:
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+    assert SEED_POLICY in blocks
+
+
 def test_the_seed_policy_on_every_real_fixture_only_reduces() -> None:
     seed = parse_policy(SEED_POLICY)
     every = [line for path in sorted((FIXTURES / "falco").glob("*.json")) for line in falco(path.name)]
