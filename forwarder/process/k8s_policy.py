@@ -74,6 +74,8 @@ class Request(msgspec.Struct, frozen=True, gc=False):
 
 @dataclass(frozen=True, slots=True)
 class GroupResources:
+    """One `resources` entry of a rule: an API group (`*` for all), its resources, their names."""
+
     group: str
     resources: tuple[str, ...]
     names: frozenset[str]
@@ -242,6 +244,8 @@ Decision = tuple[Level, frozenset[str], bool]
 
 @dataclass(frozen=True)
 class Policy:
+    """A checked policy (see `k8s_policy_document.parse_policy`) and the decisions it has made."""
+
     rules: tuple[Rule, ...]
     omit_stages: frozenset[str]
     omit_managed_fields: bool
@@ -326,6 +330,10 @@ class K8sAuditPolicy:
         self.policy = policy
 
     def process(self, block: Block, source: Source) -> tuple[Block | None, int]:
+        """The block itself when no event changes; else the kept events, reduced ones replaced.
+
+        Audit events are text (CloudWatch messages, NDJSON lines); an event without a message (a
+        checkpoint marker) goes on as it is."""
         if source.name != KUBERNETES_AUDIT:
             return block, 0
         events = list(block.events())
