@@ -9,14 +9,16 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forwarder.errors import ConfigError
 from forwarder.formats.logbatch import MessageRun
 from forwarder.model import LogEvent, RawEvent, Source
 from forwarder.process import EventList, apply
-from forwarder.process.k8s_policy import K8sAuditPolicy, Policy
+from forwarder.process.k8s_policy import LEVELS, K8sAuditPolicy, Policy
 from forwarder.process.k8s_policy_document import parse_policy
-from forwarder.settings import Settings
+from forwarder.settings import Settings as ForwarderSettings
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "k8s-audit"
 DOCS_POLICY = (FIXTURES / "policies" / "kubernetes-docs_audit-policy.yaml").read_text()
@@ -360,15 +362,15 @@ def test_the_processor_filters_a_whole_block_to_none() -> None:
     assert processor.process(line, AUDIT) == (None, 1)
 
 
-def settings(**env: str) -> Settings:
-    return Settings.from_env({"DD_API_KEY": "k", **env})
+def forwarder_settings(**env: str) -> ForwarderSettings:
+    return ForwarderSettings.from_env({"DD_API_KEY": "k", **env})
 
 
 def test_an_inline_policy_is_checked_at_start() -> None:
     wrong = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None}, {level: Loud}]"
     with pytest.raises(ConfigError, match=re.escape("FORWARDER_K8S_AUDIT_POLICY: rules[1].level")):
-        settings(FORWARDER_K8S_AUDIT_POLICY=wrong)
-    assert settings(FORWARDER_K8S_AUDIT_POLICY=SEED_POLICY).k8s_audit_policy == SEED_POLICY.strip()
+        forwarder_settings(FORWARDER_K8S_AUDIT_POLICY=wrong)
+    assert forwarder_settings(FORWARDER_K8S_AUDIT_POLICY=SEED_POLICY).k8s_audit_policy == SEED_POLICY.strip()
 
 
 @pytest.mark.parametrize(
@@ -381,4 +383,63 @@ def test_an_inline_policy_is_checked_at_start() -> None:
 )
 def test_a_policy_reference_that_cannot_work_is_refused_at_start(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        settings(**env)
+        forwarder_settings(**env)
+
+
+NAMES = st.sampled_from(["", "alice", "pods", "log", "kube-system", "apps", "/healthz", "None", "Metadata"])
+ODD = st.one_of(
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.lists(NAMES, max_size=2),
+    st.dictionaries(NAMES, NAMES),
+)
+VALUES = st.one_of(NAMES, ODD)
+LEVEL_NAMES = st.sampled_from(["Metadata", "Request", "RequestResponse"])
+USERS = st.fixed_dictionaries({"username": VALUES, "groups": st.lists(VALUES, max_size=3)})
+
+
+@st.composite
+def audit_events(draw: st.DrawFn) -> str:
+    """Events with the fields a rule looks at, each sometimes absent or of the wrong type."""
+    fields = {
+        "level": draw(st.one_of(LEVEL_NAMES, VALUES)),
+        "stage": draw(st.one_of(st.sampled_from(["RequestReceived", "ResponseComplete"]), VALUES)),
+        "verb": draw(VALUES),
+        "requestURI": draw(VALUES),
+        "user": draw(st.one_of(USERS, ODD)),
+        "objectRef": draw(st.one_of(st.dictionaries(st.sampled_from(["resource", "subresource", "namespace",
+                                                                       "name", "apiGroup"]), VALUES), ODD)),
+        "requestObject": draw(st.one_of(st.just({"metadata": {"managedFields": [1]}}), ODD)),
+        "responseObject": draw(st.one_of(st.just({"items": [{"metadata": {"managedFields": []}}]}), ODD)),
+    }  # fmt: skip
+    present = draw(st.sets(st.sampled_from(sorted(fields))))
+    return orjson.dumps({key: value for key, value in fields.items() if key in present}).decode()
+
+
+RULES = st.fixed_dictionaries(
+    {"level": st.sampled_from(["None", "Metadata", "Request", "RequestResponse"])},
+    optional={
+        "users": st.lists(NAMES.filter(bool), max_size=2),
+        "verbs": st.lists(NAMES.filter(bool), max_size=2),
+        "resources": st.lists(st.fixed_dictionaries({"group": st.sampled_from(["", "*", "apps"]),
+                                                     "resources": st.lists(st.sampled_from(["pods", "pods/*", "*"]))})),
+        "omitStages": st.lists(st.sampled_from(["RequestReceived", "Panic"]), max_size=1),
+        "omitManagedFields": st.booleans(),
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=st.lists(RULES, min_size=1, max_size=3), text=audit_events())
+def test_any_policy_on_any_event_only_reduces_and_never_raises(rules: list[dict[str, Any]], text: str) -> None:
+    applied = policy(*rules).apply(text)
+    if applied is None or applied is text:
+        return
+    before, after = orjson.loads(text), orjson.loads(applied)
+    assert set(after) <= set(before) | {"level"}
+    assert {key: value for key, value in after.items() if key not in ("level", "requestObject", "responseObject")} == {
+        key: value for key, value in before.items() if key not in ("level", "requestObject", "responseObject")
+    }
+    arrived = LEVELS.get(before["level"]) if type(before.get("level")) is str else None
+    assert arrived is None or LEVELS[after["level"]] <= arrived
