@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from forwarder.errors import ConfigError
 from forwarder.formats.logbatch import MessageRun
-from forwarder.model import LogEvent, RawEvent, Source
+from forwarder.model import Gap, LogEvent, RawEvent, Source
 from forwarder.process import EventList, apply
 from forwarder.process.k8s_policy import LEVELS, K8sAuditPolicy, Policy
 from forwarder.process.k8s_policy_document import parse_policy
@@ -360,6 +360,8 @@ def test_the_processor_filters_a_whole_block_to_none() -> None:
     line = RawEvent.line(3, lines("written_eks-noise-and-secrets.jsonl")[0], 120)
 
     assert processor.process(line, AUDIT) == (None, 1)
+    gap = Gap(RawEvent.marker(3, 120))  # blank lines of an audit file in S3: nothing to apply to
+    assert processor.process(gap, AUDIT) == (gap, 0)
 
 
 def forwarder_settings(**env: str) -> ForwarderSettings:
