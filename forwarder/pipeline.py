@@ -249,7 +249,7 @@ class Pipeline:
                 self.progressed = True
                 kept: Block | None = block
                 if processors:
-                    kept, filtered = apply(processors, block)
+                    kept, filtered = apply(processors, block, opened.source)
                     if filtered:
                         self.tally.count_outcome(label, Outcome.FILTERED, filtered)
                 if kept is not None:

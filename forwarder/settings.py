@@ -23,6 +23,9 @@ from forwarder import __version__
 from forwarder.errors import ConfigError
 
 API_KEY_CACHE_SECONDS = 300
+K8S_AUDIT_POLICY = "FORWARDER_K8S_AUDIT_POLICY"
+K8S_AUDIT_POLICY_MAX_BYTES = 1 << 20
+"""A policy in S3 larger than this is refused rather than read into memory."""
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)
@@ -160,6 +163,8 @@ class Settings:
     scrubbing_rule: re.Pattern[str] | None = None
     scrubbing_rule_replacement: str = ""
     multiline_pattern: re.Pattern[str] | None = None
+    k8s_audit_policy: str = ""
+    """FORWARDER_K8S_AUDIT_POLICY: a Kubernetes audit Policy (YAML or JSON), `ssm:<name>` or `s3://bucket/key`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -199,8 +204,10 @@ class Settings:
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or default.function_name,
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
             **_processing(env),
+            k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
         )
         settings._check_intake_url()
+        settings._check_k8s_audit_policy()
         if settings.store_failed_events and not settings.store_bucket:
             raise ConfigError("DD_STORE_FAILED_EVENTS is true but DD_S3_BUCKET_NAME names no bucket")
         if settings.entry_max_bytes + 2 > settings.batch_max_bytes:
@@ -246,6 +253,47 @@ class Settings:
         if not valid:
             raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {_shown(self.url)!r}")
 
+    # FORWARDER_K8S_AUDIT_POLICY: checked here when inline; fetched (SSM, S3) once per container.
+
+    @property
+    def k8s_audit_policy_origin(self) -> str:
+        """Where the audit policy comes from, as its errors name it."""
+        reference = self.k8s_audit_policy
+        if reference.startswith(("ssm:", "s3://")):
+            return f"{K8S_AUDIT_POLICY} ({reference})"
+        return K8S_AUDIT_POLICY
+
+    def _check_k8s_audit_policy(self) -> None:
+        """An inline policy is compiled now, so a wrong one is an error at start; a stored one is
+        compiled when first fetched, before any event is read. DD_SOURCE renaming the source would
+        keep the policy from ever applying, so the two together are refused."""
+        reference = self.k8s_audit_policy
+        if not reference:
+            return
+        if self.source_override and self.source_override != "kubernetes.audit":
+            raise ConfigError(
+                f"{K8S_AUDIT_POLICY} applies to the kubernetes.audit source, which DD_SOURCE renames "
+                f"to {self.source_override!r}: the policy would never apply"
+            )
+        if reference.startswith("ssm:"):
+            if not reference.removeprefix("ssm:").strip():
+                raise ConfigError(f"{K8S_AUDIT_POLICY}: ssm: names no parameter")
+        elif reference.startswith("s3://"):
+            _s3_location(reference)
+        else:
+            from forwarder.process.k8s_policy_document import compiled
+
+            compiled(reference, K8S_AUDIT_POLICY)
+
+    def resolve_k8s_audit_policy(self) -> str:
+        """The policy document: inline, or fetched from SSM or S3 once per container."""
+        reference = self.k8s_audit_policy
+        if reference.startswith("ssm:"):
+            return _policy_from_ssm(reference.removeprefix("ssm:").strip())
+        if reference.startswith("s3://"):
+            return _policy_from_s3(*_s3_location(reference))
+        return reference
+
     def resolve_api_key(self) -> str:
         """The API key from DD_API_KEY, else Secrets Manager, else SSM (cached for API_KEY_CACHE_SECONDS)."""
         if self.api_key:
@@ -281,6 +329,38 @@ def _key_from_ssm(name: str) -> str:
     except Exception as exc:
         raise ConfigError(f"DD_API_KEY_SSM_NAME: could not read parameter {name}: {type(exc).__name__}") from exc
     return _non_empty(str(value), "DD_API_KEY_SSM_NAME")
+
+
+def _s3_location(reference: str) -> tuple[str, str]:
+    bucket, _, key = reference.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise ConfigError(f"{K8S_AUDIT_POLICY} must be s3://bucket/key to read the policy from S3, got {reference!r}")
+    return bucket, key
+
+
+@functools.cache
+def _policy_from_ssm(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_parameter(name, decrypt=True)
+    except Exception as exc:  # Powertools wraps every boto3 failure; an error fails the invocation, never filters less
+        raise ConfigError(f"{K8S_AUDIT_POLICY}: could not read parameter {name}: {type(exc).__name__}") from exc
+    return str(value)
+
+
+@functools.cache
+def _policy_from_s3(bucket: str, key: str) -> str:
+    from forwarder import runtime
+
+    try:
+        answer = runtime.client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{K8S_AUDIT_POLICY_MAX_BYTES}")
+        body = answer["Body"].read(K8S_AUDIT_POLICY_MAX_BYTES + 1)
+    except Exception as exc:  # a failure fails the invocation (AWS retries it); events never pass unfiltered
+        raise ConfigError(f"{K8S_AUDIT_POLICY}: could not read s3://{bucket}/{key}: {type(exc).__name__}") from exc
+    if len(body) > K8S_AUDIT_POLICY_MAX_BYTES:
+        raise ConfigError(f"{K8S_AUDIT_POLICY}: s3://{bucket}/{key} is larger than {K8S_AUDIT_POLICY_MAX_BYTES} bytes")
+    return body.decode("utf-8", "replace")
 
 
 def _non_empty(key: str, variable: str) -> str:

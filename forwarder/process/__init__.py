@@ -9,18 +9,22 @@ their byte pass-through and their reader's fast path.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from forwarder.formats import Block
 from forwarder.metrics import Tally
-from forwarder.model import RawEvent
-from forwarder.settings import Settings
+from forwarder.model import RawEvent, Source
+
+if TYPE_CHECKING:
+    from forwarder.settings import Settings
 
 
 class Processor(Protocol):
-    def process(self, block: Block) -> tuple[Block | None, int]: ...
+    """`source` is the container's: a processor for one kind of event leaves the others alone."""
+
+    def process(self, block: Block, source: Source) -> tuple[Block | None, int]: ...
 
 
 class EventList(msgspec.Struct, gc=False):
@@ -40,25 +44,28 @@ class EventList(msgspec.Struct, gc=False):
         return self.end
 
 
-def apply(processors: Sequence[Processor], block: Block) -> tuple[Block | None, int]:
+def apply(processors: Sequence[Processor], block: Block, source: Source) -> tuple[Block | None, int]:
     """Run `block` through every processor in order: what is left, and how many were filtered."""
     filtered = 0
     current: Block | None = block
     for processor in processors:
         if current is None:
             break
-        current, dropped = processor.process(current)
+        current, dropped = processor.process(current, source)
         filtered += dropped
     return current, filtered
 
 
 def processors(settings: Settings, tally: Tally) -> list[Processor]:
-    """The processors the settings turn on, filters first: as in the Datadog Forwarder, the filter
-    patterns see events before scrubbing. None at all when nothing is set, so blocks go straight on."""
-    from forwarder.process.filter import Filter  # imported here: they build on this module's EventList
+    """The processors the settings turn on, in the order they run: the Kubernetes audit policy first
+    (it decides what an audit event is), then the filters, then scrubbing (as in the Datadog
+    Forwarder, the filter patterns see events before scrubbing). None at all when nothing is set,
+    so blocks go straight on."""
+    from forwarder.process import k8s_policy  # imported here: they build on this module's EventList
+    from forwarder.process.filter import Filter
     from forwarder.process.scrub import Scrubber, rules
 
-    chosen: list[Processor] = []
+    chosen: list[Processor] = [*k8s_policy.from_settings(settings)]
     if settings.include_at_match is not None or settings.exclude_at_match is not None:
         chosen.append(Filter(settings.include_at_match, settings.exclude_at_match))
     scrubbing = rules(settings)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from forwarder.formats import Block
 from forwarder.formats.logbatch import MessageRun
 from forwarder.formats.run import RecordRun
-from forwarder.model import RawEvent
+from forwarder.model import RawEvent, Source
 from forwarder.process import EventList
 
 
@@ -30,7 +30,7 @@ class Filter:
             return False
         return self._include is None or self._include.search(text) is not None
 
-    def process(self, block: Block) -> tuple[Block | None, int]:
+    def process(self, block: Block, source: Source) -> tuple[Block | None, int]:
         verdicts = [self.keeps(text) for text in _texts(block)]
         if all(verdicts):
             return block, 0

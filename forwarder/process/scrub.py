@@ -26,7 +26,7 @@ from forwarder.formats import Block
 from forwarder.formats.logbatch import MessageRun
 from forwarder.formats.run import RUN_FIRST_KEY, RecordRun
 from forwarder.metrics import Tally
-from forwarder.model import LogEvent, RawEvent
+from forwarder.model import LogEvent, RawEvent, Source
 from forwarder.process import EventList, jsontext
 from forwarder.settings import Settings
 
@@ -74,7 +74,7 @@ class Scrubber:
         self._rules = _Rules(tuple(chosen))
         self._tally = tally
 
-    def process(self, block: Block) -> tuple[Block | None, int]:
+    def process(self, block: Block, source: Source) -> tuple[Block | None, int]:
         if type(block) is RecordRun:
             scrubbed = self._record_run(block)
         elif type(block) is MessageRun:

@@ -16,7 +16,7 @@ from forwarder.errors import ConfigError, IncompleteInvocation, UnsupportedEvent
 from forwarder.formats import Block
 from forwarder.handler import handle
 from forwarder.metrics import Outcome, Tally
-from forwarder.model import Deadline, Invoker, S3Object
+from forwarder.model import Deadline, Invoker, S3Object, Source
 from forwarder.pipeline import Pipeline, Unit
 from forwarder.process import EventList
 
@@ -231,7 +231,7 @@ def test_cloudtrail_delivered_through_cloudwatch_logs_is_labelled_cloudtrail(int
 class DropEveryThird:
     """A processor that filters every third event by position and keeps the rest as read."""
 
-    def process(self, block: Block) -> tuple[Block | None, int]:
+    def process(self, block: Block, source: Source) -> tuple[Block | None, int]:
         events = list(block.events())
         kept = [event for event in events if event.position % 3]
         if len(kept) == len(events):

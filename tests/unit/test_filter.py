@@ -9,11 +9,14 @@ from bench.inputs import cloudtrail_templates
 from forwarder.formats import each_event
 from forwarder.formats.run import RecordRun
 from forwarder.metrics import Tally
-from forwarder.model import RawEvent
+from forwarder.model import RawEvent, Source
 from forwarder.process import EventList, apply, processors
 from forwarder.process.filter import Filter
 from forwarder.settings import Settings
 from tests.support import audit_run, trail_blocks
+
+SOURCE = Source("cloudtrail", "cloudtrail", "bucket")
+"""Filters and scrubbing apply to every source alike."""
 
 
 def filtering(**env: str) -> Filter:
@@ -41,7 +44,7 @@ def test_cloudtrail_records_are_matched_on_their_json_as_written() -> None:
     kept_blocks = []
     filtered = 0
     for block in blocks:
-        kept, dropped = apply([drop], block)
+        kept, dropped = apply([drop], block, SOURCE)
         filtered += dropped
         if kept is not None:
             assert (kept.last().position, kept.last().end_offset) == (block.last().position, block.last().end_offset)
@@ -55,7 +58,7 @@ def test_cloudtrail_records_are_matched_on_their_json_as_written() -> None:
 def test_a_block_kept_whole_is_returned_as_it_came() -> None:
     keep = filtering(EXCLUDE_AT_MATCH="no-such-event-name")
     for block in trail_blocks(cloudtrail_templates()[:30]):
-        assert keep.process(block) == (block, 0)
+        assert keep.process(block, SOURCE) == (block, 0)
 
 
 def test_cloudwatch_messages_are_matched_on_the_message() -> None:
@@ -63,7 +66,7 @@ def test_cloudwatch_messages_are_matched_on_the_message() -> None:
     run = audit_run(lines)
     keep = filtering(INCLUDE_AT_MATCH='"verb":"(create|delete)"')
 
-    kept, filtered = keep.process(run)
+    kept, filtered = keep.process(run, SOURCE)
 
     expected = [line for line in lines if orjson.loads(line).get("verb") in {"create", "delete"}]
     assert isinstance(kept, EventList) and kept.last() == run.last()
@@ -73,6 +76,6 @@ def test_cloudwatch_messages_are_matched_on_the_message() -> None:
 
 def test_a_single_event_filtered_leaves_nothing() -> None:
     drop = filtering(EXCLUDE_AT_MATCH="healthcheck")
-    assert drop.process(RawEvent.line(1, "GET /healthcheck 200", 21)) == (None, 1)
+    assert drop.process(RawEvent.line(1, "GET /healthcheck 200", 21), SOURCE) == (None, 1)
     line = RawEvent.line(2, "GET /login 200", 36)
-    assert drop.process(line) == (line, 0)
+    assert drop.process(line, SOURCE) == (line, 0)

@@ -15,7 +15,7 @@ from forwarder.formats import Block, each_event
 from forwarder.formats.logbatch import MessageRun, read_log_batch
 from forwarder.formats.run import RecordRun
 from forwarder.metrics import Tally
-from forwarder.model import LogBatch, LogEvent, RawEvent
+from forwarder.model import LogBatch, LogEvent, RawEvent, Source
 from forwarder.process import EventList, jsontext, processors
 from forwarder.process.jsontext import context_free
 from forwarder.process.scrub import EMAIL, IP, Scrubber
@@ -23,6 +23,9 @@ from forwarder.settings import Settings
 from tests.support import audit_run, split_object, trail_blocks
 
 ORIGIN = "s3://bucket/AWSLogs/1/CloudTrail/x.json.gz"
+
+SOURCE = Source("cloudtrail", "cloudtrail", "bucket")
+"""Filters and scrubbing apply to every source alike."""
 
 
 def scrubber(tally: Tally, **env: str) -> Scrubber:
@@ -47,7 +50,7 @@ def scrub_values(value: Any, rules: list[tuple[re.Pattern[str], str]]) -> Any:
 def processed(scrub: Scrubber, blocks: list[Block]) -> list[RawEvent]:
     kept = []
     for block in blocks:
-        result, filtered = scrub.process(block)
+        result, filtered = scrub.process(block, SOURCE)
         assert filtered == 0 and result is not None
         assert (result.last().position, result.last().end_offset) == (block.last().position, block.last().end_offset)
         kept.append(result)
@@ -55,7 +58,7 @@ def processed(scrub: Scrubber, blocks: list[Block]) -> list[RawEvent]:
 
 
 def scrubbed_line(scrub: Scrubber, text: str) -> str | None:
-    result, _ = scrub.process(RawEvent.line(1, text, len(text) + 1))
+    result, _ = scrub.process(RawEvent.line(1, text, len(text) + 1), SOURCE)
     assert isinstance(result, RawEvent)
     return result.message
 
@@ -152,10 +155,10 @@ def test_a_block_no_rule_changes_is_returned_as_it_came() -> None:
     tally = Tally()
     scrub = scrubber(tally, DD_SCRUBBING_RULE="no-such-value-anywhere")
     for block in trail_blocks(cloudtrail_templates()[:30]):
-        assert scrub.process(block) == (block, 0)
+        assert scrub.process(block, SOURCE) == (block, 0)
     batch = LogBatch("1", "/aws/eks/c/cluster", "kube-apiserver-audit-1", (), (LogEvent("1", 1, "{}"),))
     run = next(read_log_batch(batch))
-    assert scrub.process(run) == (run, 0)
+    assert scrub.process(run, SOURCE) == (run, 0)
     assert tally.scrubbed == 0
 
 
@@ -169,7 +172,9 @@ def test_eks_audit_messages_are_scrubbed_as_json_and_stay_a_run() -> None:
     run = audit_run(messages)
     tally = Tally()
 
-    result, _ = scrubber(tally, REDACT_IP="true", DD_SCRUBBING_RULE='"', DD_SCRUBBING_RULE_REPLACEMENT="'").process(run)
+    result, _ = scrubber(tally, REDACT_IP="true", DD_SCRUBBING_RULE='"', DD_SCRUBBING_RULE_REPLACEMENT="'").process(
+        run, SOURCE
+    )
 
     assert type(result) is MessageRun and result.position == run.position
     scrubbed = [event.message for event in result.log_events]
@@ -184,8 +189,8 @@ def test_lines_and_kept_lists_are_scrubbed_event_by_event() -> None:
     kept = EventList([line, RawEvent.line(5, "quiet", 200)], RawEvent.marker(6, 210))
     scrub = scrubber(Tally(), REDACT_IP="true")
 
-    single, _ = scrub.process(line)
-    listed, _ = scrub.process(kept)
+    single, _ = scrub.process(line, SOURCE)
+    listed, _ = scrub.process(kept, SOURCE)
 
     assert isinstance(single, RawEvent) and (single.position, single.end_offset) == (3, 120)
     assert single.message == "login from xxx.xxx.xxx.xxx"
