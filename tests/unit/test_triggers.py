@@ -380,6 +380,8 @@ def test_unsupported_event_names_its_shape_not_its_content(event: Any, says: str
         ("s3-test-event", False, "s3", 1),
         ("cloudwatch-logs-eks-audit", False, "cloudwatch", 1),
         ("cloudwatch-logs-control-message", False, "cloudwatch", 1),
+        ("eventbridge-guardduty", False, "eventbridge", 1),
+        ("s3-batch-operations", False, "s3-batch-operations", 1),
     ],
 )
 def test_sample_event_routes(name: str, from_sqs: bool, trigger: str, items: int) -> None:
