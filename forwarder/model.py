@@ -1,8 +1,9 @@
 """The values that flow between stages: work items, containers, raw events, entries.
 
-trigger event ──triggers──► Message(items: S3Object | AwsLogs | Replay | Skip)
+trigger event ──triggers──► Message(items: S3Object | AwsLogs | EventBridgeEvent | Replay | Skip)
 S3Object ──read──► decompressed chunks ──formats──► blocks of RawEvents
 AwsLogs  ──read──► LogBatch             ──formats──► blocks of RawEvents
+EventBridgeEvent (its own container)     ──formats.inline──► one RawEvent
 block ──process──► kept block ──outputs──► Entry ──batch──► Batch ──transport──► accepted or failed
 """
 
