@@ -211,7 +211,7 @@ def severity_band(severity: Any) -> str | None:
     """A GuardDuty severity number's level; None for anything that is not a number."""
     if isinstance(severity, bool) or not isinstance(severity, int | float):
         return None
-    return next(label for floor, label in _SEVERITY_BANDS if severity >= floor)
+    return next((label for floor, label in _SEVERITY_BANDS if severity >= floor), None)  # None for NaN
 
 
 def _finding_tags(event: dict[str, Any]) -> tuple[str, ...]:
@@ -241,7 +241,8 @@ EVENTBRIDGE_RULES = (
 
 def event_source_name(source: Any) -> str:
     """`aws.securityhub` → `securityhub`; a partner's (`aws.partner/...`) or a custom source
-    (`com.example.app`) is kept as it is, so that two sources never share a name."""
+    (`com.example.app`) is kept whole, not cut at its first dot as the Datadog Forwarder cuts it
+    (to `example`), where unrelated applications would share a name."""
     if not isinstance(source, str) or not source:
         return "eventbridge"
     name = source[4:] if source.startswith("aws.") and not source.startswith("aws.partner/") else source

@@ -68,7 +68,7 @@ def test_a_value_in_a_finding_never_adds_a_tag_of_its_own() -> None:
     ("severity", "band"),
     [
         *[(0.1, "Low"), (3.9, "Low"), (4, "Medium"), (6.9, "Medium"), (7.0, "High"), (8.9, "High")],
-        *[(9, "Critical"), (10.0, "Critical"), ("8", None), (True, None), (None, None)],
+        *[(9, "Critical"), (10.0, "Critical"), ("8", None), (True, None), (None, None), (float("nan"), None)],
     ],
 )
 def test_severity_bands_are_guarddutys(severity: Any, band: str | None) -> None:
