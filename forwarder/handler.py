@@ -20,6 +20,7 @@ from forwarder.errors import IncompleteInvocation
 from forwarder.metrics import Outcome, Tally, publish
 from forwarder.model import BatchOperations, Deadline, Invocation, Invoker, Message, Skip
 from forwarder.pipeline import FailureKind, Pipeline, Unit
+from forwarder.process import processors
 from forwarder.reliability.idempotency import ObjectGuard
 from forwarder.settings import Settings, load_settings
 
@@ -70,12 +71,14 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
     if settings.keep_freed_memory:
         memory.keep_freed_memory()
     invocation = triggers.parse_event(event)
+    tally = Tally() if tally is None else tally
     pipeline = Pipeline(
         settings,
         Invoker.from_arn(getattr(context, "invoked_function_arn", ""), settings.region),
         Deadline(context.get_remaining_time_in_millis, settings.deadline_margin_seconds),
-        Tally() if tally is None else tally,
+        tally,
         lambda: runtime.OUTPUT.get(settings),
+        processors(settings, tally),
     )
     guard = runtime.guard(settings)
     if guard is not None:

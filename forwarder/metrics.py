@@ -39,6 +39,8 @@ class Tally:
     outcomes: Counter[tuple[str, str, Outcome]] = field(default_factory=Counter)
     skipped: Counter[SkipReason] = field(default_factory=Counter)
     input_errors: int = 0
+    scrubbed: int = 0
+    """Events a scrubbing rule changed (a tally, not an outcome: a scrubbed event still ends in one)."""
     problems: list[str] = field(default_factory=list)
 
     def note_problem(self, description: str) -> None:
@@ -70,6 +72,7 @@ class Tally:
         self.outcomes.update(other.outcomes)
         self.skipped.update(other.skipped)
         self.input_errors += other.input_errors
+        self.scrubbed += other.scrubbed
         for problem in other.problems:
             self.note_problem(problem)
 
@@ -78,6 +81,7 @@ class Tally:
         return {
             "events_read": self.events_read,
             **{f"events_{outcome.value}": self.total(outcome) for outcome in Outcome},
+            "events_scrubbed": self.scrubbed,
             "skipped": {reason.value: count for reason, count in self.skipped.items()},
             "input_errors": self.input_errors,
             "by_source": {f"{trigger}/{source}": count for (trigger, source), count in sorted(self.read.items())},
@@ -96,6 +100,7 @@ def publish(tally: Tally, service: str) -> None:
     metrics.add_metric(name="EventsRead", unit=MetricUnit.Count, value=tally.events_read)
     for outcome in Outcome:
         metrics.add_metric(name=f"Events{outcome.value.title()}", unit=MetricUnit.Count, value=tally.total(outcome))
+    metrics.add_metric(name="EventsScrubbed", unit=MetricUnit.Count, value=tally.scrubbed)
     metrics.add_metric(name="ItemsSkipped", unit=MetricUnit.Count, value=sum(tally.skipped.values()))
     metrics.add_metric(name="InputErrors", unit=MetricUnit.Count, value=tally.input_errors)
     metrics.flush_metrics()

@@ -19,8 +19,9 @@ import orjson
 
 from forwarder.times import TIME_FIELDS
 
-MAX_EVENT_BYTES = 64 << 20
-"""The largest event a reader accepts: a longer one is an input error naming it."""
+MAX_EVENT_BYTES = 16 << 20
+"""The largest event a reader accepts: a longer one is an input error naming it. Reading one holds
+it, its text and a piece of its entry at once, so this bounds an event's memory (about 3x)."""
 
 
 class SkipReason(enum.StrEnum):

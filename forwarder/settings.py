@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -75,6 +76,50 @@ def _tags(raw: str) -> tuple[str, ...]:
     return tuple(tag.strip() for tag in raw.split(",") if tag.strip())
 
 
+def _pattern(env: Mapping[str, str], name: str) -> re.Pattern[str] | None:
+    """A Python regular expression, or None when unset or blank. The error gives re's reason and
+    position, not the pattern: a scrubbing rule may spell out the very value it is there to hide."""
+    raw = env.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        return re.compile(raw)
+    except re.error as exc:
+        reason, position = exc.msg, exc.pos
+    raise ConfigError(f"{name} is not a valid Python regular expression: {reason} at position {position}")
+
+
+def _replacement(env: Mapping[str, str], rule: re.Pattern[str] | None) -> str:
+    """DD_SCRUBBING_RULE_REPLACEMENT, a `re.sub` template as in the Datadog Forwarder (so `\\1` works),
+    checked now against the rule's groups: a bad group reference would otherwise fail every event."""
+    replacement = env.get("DD_SCRUBBING_RULE_REPLACEMENT", "")
+    if rule is None:
+        return replacement
+    try:  # the rule with an empty alternative matches "" and has the rule's groups; the newline ends a (?x) comment
+        probe = re.compile(rule.pattern + "\n|", rule.flags).match("")
+        if probe is not None:
+            probe.expand(replacement)
+    except (re.error, IndexError) as exc:
+        reason = exc.msg if isinstance(exc, re.error) else str(exc)
+    else:
+        return replacement
+    raise ConfigError(f"DD_SCRUBBING_RULE_REPLACEMENT is not a valid replacement for DD_SCRUBBING_RULE: {reason}")
+
+
+def _processing(env: Mapping[str, str]) -> dict[str, Any]:
+    """The filtering, scrubbing and multiline settings, each pattern compiled (and so checked) here."""
+    rule = _pattern(env, "DD_SCRUBBING_RULE")
+    return {
+        "include_at_match": _pattern(env, "INCLUDE_AT_MATCH"),
+        "exclude_at_match": _pattern(env, "EXCLUDE_AT_MATCH"),
+        "redact_ip": _flag(env, "REDACT_IP", False),
+        "redact_email": _flag(env, "REDACT_EMAIL", False),
+        "scrubbing_rule": rule,
+        "scrubbing_rule_replacement": _replacement(env, rule),
+        "multiline_pattern": _pattern(env, "DD_MULTILINE_LOG_REGEX_PATTERN"),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The forwarder's configuration; see the README's table for each variable."""
@@ -106,6 +151,15 @@ class Settings:
     idempotency_expiry_seconds: int = 86400
     function_name: str = "security-log-forwarder"
     region: str = ""
+    # Filtering and scrubbing (forwarder.process) and multiline text (forwarder.formats.multiline):
+    # the Datadog Forwarder's names and meaning; README "Filtering and scrubbing".
+    include_at_match: re.Pattern[str] | None = None
+    exclude_at_match: re.Pattern[str] | None = None
+    redact_ip: bool = False
+    redact_email: bool = False
+    scrubbing_rule: re.Pattern[str] | None = None
+    scrubbing_rule_replacement: str = ""
+    multiline_pattern: re.Pattern[str] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -144,6 +198,7 @@ class Settings:
             ),
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or default.function_name,
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
+            **_processing(env),
         )
         settings._check_intake_url()
         if settings.store_failed_events and not settings.store_bucket:

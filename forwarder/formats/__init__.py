@@ -17,19 +17,25 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+import orjson
+
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.lines import BOM, read_lines
+from forwarder.formats.outline import PAST, outline
 from forwarder.formats.records import RecordCutter
 from forwarder.model import MAX_EVENT_BYTES, Checkpoint, RawEvent
 
 SNIFF_BYTES = 512
 """How many non-whitespace leading bytes `sniff` gathers before deciding the format."""
 SNIFF_LIMIT = 64 * 1024
-"""Gathering stops here even if it is all whitespace, so a blank object cannot fill memory."""
+"""Gathering stops here even if it is all whitespace, so a blank object cannot fill memory; a digest
+longer than this is not recognised by content (its key still says what it is) and is read as lines."""
 
 _WS = b" \t\r\n"
-_CLOUDTRAIL = re.compile(rb'\{[ \t\r\n]*"Records"[ \t\r\n]*(?::|\Z)')
-_DIGEST_KEYS = (b'"awsAccountId"', b'"digestStartTime"')
+_NON_WS = re.compile(rb"[^ \t\r\n]")
+_DIGEST_FIELDS = ("awsAccountId", "digestStartTime", "digestEndTime", "logFiles")
+"""Top-level fields every digest has (CloudTrail's digest file structure)."""
+_DIGEST_KEYS = tuple(f'"{name}"'.encode() for name in _DIGEST_FIELDS)
 
 
 class Block(Protocol):
@@ -50,21 +56,33 @@ class Format(enum.Enum):
     LINES = "lines"
 
 
-def sniff(head: bytes) -> Format:
-    """Recognise a CloudTrail log file (first key "Records") or digest file from its first bytes."""
-    text = head.removeprefix(BOM).lstrip(_WS)
-    if _CLOUDTRAIL.match(text):
-        return Format.CLOUDTRAIL
-    if text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS):
-        return Format.DIGEST
-    return Format.LINES
+def sniff(head: bytes, whole: bool = False) -> Format:
+    """Recognise a CloudTrail log file or digest file from its first bytes.
+
+    A CloudTrail file is one JSON object with a top-level "Records" member, wherever it stands among
+    the others. NDJSON (a first line that is a whole JSON value, with more after it) is lines, even
+    when its first object has a "Records" member, and so is a head whose first object runs past it
+    before any "Records" name: reading a document as lines never loses it silently (it goes as one
+    event, truncated and counted so, or fails as too long).
+
+    By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId",
+    "digestStartTime", "digestEndTime" and "logFiles" at its top level. That takes the whole stream
+    (`whole`: `head` is all of it): those names in a line of NDJSON, which anyone who can write a log
+    line controls (a Kubernetes ConfigMap in an audit log), must never hide the file.
+    """
+    decided = _decide(head.removeprefix(BOM).lstrip(_WS), whole)
+    return Format.LINES if decided is None else decided
 
 
 def sniffed(chunks: Iterable[bytes]) -> tuple[Format, Iterator[bytes]]:
-    """The format of a stream from its leading bytes, and the whole stream again."""
+    """The format of a stream from its leading bytes, and the whole stream again.
+
+    While the head does not decide (a first object not ended nor showing "Records"; a possible digest,
+    which only the whole stream can prove) more is gathered, up to `SNIFF_LIMIT`.
+    """
     stream = iter(chunks)
-    head = _gather_head(stream)
-    return sniff(head), itertools.chain((head,), stream)
+    head, whole = _gather_head(stream)
+    return sniff(head, whole), itertools.chain((head,), stream)
 
 
 def read_object(
@@ -91,15 +109,66 @@ def each_event(blocks: Iterable[Block]) -> Iterator[RawEvent]:
         yield from block.events()
 
 
-def _gather_head(stream: Iterator[bytes]) -> bytes:
+def _decide(text: bytes, whole: bool) -> Format | None:
+    """The format of a stream starting with `text`; None while more of it could change that."""
+    if _ndjson(text):
+        return Format.LINES
+    shape = outline(text)
+    if shape is None:
+        return Format.LINES
+    if shape.records:
+        return Format.CLOUDTRAIL
+    if shape.end == PAST:
+        return None
+    if _NON_WS.search(text, shape.end) or not _may_be_digest(text):
+        return Format.LINES
+    if whole:
+        return Format.DIGEST if _is_digest(text) else Format.LINES
+    return None
+
+
+def _ndjson(text: bytes) -> bool:
+    """Whether the first line is one JSON value and more follows it (C-speed checks only)."""
+    end = text.find(b"\n")
+    if end < 0 or not _NON_WS.search(text, end):
+        return False
+    try:
+        orjson.loads(memoryview(text)[:end])
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _may_be_digest(text: bytes) -> bool:
+    return text.startswith(b"{") and all(key in text for key in _DIGEST_KEYS)
+
+
+def _is_digest(text: bytes) -> bool:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and all(key in document for key in _DIGEST_FIELDS)
+
+
+def _gather_head(stream: Iterator[bytes]) -> tuple[bytes, bool]:
+    """At least `SNIFF_BYTES` leading non-whitespace bytes, more while they do not decide,
+    never past `SNIFF_LIMIT` but for the chunk that crosses it; and whether the stream ended.
+
+    The head is looked at each time its size doubles, so tiny chunks cost linear time.
+    """
     parts: list[bytes] = []
     size = 0
+    looked_at = 0
     while size < SNIFF_LIMIT:
         chunk = next(stream, None)
         if chunk is None:
-            break
+            return b"".join(parts), True
         parts.append(chunk)
         size += len(chunk)
-        if size >= SNIFF_BYTES and len(b"".join(parts).removeprefix(BOM).lstrip(_WS)) >= SNIFF_BYTES:
-            break
-    return b"".join(parts)
+        if size >= max(SNIFF_BYTES, 2 * looked_at):
+            looked_at = size
+            text = b"".join(parts).removeprefix(BOM).lstrip(_WS)
+            if len(text) >= SNIFF_BYTES and _decide(text, whole=False) is not None:
+                break
+    return b"".join(parts), False

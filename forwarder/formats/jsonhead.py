@@ -80,6 +80,8 @@ class HeadReader:
         decide. msgspec then decodes the head, skipping the rest unbuilt: alone it would let numbers
         past the double range through, and its nesting limit follows Python's recursion limit.
         """
+        if len(record) > VALIDATOR_MAX_BYTES:  # over any entry limit: truncated, its bytes never sent as they are
+            return self._big_head(record)
         try:
             self._validator.parse(record)
         except (ValueError, RuntimeError):
@@ -88,6 +90,14 @@ class HeadReader:
             return self._decode(record)
         except (RecursionError, msgspec.DecodeError):  # deeper than msgspec goes, a BOM, or not an object
             return self._parsed_head(record)
+
+    def _big_head(self, record: bytes) -> Head:
+        """The head of a record too big for any entry, checked as one JSON object without building
+        its values: a record of millions of nested lists costs no more memory than its bytes."""
+        try:
+            return self._decode(record)
+        except (RecursionError, msgspec.DecodeError) as exc:
+            raise InvalidRecord(f"a record must be one JSON object: {exc}", "", 0) from None
 
     def _parsed_head(self, record: bytes) -> Head:
         fields = orjson.loads(record)

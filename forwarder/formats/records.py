@@ -9,32 +9,46 @@ the runs (`RecordRun`): many records cut at a literal and proved together.
 
 A stream may also start just after a record's closing brace, inside the array (a continuation), so
 the separators and the closing `]` are checked as on a full pass.
+
+Top-level members before "Records" (`{"fileVersion": "1.0", "Records": [...]}`) are skipped whole
+and checked (`RecordCutter._open_array`); `outline` is the same walk over a head, for sniffing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TypeVar
 
 import msgspec
+import orjson
 import simdjson
 
 from forwarder.errors import InputError
 from forwarder.formats.jsonhead import Head, HeadReader, InvalidRecord
+from forwarder.formats.outline import (
+    OPEN,
+    QUOTE,
+    RECORDS,
+    TOKEN,
+    NotJson,
+    Past,
+    after_value,
+    colon,
+    member_name,
+    value_end,
+)
 from forwarder.formats.run import RUN_FIRST_KEY, RecordRun
 from forwarder.model import RawEvent
 
 _WS = b" \t\r\n"
-_HEAD = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"Records"[ \t\r\n]*:[ \t\r\n]*\[')
+_OPEN_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
 _HEAD_LIMIT = 1 << 20
+"""How much leading whitespace is looked through for the document's opening brace."""
 _NON_WS = re.compile(rb"[^ \t\r\n]")
 _FIRST_KEY = re.compile(rb'\{[ \t\r\n]*("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
 _ANY_SEPARATOR_PATTERN = rb"\}[ \t\r\n]*,[ \t\r\n]*(\{)"
 _ANY_SEPARATOR = re.compile(_ANY_SEPARATOR_PATTERN)
-# A whole string, or a structural byte; a lone quote means the string runs past the data so far.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]"]', re.DOTALL)
-_OPEN = frozenset(b"{[")
-_QUOTE = ord('"')
 _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
@@ -46,6 +60,9 @@ RUN_MAX_BYTES = 512 * 1024
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
+
+
+_T = TypeVar("_T")
 
 
 class RecordCutter:
@@ -295,13 +312,13 @@ class RecordCutter:
         depth = 0
         at = start
         while True:
-            for token in _TOKEN.finditer(self.data, at):
+            for token in TOKEN.finditer(self.data, at):
                 first = self.data[token.start()]
-                if first == _QUOTE:
+                if first == QUOTE:
                     if token.end() - token.start() == 1:
                         at = token.start()
                         break
-                elif first in _OPEN:
+                elif first in OPEN:
                     depth += 1
                 else:
                     depth -= 1
@@ -343,13 +360,59 @@ class RecordCutter:
             start = 0
 
     def _open_array(self) -> int:
+        """Just inside the top-level "Records" array, wherever it stands among the members.
+
+        The members before it are skipped whole, each bounded like a record and checked by orjson,
+        so a "Records" inside one of their values does not count. Members after the array are never
+        read.
+        """
         while True:
-            found = _HEAD.match(self.data)
+            found = _OPEN_OBJECT.match(self.data)
             if found is not None:
-                return found.end()
+                break
             if self.eof or len(self.data) > _HEAD_LIMIT:
-                raise InputError(self.origin, "decompressed byte 0", 'not a CloudTrail file: no {"Records": [')
+                raise self._head_error(0, 'no {"Records": [')
             self._refill(0)
+        at = found.end()
+        while True:
+            at, (name, after) = self._head_step(at, member_name)
+            if name is None:
+                raise self._head_error(at, 'no "Records" array')
+            at, start = self._head_step(after, colon)
+            if name == RECORDS:
+                if self.data[start] != ord("["):
+                    raise self._head_error(start, '"Records" is not an array')
+                return start + 1
+            start, end = self._head_step(start, value_end)
+            if end - start > self.max_event_bytes:
+                raise self._head_error(start, f"the value of {name!r} is longer than {self.max_event_bytes} bytes")
+            try:
+                orjson.loads(memoryview(self.data)[start:end])
+            except orjson.JSONDecodeError as exc:
+                raise self._head_error(start, f"the value of {name!r} is not valid JSON: {exc}") from None
+            at, (more, after) = self._head_step(end, after_value)
+            if not more:
+                raise self._head_error(at, 'no "Records" array')
+            at = after
+
+    def _head_step(self, at: int, step: Callable[[bytes, int], _T]) -> tuple[int, _T]:
+        """`step(data, at)`, reading more while the data ends before what it looks for: `(at, result)`,
+        `at` moved by any refill."""
+        while True:
+            try:
+                return at, step(self.data, at)
+            except Past:
+                if self.eof:
+                    raise self._head_error(at, "the document ends before its Records array") from None
+                if len(self.data) - at > self.max_event_bytes:
+                    raise self._head_error(at, f"a member is longer than {self.max_event_bytes} bytes") from None
+                self._refill(at)
+                at = 0
+            except NotJson as exc:
+                raise self._head_error(at, str(exc)) from None
+
+    def _head_error(self, at: int, reason: str) -> InputError:
+        return InputError(self.origin, f"decompressed byte {self.base + at}", f"not a CloudTrail file: {reason}")
 
     def _learn_separator(self, record: bytes) -> None:
         """Expect later records to start with the first record's first key, as CloudTrail writes them.

@@ -38,7 +38,7 @@ from forwarder.model import Container, Entry, Invoker, RawEvent, Source
 from forwarder.outputs import Output
 from forwarder.outputs.batch import json_array
 from forwarder.outputs.http import HttpTransport
-from forwarder.outputs.truncate import truncated_entry
+from forwarder.outputs.truncate import top_level_fields, truncated_entry
 from forwarder.settings import Settings
 from forwarder.times import field_time, first_time, iso_ms, tail_time
 
@@ -119,16 +119,29 @@ class DatadogEncoder:
 
     def entry(self, raw: RawEvent) -> Entry:
         event_id = self._event_id(raw)
+        own_size = len(raw.record) if raw.record is not None else len(raw.message or "")
+        if own_size > self._entry_max:  # cannot fit whatever the metadata: never built or parsed whole
+            return self._truncated(raw, event_id, len(self._lead) + own_size)
         if raw.record is not None and raw.head is not None:
             body = self._structured(raw, raw.record, raw.head, event_id)
         else:
             body = self._text(raw.message or "", raw.timestamp_ms, event_id)
         if len(body) > self._entry_max:
-            marker = {"id": event_id, "truncated": True, "original_bytes": len(body)}
-            fields = raw.parse_record() or {}
-            timestamp = field_time(fields, self._time_fields) or raw.timestamp_ms
-            return Entry(truncated_entry(self._meta, fields, raw, timestamp, marker, RESERVED, self._entry_max), True)
+            return self._truncated(raw, event_id, len(body))
         return Entry(body)
+
+    def _truncated(self, raw: RawEvent, event_id: str, original_bytes: int) -> Entry:
+        """The truncated entry (`outputs.truncate`); `original_bytes` is the whole entry's size, or for
+        an event that is itself over the limit, at least that (its own size and the metadata's)."""
+        marker = {"id": event_id, "truncated": True, "original_bytes": original_bytes}
+        fields = top_level_fields(raw.record)
+        timestamp = field_time(fields, self._time_fields)
+        if timestamp is None and raw.message is not None and raw.message.startswith("{") and self._tail_time:
+            timestamp = self._tail_time(raw.message)
+        body = truncated_entry(
+            self._meta, fields, raw, timestamp or raw.timestamp_ms, marker, RESERVED, self._entry_max
+        )
+        return Entry(body, True)
 
     def _event_id(self, raw: RawEvent) -> str:
         own = raw.event_id if raw.head is None else raw.head.eventID

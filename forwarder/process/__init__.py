@@ -14,7 +14,9 @@ from typing import Protocol
 import msgspec
 
 from forwarder.formats import Block
+from forwarder.metrics import Tally
 from forwarder.model import RawEvent
+from forwarder.settings import Settings
 
 
 class Processor(Protocol):
@@ -48,3 +50,18 @@ def apply(processors: Sequence[Processor], block: Block) -> tuple[Block | None, 
         current, dropped = processor.process(current)
         filtered += dropped
     return current, filtered
+
+
+def processors(settings: Settings, tally: Tally) -> list[Processor]:
+    """The processors the settings turn on, filters first: as in the Datadog Forwarder, the filter
+    patterns see events before scrubbing. None at all when nothing is set, so blocks go straight on."""
+    from forwarder.process.filter import Filter  # imported here: they build on this module's EventList
+    from forwarder.process.scrub import Scrubber, rules
+
+    chosen: list[Processor] = []
+    if settings.include_at_match is not None or settings.exclude_at_match is not None:
+        chosen.append(Filter(settings.include_at_match, settings.exclude_at_match))
+    scrubbing = rules(settings)
+    if scrubbing:
+        chosen.append(Scrubber(scrubbing, tally))
+    return chosen

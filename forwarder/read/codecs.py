@@ -26,6 +26,9 @@ PIECE_BYTES = 256 * 1024
 ZSTD_FEED_BYTES = 256
 """zstd has no output limit per call, and one 4-byte RLE block expands to 128 KiB: feed it in sips."""
 
+ZLIB_GUESS_BYTES = 4096
+"""How much of a stream that starts like zlib is decompressed at once before it counts as zlib."""
+
 # isal's stubs declare `error` as an instance rather than a class.
 ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 
@@ -49,12 +52,13 @@ def decompress(chunks: Iterable[bytes], origin: str, tracker: Tracker | None = N
         codec = _codec(head)
         if tracker is not None:
             tracker.codec = PLAIN if codec is None else codec.kind
+        if codec is _ZLIB:
+            yield from _zlib_or_plain(rest, origin, tracker)
+            return
     if codec is None:
         yield from rest
-    elif tracker is None:
-        yield from _Inflate(codec, origin).run(rest)
     else:
-        yield from _Inflate(codec, origin, tracker.offset, tracker.decompressed, tracker.boundaries).run(rest)
+        yield from _inflate(codec, origin, tracker).run(rest)
 
 
 def discard(
@@ -89,6 +93,58 @@ def discard(
     yield from stream
 
 
+def _inflate(codec: _Codec, origin: str, tracker: Tracker | None) -> _Inflate:
+    if tracker is None:
+        return _Inflate(codec, origin)
+    return _Inflate(codec, origin, tracker.offset, tracker.decompressed, tracker.boundaries)
+
+
+def _zlib_or_plain(stream: Iterator[bytes], origin: str, tracker: Tracker | None) -> Iterator[bytes]:
+    """zlib when it is zlib; plain when the guess fails before any output and the input is text.
+
+    zlib's two magic bytes are weak evidence (`x^`, 0x78 0x5e, is how a text can start), so the
+    input is kept until the first output and, if decompression fails first, passed through as is.
+    The first `ZLIB_GUESS_BYTES` go to the decompressor in one call, so that a text fails before any
+    output however small the chunks it comes in. Damaged zlib data is not UTF-8 (4 KiB of it never
+    is), so it stays an error rather than being forwarded as lines of garbage.
+    """
+    head = _peek(stream, ZLIB_GUESS_BYTES)
+    stream = _prepend(head, stream)
+    seen: list[bytes] | None = []
+
+    def kept() -> Iterator[bytes]:
+        for chunk in stream:
+            if seen is not None:
+                seen.append(chunk)
+            yield chunk
+
+    pieces = _inflate(_ZLIB, origin, tracker).run(kept())
+    try:
+        first = next(pieces, None)
+    except InputError:
+        if not _is_text(b"".join(seen or ())):
+            raise
+        if tracker is not None:
+            tracker.codec = PLAIN
+            tracker.boundaries.clear()
+        yield from seen or ()
+        yield from stream
+        return
+    seen = None  # decompressing: nothing more to keep
+    if first is not None:
+        yield first
+        yield from pieces
+
+
+def _is_text(data: bytes) -> bool:
+    """UTF-8, but for a character cut at the end."""
+    try:
+        data.decode()
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return True
+
+
 def _codec(head: bytes) -> _Codec | None:
     if head.startswith(GZIP_MAGIC):
         return _GZIP
@@ -118,11 +174,20 @@ def _prepend(head: bytes, stream: Iterator[bytes]) -> Iterator[bytes]:
 class _Codec:
     """One compression format: how to start a member, whether more input can begin another one."""
 
-    def __init__(self, kind: str, new_stream: Callable[[], Any], continues: Callable[[bytes], bool], sip: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        new_stream: Callable[[], Any],
+        continues: Callable[[bytes], bool],
+        sip: int,
+        zero_padded: bool = False,
+    ) -> None:
         self.kind = kind
         self.new_stream = new_stream
         self.continues = continues
         self.sip = sip
+        self.zero_padded = zero_padded
+        """Whether zero bytes may follow the last member, as gzip(1) allows (some writers pad)."""
 
 
 def _may_start(magics: tuple[bytes, ...]) -> Callable[[bytes], bool]:
@@ -137,7 +202,7 @@ def _never(data: bytes) -> bool:
 
 
 _ZSTD_SKIPPABLE = tuple(bytes([0x50 + n, 0x2A, 0x4D, 0x18]) for n in range(16))
-_GZIP = _Codec("gzip", lambda: isal_zlib.decompressobj(wbits=31), _may_start((GZIP_MAGIC,)), 0)
+_GZIP = _Codec("gzip", lambda: isal_zlib.decompressobj(wbits=31), _may_start((GZIP_MAGIC,)), 0, zero_padded=True)
 _ZLIB = _Codec("zlib", lambda: isal_zlib.decompressobj(wbits=15), _never, 0)
 _ZSTD = _Codec(
     "zstd",
@@ -172,11 +237,16 @@ class _Inflate:
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         stream: Any = None
+        padding = False
         for chunk in chunks:
             data = chunk
             while data:
-                if stream is not None and stream.eof and not self.codec.continues(data):
-                    raise self._error(f"trailing data after the {self.codec.kind} stream")
+                if stream is not None and stream.eof and (padding or not self.codec.continues(data)):
+                    if not (self.codec.zero_padded and data.count(0) == len(data)):
+                        raise self._error(f"trailing data after the {self.codec.kind} stream")
+                    padding = True  # zeros to the end, or an error
+                    self.offset += len(data)
+                    break
                 if stream is None or stream.eof:
                     stream = self.codec.new_stream()
                     if self.boundaries is not None:

@@ -19,13 +19,15 @@ logger = Logger(service="security-log-forwarder")
 def replay(run: Pipeline) -> None:
     """Re-send stored batches; delete each once all its events are accepted, keep what fails again.
 
-    A stored batch that cannot be read or rewritten is reported and left for the next replay; one
-    whose delete fails is sent again then (a duplicate, never a loss).
+    A stored batch that cannot be read is left in the store and fails the replay, after the other
+    batches are replayed: a replay that succeeds has left nothing behind it could not read. One that
+    cannot be rewritten, or whose delete fails, is sent again next time (a duplicate, never a loss).
     """
     store = run.store()
     if store is None:
         raise ConfigError("a replay needs DD_STORE_FAILED_EVENTS=true and DD_S3_BUCKET_NAME")
     label = ("replay", "stored")
+    unreadable: list[str] = []
     for key in store.stored():
         if run.time_to_stop():
             run.tally.count_skip(SkipReason.REPLAY_LEFT_FOR_NEXT_RUN)
@@ -34,7 +36,7 @@ def replay(run: Pipeline) -> None:
             entries = store.load(key)
         except (InputError, StoreError) as exc:
             run.tally.input_errors += 1
-            run.tally.note_problem(str(exc))
+            unreadable.append(str(exc))
             logger.error("stored batch not readable", extra={"key": key, "reason": str(exc)})
             continue
         run.tally.count_read(label, len(entries))
@@ -55,3 +57,5 @@ def replay(run: Pipeline) -> None:
         except StoreError as exc:
             run.tally.note_problem(str(exc))
             logger.error("stored batch not updated", extra={"key": key, "reason": str(exc)})
+    if unreadable:
+        raise StoreError(f"{len(unreadable)} stored batches not readable, left in the store; first: {unreadable[0]}")

@@ -18,6 +18,7 @@ import pytest
 from bench.fixtures import cloudtrail_documents, records_of, s3_event
 from forwarder import handler, sources, triggers
 from forwarder.devintake import LocalIntake
+from forwarder.errors import IncompleteInvocation
 from forwarder.model import S3Object
 from forwarder.settings import load_settings
 
@@ -154,16 +155,16 @@ def test_an_unexpected_failure_fails_only_its_own_sqs_message(
     assert len(intake.entries) == len(records_of(DOCUMENT))
 
 
-def test_replay_reports_an_unreadable_stored_batch_and_replays_the_rest(s3: Any, intake: LocalIntake) -> None:
+def test_an_unreadable_stored_batch_fails_the_replay_after_the_rest_is_replayed(s3: Any, intake: LocalIntake) -> None:
     s3.create_bucket(Bucket="store-bucket")
     settings = settings_for(intake.url, DD_STORE_FAILED_EVENTS="true", DD_S3_BUCKET_NAME="store-bucket")
     s3.put_object(Bucket="store-bucket", Key=f"{settings.store_prefix}2024/01/01/000000-a.json.gz", Body=b"\x1f\x8bbad")
     good = gzip.compress(json.dumps({"entries": [{"message": "kept", "ddsource": "cloudtrail"}]}).encode())
     s3.put_object(Bucket="store-bucket", Key=f"{settings.store_prefix}2024/01/01/000001-b.json.gz", Body=good)
 
-    summary = handler.handle({"retry": True}, context(), settings)
+    with pytest.raises(IncompleteInvocation, match=r"000000-a\.json\.gz"):
+        handler.handle({"retry": True}, context(), settings)
 
-    assert (summary["events_read"], summary["events_delivered"], summary["input_errors"]) == (1, 1, 1)
     assert [entry["message"] for entry in intake.entries] == ["kept"]
     left = s3.list_objects_v2(Bucket="store-bucket", Prefix=settings.store_prefix)["Contents"]
     assert [item["Key"].rsplit("/", 1)[-1] for item in left] == ["000000-a.json.gz"]

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import random
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from forwarder.formats.logbatch import MessageRun
 from forwarder.formats.run import RecordRun
 from forwarder.model import Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
 from forwarder.outputs import datadog
+from forwarder.outputs.batch import json_array
 from forwarder.outputs.datadog import RESERVED, DatadogEncoder
 from forwarder.settings import Settings
 from forwarder.times import AUDIT_TIME_FIELDS
@@ -369,3 +371,70 @@ def test_iso_ms_shortcut_matches_datetime(moment: datetime, digits: int, suffix:
     parsed = datetime.fromisoformat(text)
     expected = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
     assert times.iso_ms(text) == expected
+
+
+def test_a_record_whose_id_fills_the_entry_does_not_empty_it_and_poison_its_batch() -> None:
+    """A 1.1 MB `eventID` left no room for even the metadata and the marker: the entry came out as
+    b"", the batch as `[...,,...]`, which the intake refuses whole."""
+    huge_id = "i" * 1_100_000
+    events = [record_event({"eventVersion": "1.08", "eventID": f"e-{n}", "eventName": "Get"}, n) for n in range(299)]
+    events.insert(150, record_event({"eventVersion": "1.08", "eventID": huge_id, "eventName": "Put"}, 299))
+    encoder = enricher()
+    entries = [encoder.entry(event) for event in events]
+    body = orjson.loads(json_array(entries))
+    cut = body[150]
+    assert len(body) == 300 and entries[150].truncated and 0 < len(entries[150].body) <= 1_000_000
+    assert cut["forwarder"]["truncated"] is True and cut["forwarder"]["id_hashed"] is True
+    assert cut["forwarder"]["id"] == hashlib.blake2b(huge_id.encode(), digest_size=16).hexdigest()
+    assert cut["eventName"] == "Put" and cut["ddsource"] == "cloudtrail"
+
+
+def test_metadata_too_large_for_the_limit_still_gives_a_valid_marked_entry() -> None:
+    container = S3Object("trail-bucket", "k" * 1024)
+    settings = Settings(tags=tuple(f"team:{n:04}" for n in range(200)), function_name="F", entry_max_bytes=1024)
+    entry = enricher(settings=settings, container=container).entry(RawEvent(3, message="m" * 5000))
+    body = orjson.loads(entry.body)
+    assert entry.truncated and len(entry.body) <= 1024
+    assert body["forwarder"]["truncated"] is True and body["ddsource"] == "cloudtrail"
+
+
+SIZED = st.builds(
+    lambda char, count: char * count,
+    st.sampled_from(['"', "é", "\\", "x", "\n", "🎉"]),
+    st.integers(0, 40_000),
+)
+"""Text of one repeated character (escaped, multi-byte or plain), up to well past any limit."""
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    event_id=SIZED,
+    message=SIZED,
+    field_name=SIZED,
+    field_value=SIZED,
+    small_fields=st.integers(0, 40),
+    key_length=st.integers(1, 1024),
+    limit=st.sampled_from([1024, 1500, 4096, 20_000]),
+    structured=st.booleans(),
+)
+def test_property_an_entry_is_never_empty_invalid_or_over_the_limit(
+    event_id: str,
+    message: str,
+    field_name: str,
+    field_value: str,
+    small_fields: int,
+    key_length: int,
+    limit: int,
+    structured: bool,
+) -> None:
+    encoder = enricher(settings=Settings(entry_max_bytes=limit), container=S3Object("b", "k" * key_length))
+    if structured:
+        record = {"eventID": event_id, field_name: field_value, "message": message}
+        record.update({f"f{n}": "v" * 900 for n in range(small_fields)})
+        raw = record_event(record)
+    else:
+        raw = RawEvent(0, message=message, event_id=event_id)
+    entry = encoder.entry(raw)
+    body = orjson.loads(entry.body)
+    assert isinstance(body, dict) and 0 < len(entry.body) <= limit
+    assert body["forwarder"].get("truncated", False) is entry.truncated

@@ -250,7 +250,6 @@ def test_the_record_check_accepts_exactly_what_a_full_parse_does(record: bytes) 
         b'{"eventID":"e","s":"\xed\xa0\x80"}',
         b'{"eventID":"e","s":"caf\xc3\xa9"}',
         b'{"eventID":"e","big":"' + b"x" * (2 << 20) + b'"}',
-        b'{"eventID":"e","big":"' + b"x" * (2 << 20) + b'","n":1e400}',
         b'\xef\xbb\xbf{"eventID":"e"}',
         b"[1]",
         b'"x"',
@@ -263,3 +262,13 @@ def test_numbers_nesting_and_encodings_are_judged_as_a_full_parse_judges_them(re
     the intake refuses a whole batch over one entry a full parse refuses."""
     assert_judged_as_a_full_parse_judges(record)
     assert read_head(b"{}") is not None, "the validator is still usable after the record"
+
+
+def test_a_record_over_any_entry_limit_is_checked_without_building_its_values() -> None:
+    """Its bytes are never sent as they are (it is truncated), so a number only a full parse refuses
+    does not refuse it: only the small fields the truncated entry keeps are parsed."""
+    record = b'{"eventID":"e","eventName":"Put","big":"' + b"x" * (2 << 20) + b'","n":1e400}'
+    head = read_head(record)
+    entry = DatadogEncoder(SOURCE, OBJECT, INVOKER, SETTINGS).entry(RawEvent.structured(0, record, head))
+    body = orjson.loads(entry.body)
+    assert entry.truncated and body["eventName"] == "Put" and "n" not in body and body["forwarder"]["id"] == "e"

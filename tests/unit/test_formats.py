@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forwarder.errors import InputError
-from forwarder.formats import Format, each_event, sniff
+from forwarder.formats import SNIFF_LIMIT, Format, each_event, sniff
 from forwarder.formats import records as cutter
 from forwarder.formats.lines import read_lines
 from forwarder.formats.logbatch import MESSAGE_RUN_EVENTS, read_log_batch
+from forwarder.formats.outline import PAST, Outline, outline
 from forwarder.formats.run import RecordRun
 from forwarder.model import Gap, LogBatch, LogEvent, RawEvent
 from tests.support import read_head, split_object, split_records
@@ -90,7 +91,9 @@ def test_minified_record_bytes_are_exact() -> None:
 )
 def test_digest_files_sniff_as_digest_and_yield_nothing(name: str) -> None:
     data = (CLOUDTRAIL / name).read_bytes()
-    assert sniff(data[:512]) is Format.DIGEST
+    assert sniff(data, whole=True) is Format.DIGEST
+    assert sniff(data[:512]) is sniff(data.rstrip()[:-1], whole=True) is Format.LINES
+    assert sniff(orjson.dumps(orjson.loads(data)), whole=True) is Format.DIGEST
     form, events = split_object(chunked(data, 3), ORIGIN)
     assert form is Format.DIGEST
     assert list(events) == []
@@ -118,9 +121,12 @@ def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
         (b'{"Records":[{"eventVersion":"1.08"', Format.CLOUDTRAIL),
         (b'\xef\xbb\xbf\n  {\n  "Records" : [\n', Format.CLOUDTRAIL),
         (b'{"Records"', Format.CLOUDTRAIL),
-        (b'{"awsAccountId":"1","digestStartTime":"2015-08-17T14:01:31Z"', Format.DIGEST),
-        (b'{"eventVersion":"1.08","Records":[]}\n', Format.LINES),
-        (b'{"foo":1,"Records":[]}', Format.LINES),
+        (b'{"awsAccountId":"1","digestStartTime":"2015-08-17T14:01:31Z"}', Format.LINES),
+        (b'{"eventVersion":"1.08","Records":[]}\n{"eventVersion":"1.08"}\n', Format.LINES),
+        (b'{"foo":1,"Records":[]}', Format.CLOUDTRAIL),
+        (b'{"fileVersion":"1.0","Records":[{"eventVersion":"1.08"', Format.CLOUDTRAIL),
+        (b'{"meta":{"Records":[{"eventVersion":"1.08"', Format.LINES),
+        (b'{"Records":[]}\n{"Records":[]}\n', Format.LINES),
         (b'{"RecordsX":[]}', Format.LINES),
         (b'["Records"]', Format.LINES),
         (b"plain text\n", Format.LINES),
@@ -130,9 +136,12 @@ def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
         "minified",
         "bom_and_pretty",
         "cut_after_key",
-        "digest",
+        "digest_but_maybe_not_all_of_it",
         "ndjson_cloudtrail",
         "records_not_first",
+        "records_behind_file_version",
+        "nested_records_only",
+        "ndjson_of_records_documents",
         "other_key",
         "array",
         "text",
@@ -554,3 +563,145 @@ def test_read_log_batch_gives_runs_of_bounded_length_in_order() -> None:
     assert [event.position for event in flat] == list(range(len(events)))
     assert [event.event_id for event in flat] == [event.id for event in events]
     assert list(read_log_batch(LogBatch("1", "/aws/lambda/f", "s", (), ()))) == []
+
+
+def audit_lines_with_a_digest_lookalike() -> list[bytes]:
+    """The audit fixture, its first event creating a ConfigMap whose data keys are a digest's."""
+    lines = (FIXTURES / "k8s-audit" / "audit2rbac_demo.log").read_bytes().splitlines()
+    first = orjson.loads(lines[0])
+    first["requestObject"] = {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "innocent", "namespace": "default"},
+        "data": {"awsAccountId": "123456789012", "digestStartTime": "2024-12-04T11:00:00Z"},
+    }
+    return [orjson.dumps(first), *lines[1:]]
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 333, 7])
+def test_a_configmap_with_digest_keys_does_not_hide_the_audit_file(chunk_size: int) -> None:
+    lines = audit_lines_with_a_digest_lookalike()
+    data = b"\n".join(lines) + b"\n"
+    form, blocks = split_object(chunked(data, chunk_size), ORIGIN)
+    assert form is Format.LINES
+    assert [event.message for event in each_event(blocks)] == [line.decode() for line in lines]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}\n{"b":2}\n',
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}{"b":2}',
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}\n' + b'{"b":"' + b"x" * 100_000 + b'"}\n',
+        b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z","pad":"' + b"x" * 100_000 + b'"}',
+        b'{"a":{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z"}}',
+    ],
+    ids=["ndjson", "concatenated", "ndjson_long_second_line", "longer_than_the_head", "nested"],
+)
+def test_digest_keys_in_an_ndjson_line_or_nested_never_make_a_digest(data: bytes) -> None:
+    form, _ = split_object(chunked(data, 64), ORIGIN)
+    assert form is Format.LINES
+
+
+def trail_records(count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "eventVersion": "1.08",
+            "eventID": f"id-{n}",
+            "eventTime": "2024-12-04T12:00:00Z",
+            "eventName": "GetObject",
+            "requestParameters": {"key": f"k{n}", "Records": [n]},
+        }
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 4096, 7])
+def test_records_behind_a_file_version_are_all_read_as_records(chunk_size: int) -> None:
+    expected = trail_records(2000)
+    doc = orjson.dumps({"fileVersion": "1.0", "Records": expected})
+    form, blocks = split_object(chunked(doc, chunk_size), ORIGIN)
+    assert form is Format.CLOUDTRAIL
+    assert [event.parse_record() for event in each_event(blocks)] == orjson.loads(doc)["Records"]
+
+
+LEADING_MEMBERS = {
+    "scalars": b'"s": "a \\"quoted\\" }], {\\"Records\\": [", "n": -1.5e3, "t": true, "f": false, "z": null',
+    "nested_records": b'"meta": {"Records": [{"decoy": 1}], "x": [[], {}, "]}"]}',
+    "array_of_records_objects": b'"Old": [{"Records": [{"decoy": 2}]}]',
+    "escaped_name": b'"Rec\\u006fRds": 1, "a\\u0022b": {"c": [1, 2, {"d": "}"}]}',
+    "pretty": b'\n  "fileVersion" : "1.0" ,\n  "deliveredAt" : { "when" : [ 1 , 2 ] }\n',
+}
+
+
+@pytest.mark.parametrize("indent", [False, True], ids=["minified", "pretty"])
+@pytest.mark.parametrize("chunk_size", [1, 3, 1 << 20])
+@pytest.mark.parametrize("case", LEADING_MEMBERS)
+def test_members_before_records_are_skipped_and_nested_records_do_not_count(
+    case: str, chunk_size: int, indent: bool
+) -> None:
+    expected = trail_records(3)
+    array = orjson.dumps(expected, option=orjson.OPT_INDENT_2 if indent else None)
+    doc = b"{" + LEADING_MEMBERS[case] + b', "Records": ' + array + b', "after": {"Records": [{"decoy": 3}]}}'
+    assert orjson.loads(doc)["Records"] == expected
+    form, blocks = split_object(chunked(doc, chunk_size), ORIGIN)
+    assert form is Format.CLOUDTRAIL
+    assert [event.parse_record() for event in each_event(blocks)] == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        (b'{"fileVersion": "1.0"}', 'no "Records"'),
+        (b'{"fileVersion": "1.0", "other": [1, 2]}', 'no "Records"'),
+        (b'{"fileVersion": tru, "Records": []}', "not valid JSON"),
+        (b'{"fileVersion": "1.0" "Records": []}', "expected ','"),
+        (b'{"fileVersion": {"a": 1, "Records": []}', "ends"),
+        (b'{"fileVersion": "1.0", "Records": {"a": 1}}', "not an array"),
+        (b'{"fileVersion": ' + b'"' + b"x" * 5000 + b'", "Records": []}', "longer than"),
+    ],
+    ids=["no_records", "no_records_after_two", "bad_value", "missing_comma", "unclosed", "not_array", "too_long"],
+)
+def test_a_document_whose_records_cannot_be_reached_is_an_error(doc: bytes, reason: str) -> None:
+    with pytest.raises(InputError, match="not a CloudTrail file") as caught:
+        list(split_records(chunked(doc, 5), ORIGIN, max_event_bytes=4096))
+    assert reason in caught.value.reason
+
+
+def test_records_behind_a_member_longer_than_the_sniff_limit_are_read_as_one_line() -> None:
+    """The sniffer looks `SNIFF_LIMIT` ahead: past that, a document goes as one line, never silently
+    lost (truncated and counted so, or an error when over the size cap)."""
+    doc = orjson.dumps({"padding": "x" * SNIFF_LIMIT, "Records": trail_records(2)})
+    form, blocks = split_object(chunked(doc, 4096), ORIGIN)
+    assert form is Format.LINES
+    assert [event.message for event in each_event(blocks)] == [doc.decode()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.dictionaries(st.text(max_size=8).filter(lambda name: name != "Records"), JSON_VALUE, max_size=4),
+    after=st.dictionaries(st.text(max_size=8).filter(lambda name: name != "Records"), JSON_VALUE, max_size=2),
+    expected=st.lists(RECORD, min_size=1, max_size=4),
+    indent=st.booleans(),
+    data=st.data(),
+)
+def test_property_any_members_before_records_are_skipped(
+    before: dict[str, Any], after: dict[str, Any], expected: list[dict[str, Any]], indent: bool, data: Any
+) -> None:
+    document = {**before, "Records": expected, **{name: value for name, value in after.items() if name not in before}}
+    doc = orjson.dumps(document, option=orjson.OPT_INDENT_2 if indent else None)
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(doc)), max_size=20))
+    form, blocks = split_object(split_at(doc, cuts), ORIGIN)
+    assert form is Format.CLOUDTRAIL
+    assert [event.parse_record() for event in each_event(blocks)] == expected
+
+
+def test_a_single_object_with_only_two_digest_fields_is_not_a_digest() -> None:
+    data = b'{"awsAccountId":"1","digestStartTime":"2024-12-04T11:00:00Z","message":"hello"}\n'
+    assert sniff(data, whole=True) is Format.LINES
+
+
+def test_the_sniffer_stops_at_records_and_never_walks_the_array() -> None:
+    """The array is megabytes on the CloudTrail path: walking it in the head cost 18 ms an object."""
+    assert outline(b'{"fileVersion":"1.0","Records":[{"a":' + b"[" * 100_000) == Outline(True, PAST)
+    assert outline(b'{"fileVersion":{"Records":[]},"x":1}') == Outline(False, 36)

@@ -16,6 +16,8 @@ import urllib3.exceptions
 import zstandard
 
 from forwarder.errors import InputError
+from forwarder.formats import each_event
+from forwarder.formats.lines import read_lines
 from forwarder.model import Checkpoint, LogBatch, LogEvent, S3Object, Skip
 from forwarder.read.awslogs import decode_awslogs
 from forwarder.read.codecs import PIECE_BYTES, decompress
@@ -128,19 +130,70 @@ def test_corrupt_zstd_frame_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "kind"),
+    ("data", "kind", "garbage"),
     [
-        (gzip.compress(PAYLOAD), "gzip"),
-        (zstd(PAYLOAD), "zstd"),
-        (zlib.compress(PAYLOAD), "zlib"),
+        (gzip.compress(PAYLOAD), "gzip", b"not gzip"),
+        (zstd(PAYLOAD), "zstd", b"not gzip"),
+        (zstd(PAYLOAD), "zstd", b"\x00" * 8),
+        (zlib.compress(PAYLOAD), "zlib", b"not gzip"),
+        (zlib.compress(PAYLOAD), "zlib", b"\x00" * 8),
     ],
+    ids=["gzip", "zstd", "zstd_zeros", "zlib", "zlib_zeros"],
 )
-@pytest.mark.parametrize("garbage", [b"not gzip", b"\x00" * 8])
 def test_trailing_garbage_names_its_offset(data: bytes, kind: str, garbage: bytes) -> None:
     received, error = read_until_error(data + garbage)
     assert received == PAYLOAD
     assert error.position == f"compressed byte {len(data)}"
     assert f"trailing data after the {kind} stream" in error.reason
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 4096])
+@pytest.mark.parametrize("padding", [1, 100, 70_000])
+@pytest.mark.parametrize("encoding", ["gzip", "gzip_many_members"])
+def test_gzip_with_trailing_zero_padding_keeps_its_last_record(encoding: str, padding: int, chunk_size: int) -> None:
+    data = ENCODINGS[encoding] + b"\x00" * padding
+    lines = each_event(read_lines(decompress(chunked(data, chunk_size), ORIGIN), ORIGIN))
+    assert [event.message for event in lines] == PAYLOAD.decode().splitlines()
+
+
+@pytest.mark.parametrize(
+    "after",
+    [b"\x00" * 9 + b"x", b"\x00" * 9 + gzip.compress(b"more\n"), b"\x00\x1f\x8b"],
+    ids=["text", "member", "magic"],
+)
+def test_zero_padding_after_gzip_must_be_zeros_to_the_end(after: bytes) -> None:
+    data = gzip.compress(PAYLOAD)
+    received, error = read_until_error(data + after, 3)
+    assert received == PAYLOAD
+    assert "trailing data after the gzip stream" in error.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"x^2 + y^2 = z^2\n" * 500, b"x^", "x\u0680 is 0x78 0xda in UTF-8, \u00e9t\u00e9 \u2603\n".encode() * 300],
+    ids=["formula", "two_bytes", "xda_in_utf8"],
+)
+@pytest.mark.parametrize("chunk_size", [1, 4096])
+def test_text_that_starts_like_a_zlib_header_is_read_as_plain_text(text: bytes, chunk_size: int) -> None:
+    tracker = Tracker()
+    assert b"".join(decompress(chunked(text, chunk_size), ORIGIN, tracker)) == text
+    assert tracker.codec == "plain" and not tracker.boundaries
+
+
+def test_zlib_that_fails_after_its_first_output_is_still_an_error() -> None:
+    payload = PAYLOAD * 4
+    data = bytearray(zlib.compress(payload))
+    data[len(data) * 3 // 4 : len(data) * 3 // 4 + 16] = b"\xff" * 16
+    received, error = read_until_error(bytes(data), 256)
+    assert "corrupt zlib" in error.reason and received.startswith(payload[:1000])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4096])
+def test_zlib_damaged_at_its_first_bytes_is_an_error_not_text(chunk_size: int) -> None:
+    data = bytearray(zlib.compress(PAYLOAD))
+    data[2:18] = b"\xff" * 16
+    received, error = read_until_error(bytes(data), chunk_size)
+    assert received == b"" and "corrupt zlib" in error.reason
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "gzip_many_members", "zstd_multi_frame", "zlib", "plain"])

@@ -1,0 +1,105 @@
+"""Where a JSON document's string values are, found in its text without parsing it, for scrubbing.
+
+Scanning from a point outside any string of a valid document, `"` … `"` (escapes skipped) finds
+exactly its strings, and a string followed by `:` is a key. Without a backslash in the text every
+quote is a string's first or last character, so which string holds a position is a matter of
+counting the quotes before it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+POINTED_SPANS_MAX = 32
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"(?P<key>[ \t\r\n]*:)?', re.DOTALL)
+_KEY_AFTER = re.compile(r"[ \t\r\n]*:")
+_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SHORT_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_CONTEXT = {"AT", "ASSERT", "ASSERT_NOT", "ATOMIC_GROUP", "POSSESSIVE_REPEAT"}
+"""What makes a pattern look beyond its match (anchors, word boundaries, lookarounds) or keep from
+backtracking: for those, a match inside a string need not be one inside the whole text."""
+
+
+def all_values(document: str) -> list[tuple[int, int]]:
+    """The spans of every string value (not key), quotes included."""
+    return [found.span() for found in _STRING.finditer(document) if found.group("key") is None]
+
+
+def values_at(document: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans of the string values (quotes included) whose content overlaps one of `spans`
+    (an empty span: touches it), in order; `document` has no backslash.
+
+    Each span costs a count of the quotes before it: past `POINTED_SPANS_MAX` spans, every value
+    is returned instead, so that no text costs more than a few passes over it.
+    """
+    if len(spans) > POINTED_SPANS_MAX:
+        return all_values(document)
+    found: set[tuple[int, int]] = set()
+    for start, end in spans:
+        inside = document.count('"', 0, start) % 2
+        opening = document.rfind('"', 0, start) if inside else document.find('"', start)
+        while opening != -1 and opening + 1 < max(end, start + 1):
+            closing = document.find('"', opening + 1)
+            if closing == -1:
+                break
+            overlaps = opening + 1 < end and start < closing if end > start else opening < start <= closing
+            if overlaps and _KEY_AFTER.match(document, closing + 1) is None:
+                found.add((opening, closing + 1))
+            opening = document.find('"', closing + 1)
+    return sorted(found)
+
+
+def unescaped(document: str) -> str:
+    """The text with its JSON escapes decoded: every string value is a substring of it."""
+    return _ESCAPE.sub(_unescape, document)
+
+
+def has_escaped_surrogate(document: str) -> bool:
+    """Whether a `\\uD800`-`\\uDFFF` escape is present: decoded one by one, a pair would not be its character."""
+    return _SURROGATE_ESCAPE.search(document) is not None
+
+
+def is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def context_free(pattern: re.Pattern[str]) -> bool:
+    """Whether `pattern` matches at a place depends only on the characters it consumes there
+    (no anchor, word boundary, lookaround, atomic group or possessive repeat). False when unsure."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]  # the parser `re` itself uses
+
+        parsed = _parser.parse(pattern.pattern, pattern.flags)
+    except (ImportError, AttributeError, re.error):
+        return False
+    return not _uses_context(parsed)
+
+
+def _uses_context(items: object) -> bool:
+    for op, argument in items:  # type: ignore[attr-defined]
+        if op.name in _CONTEXT:
+            return True
+        for part in argument if isinstance(argument, tuple | list) else ():
+            if _is_subpattern(part) and _uses_context(part):
+                return True
+            if isinstance(part, list) and any(_is_subpattern(branch) and _uses_context(branch) for branch in part):
+                return True
+    return False
+
+
+def _is_subpattern(value: object) -> bool:
+    return type(value).__name__ == "SubPattern"
+
+
+def _unescape(escape: re.Match[str]) -> str:
+    text = escape.group()
+    if text[1] == "u":
+        return chr(int(text[2:], 16))
+    return _SHORT_ESCAPES.get(text[1], text[1])
