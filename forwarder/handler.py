@@ -1,13 +1,16 @@
 """The Lambda entry point: the Lambda event → work items → the pipeline → the response.
 
 Every event read ends in one counted outcome (see `metrics.Tally`). Anything failed fails the
-invocation (S3, SNS, EventBridge, CloudWatch Logs: AWS retries it) or its SQS message (a partial
-batch response); never a silent success. `pipeline` runs each work item through the stages;
-`runtime` keeps the clients that live as long as the container.
+invocation (S3, SNS, EventBridge, CloudWatch Logs: AWS retries it), its SQS message (a partial
+batch response) or its S3 Batch Operations task (a per-task answer: `TemporaryFailure`, which Batch
+Operations retries, or `PermanentFailure`, with the reason); never a silent success. `pipeline` runs
+each work item through the stages; `runtime` keeps the clients that live as long as the container.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,13 +18,43 @@ from aws_lambda_powertools import Logger
 from forwarder import memory, runtime, triggers
 from forwarder.errors import IncompleteInvocation
 from forwarder.metrics import Outcome, Tally, publish
-from forwarder.model import Deadline, Invocation, Invoker, Skip
-from forwarder.pipeline import Pipeline, Unit
+from forwarder.model import BatchOperations, Deadline, Invocation, Invoker, Message, Skip
+from forwarder.pipeline import FailureKind, Pipeline, Unit
 from forwarder.process import processors
 from forwarder.reliability.idempotency import ObjectGuard
 from forwarder.settings import Settings, load_settings
 
 logger = Logger(service="security-log-forwarder")
+
+RESULT_CODES = {None: "Succeeded", FailureKind.TEMPORARY: "TemporaryFailure", FailureKind.PERMANENT: "PermanentFailure"}
+"""A Batch Operations task's `resultCode` for what became of its message."""
+MAX_RESULT_STRING = 1024
+"""A task's `resultString` (a column of the job's completion report) is cut to this many characters."""
+
+
+@dataclass
+class Settled:
+    """What became of one message: whether it failed and why, and what its work items read."""
+
+    failure: FailureKind | None = None
+    problems: list[str] = field(default_factory=list)
+    counts: Tally = field(default_factory=Tally)
+
+    def fail(self, kind: FailureKind, problem: str) -> None:
+        """Record a failure; the message is temporary if any of its failures is (trying again may help)."""
+        both = (self.failure, kind)
+        self.failure = FailureKind.TEMPORARY if FailureKind.TEMPORARY in both else FailureKind.PERMANENT
+        self.problems.append(problem)
+
+    def result(self) -> str:
+        """What a Batch Operations report says of the task: the problems, or what was forwarded."""
+        if self.failure is not None:
+            return "; ".join(self.problems)[:MAX_RESULT_STRING]
+        tally = self.counts
+        said = [f"{tally.events_read} events read"]
+        said += [f"{tally.total(outcome)} {outcome.value}" for outcome in Outcome if tally.total(outcome)]
+        said += [f"skipped: {reason.value}" for reason in tally.skipped]
+        return ", ".join(said)[:MAX_RESULT_STRING]
 
 
 @logger.inject_lambda_context
@@ -30,9 +63,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally | None = None) -> dict[str, Any]:
-    """Forward what `event` points at; the summary, or the SQS partial batch response.
+    """Forward what `event` points at; the summary, the SQS partial batch response, or the S3 Batch
+    Operations answer.
 
-    `tally` lets a caller (the demo, tests) see the counts behind an SQS response.
+    `tally` lets a caller (the demo, tests) see the counts behind a response.
     """
     if settings.keep_freed_memory:
         memory.keep_freed_memory()
@@ -49,20 +83,25 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
     guard = runtime.guard(settings)
     if guard is not None:
         guard.register(context)
-    failed_messages: set[int] = set()
+    settled = [Settled() for _ in invocation.messages]
     try:
-        failed_messages = forward(invocation, pipeline, guard)
+        settled = forward(invocation, pipeline, guard)
         if not pipeline.tally.balanced():
-            pipeline.tally.note_problem("an event read has no outcome (a bug): every message fails so AWS retries it")
-            failed_messages = set(range(len(invocation.messages)))
+            problem = "an event read has no outcome (a bug): every message fails so AWS retries it"
+            pipeline.tally.note_problem(problem)
+            for message in settled:
+                message.fail(FailureKind.TEMPORARY, problem)
     finally:
-        summary = {**pipeline.tally.summary(), "failed_messages": len(failed_messages)}
+        failed = [index for index, message in enumerate(settled) if message.failure is not None]
+        summary = {**pipeline.tally.summary(), "failed_messages": len(failed)}
         logger.info("invocation summary", extra=summary)
         publish(pipeline.tally, settings.function_name)
     if invocation.from_sqs:
-        ids = [invocation.messages[index].message_id for index in sorted(failed_messages)]
+        ids = [invocation.messages[index].message_id for index in failed]
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in ids]}
-    if failed_messages:
+    if invocation.from_batch_operations is not None:
+        return batch_operations_answer(invocation.from_batch_operations, invocation.messages, settled)
+    if failed:
         tally = pipeline.tally
         raise IncompleteInvocation(
             f"{tally.total(Outcome.FAILED)} of {tally.events_read} events not delivered, "
@@ -72,31 +111,49 @@ def handle(event: dict[str, Any], context: Any, settings: Settings, tally: Tally
     return summary
 
 
-def forward(invocation: Invocation, pipeline: Pipeline, guard: ObjectGuard | None = None) -> set[int]:
-    """Run every work item of the invocation through the pipeline; the indexes of failed messages.
+def forward(invocation: Invocation, pipeline: Pipeline, guard: ObjectGuard | None = None) -> list[Settled]:
+    """Run every work item of the invocation through the pipeline; what became of each message.
 
-    The output (and so the API key) is resolved before anything is read: a missing key is one clear
-    error, not a failure per object.
+    Each work item is counted in a tally of its own, merged into the invocation's, so that a
+    message's answer names its own problems and counts. The output (and so the API key) is resolved
+    before anything is read: a missing key is one clear error, not a failure per object.
     """
-    failed = _unreadable_messages(invocation, pipeline.tally)
-    units = _units(invocation, pipeline)
-    if units:
-        pipeline.output()
-    for unit in units:
-        pipeline.run(unit, guard)
-        if unit.failed:
-            failed.add(unit.message)
-    return failed
-
-
-def _unreadable_messages(invocation: Invocation, tally: Tally) -> set[int]:
-    failed = set()
+    settled = [Settled() for _ in invocation.messages]
     for index, message in enumerate(invocation.messages):
         if message.error:
             logger.error("message not understood", extra={"message_id": message.message_id, "reason": message.error})
-            tally.note_problem(f"message {message.message_id}: {message.error}")
-            failed.add(index)
-    return failed
+            pipeline.tally.note_problem(f"message {message.message_id}: {message.error}")
+            settled[index].fail(FailureKind.PERMANENT, message.error)
+    units = _units(invocation, pipeline)
+    if units:
+        pipeline.output()
+    total = pipeline.tally
+    try:
+        for unit in units:
+            pipeline.tally = own = Tally()
+            try:
+                pipeline.run(unit, guard)
+            finally:
+                total.merge(own)
+            settled[unit.message].counts.merge(own)
+            if unit.failed:
+                settled[unit.message].fail(unit.failure, "; ".join(own.problems) or f"{unit.item.origin} failed")
+    finally:
+        pipeline.tally = total
+    return settled
+
+
+def batch_operations_answer(job: BatchOperations, tasks: Sequence[Message], settled: list[Settled]) -> dict[str, Any]:
+    """The answer S3 Batch Operations expects: one result per task, in the order it sent them."""
+    return {
+        "invocationSchemaVersion": job.schema_version,
+        "treatMissingKeysAs": "PermanentFailure",
+        "invocationId": job.invocation_id,
+        "results": [
+            {"taskId": task.message_id, "resultCode": RESULT_CODES[done.failure], "resultString": done.result()}
+            for task, done in zip(tasks, settled, strict=True)
+        ],
+    }
 
 
 def _units(invocation: Invocation, pipeline: Pipeline) -> list[Unit]:

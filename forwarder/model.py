@@ -1,8 +1,9 @@
 """The values that flow between stages: work items, containers, raw events, entries.
 
-trigger event ──triggers──► Message(items: S3Object | AwsLogs | Replay | Skip)
+trigger event ──triggers──► Message(items: S3Object | AwsLogs | EventBridgeEvent | Replay | Skip)
 S3Object ──read──► decompressed chunks ──formats──► blocks of RawEvents
 AwsLogs  ──read──► LogBatch             ──formats──► blocks of RawEvents
+EventBridgeEvent (its own container)     ──formats.inline──► one RawEvent
 block ──process──► kept block ──outputs──► Entry ──batch──► Batch ──transport──► accepted or failed
 """
 
@@ -121,7 +122,36 @@ class Replay:
     resume_at = 0
 
 
-WorkItem = S3Object | AwsLogs | Replay
+@dataclass(frozen=True, slots=True)
+class EventBridgeEvent:
+    """One EventBridge event that is not an S3 notification (a GuardDuty finding, a CloudTrail record,
+    any other event): its own container, read as one event. `event_id` is the event's `id`, or a hash
+    of its content when it has none, so that its entry's id stays the same when AWS retries it."""
+
+    event: dict[str, Any]
+    event_id: str
+    resume_at = 0  # one event: never continued
+
+    @property
+    def origin(self) -> str:
+        return f"EventBridge event {self.event_id[:80]}"
+
+    @property
+    def id_base(self) -> str:
+        return f"eventbridge:{self.event_id}"
+
+    def metadata(self) -> dict[str, Any]:
+        """What names the event in the entry: its id, source and detail-type as EventBridge sent them."""
+        return {
+            "eventbridge": {
+                "id": self.event_id,
+                "source": self.event.get("source"),
+                "detail-type": self.event.get("detail-type"),
+            }
+        }
+
+
+WorkItem = S3Object | AwsLogs | Replay | EventBridgeEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +170,21 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchOperations:
+    """What an S3 Batch Operations invocation's answer must echo: its schema version and invocation id."""
+
+    schema_version: str
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Invocation:
-    """A parsed Lambda event. `from_sqs` selects the partial batch response."""
+    """A parsed Lambda event. `from_sqs` selects the partial batch response, `from_batch_operations`
+    the per-task answer (each task is a Message identified by its `taskId`)."""
 
     messages: tuple[Message, ...]
     from_sqs: bool = False
+    from_batch_operations: BatchOperations | None = None
 
 
 class LogEvent(msgspec.Struct, frozen=True, gc=False):
@@ -177,7 +217,7 @@ class LogBatch:
         return {"awslogs": {"logGroup": self.log_group, "logStream": self.log_stream, "owner": self.owner}}
 
 
-Container = S3Object | LogBatch
+Container = S3Object | LogBatch | EventBridgeEvent
 """What a work item's events are read from: it names them (`origin`, `metadata`) and ids them (`id_base`)."""
 
 

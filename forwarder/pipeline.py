@@ -8,15 +8,19 @@ far are delivered, and the checkpoint after the last of them says where the rest
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3.exceptions
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder import formats, runtime, sources
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
 from forwarder.formats import Block, Format, multiline
+from forwarder.formats.inline import read_event
 from forwarder.formats.logbatch import read_log_batch
 from forwarder.metrics import Label, Outcome, Tally
 from forwarder.model import (
@@ -25,6 +29,7 @@ from forwarder.model import (
     Container,
     Deadline,
     Entry,
+    EventBridgeEvent,
     Invoker,
     RawEvent,
     Replay,
@@ -49,6 +54,20 @@ logger = Logger(service="security-log-forwarder")
 
 DEADLINE_CHECK_EVERY = 256
 """Events between two looks at the clock; a block of no events (a `Gap`) is looked at too."""
+_TEMPORARY_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout", "InternalError"}
+)
+"""S3 error codes that say "try again later" (with 5xx, 408 and 429 answers)."""
+
+
+class FailureKind(enum.Enum):
+    """Why a work item failed: whether trying it again later can help (S3 Batch Operations retries a
+    `TemporaryFailure` task, never a `PermanentFailure` one)."""
+
+    TEMPORARY = "temporary"
+    """The intake, S3 or time failed: delivery errors, throttling, timeouts, the deadline, a bug."""
+    PERMANENT = "permanent"
+    """The input itself: a missing object, access denied, corrupt or malformed content."""
 
 
 @dataclass
@@ -64,6 +83,8 @@ class Unit:
     """Events handled when reading stopped for the deadline."""
     checkpoint: Checkpoint | None = None
     """Where the first event not handled starts, when reading stopped."""
+    failure: FailureKind = FailureKind.TEMPORARY
+    """Why it failed, when it did: permanent only when every failure recorded was the input's own."""
 
 
 @dataclass
@@ -121,6 +142,7 @@ class Pipeline:
                 self._forward(unit)
         except Exception as exc:  # a bug or an unforeseen failure: fail this item, keep the others going
             unit.failed = True
+            unit.failure = FailureKind.TEMPORARY
             self.tally.note_problem(f"{unit.item.origin}: {type(exc).__name__}: {exc}")
             logger.exception("work item failed", extra={"item": unit.item.origin, "trigger": unit.trigger})
 
@@ -171,6 +193,10 @@ class Pipeline:
         """The source and blocks of a work item, or None when it is skipped (and counted)."""
         if isinstance(item, AwsLogs):
             return self._open_log_batch(item)
+        if isinstance(item, EventBridgeEvent):
+            decided = sources.for_event(item, self.settings)
+            blocks = read_event(item, decided.shape, decided.times, self.output().watched)
+            return Opened(decided.source, item, blocks)
         assert isinstance(item, S3Object), "a replay is not read"
         return self._open_object(item)
 
@@ -280,6 +306,7 @@ class Pipeline:
             self.tally.count_outcome(unit.label, Outcome.STORED, len(batch.entries))
             return
         unit.failed = True
+        unit.failure = FailureKind.TEMPORARY
         self.tally.count_outcome(unit.label, Outcome.FAILED, len(batch.entries))
         self.tally.note_problem(f"{len(batch.entries)} events not delivered: {error}")
 
@@ -303,6 +330,8 @@ class Pipeline:
         return True
 
     def _unreadable(self, unit: Unit, exc: InputError | DeadlineReached) -> None:
+        if not unit.failed or unit.failure is FailureKind.PERMANENT:
+            unit.failure = failure_kind(exc)
         unit.failed = True
         self.tally.note_problem(str(exc))
         if isinstance(exc, InputError):
@@ -348,6 +377,23 @@ class Pipeline:
             "handed over to a continuation", extra={"origin": item.origin, "resume_at": unit.stopped_at, **where_next}
         )
         self.tally.count_skip(SkipReason.CONTINUED_LATER)
+
+
+def failure_kind(exc: InputError | DeadlineReached) -> FailureKind:
+    """Bad input is permanent, unless what stopped the read was S3 or the network being unavailable
+    or throttled for now (the `InputError`'s cause); the deadline is temporary."""
+    cause = exc.__cause__
+    if isinstance(exc, DeadlineReached):
+        return FailureKind.TEMPORARY
+    if isinstance(cause, ClientError):
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        busy = isinstance(status, int) and (status >= 500 or status in (408, 429))
+        if busy or cause.response.get("Error", {}).get("Code") in _TEMPORARY_CODES:
+            return FailureKind.TEMPORARY
+        return FailureKind.PERMANENT
+    if isinstance(cause, BotoCoreError | urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
+        return FailureKind.TEMPORARY
+    return FailureKind.PERMANENT
 
 
 def _close(stream: Iterator[Any]) -> None:

@@ -15,10 +15,13 @@ a word in a group's name proves nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from forwarder.formats import Format
-from forwarder.model import LogBatch, S3Object, Skip, SkipReason, Source
+from forwarder.formats.inline import ENVELOPE_TIME, Shape, TimePath
+from forwarder.model import EventBridgeEvent, LogBatch, S3Object, Skip, SkipReason, Source
 from forwarder.settings import Settings
 from forwarder.times import AUDIT_TIME_FIELDS, TIME_FIELDS
 
@@ -150,3 +153,108 @@ def _service(settings: Settings) -> str:
         if name == "service" and value:
             return value
     return ""
+
+
+# EventBridge events that are not S3 notifications: one event is one container, so a rule may
+# compute the source's tags from the event itself (a GuardDuty finding's severity, type, cluster).
+
+_CLOUDTRAIL_DETAIL = re.compile(r"AWS .+ via CloudTrail")
+"""CloudTrail's detail-types: API calls, console sign-ins, service events, Insights; `detail` is the record."""
+_SEVERITY_BANDS = ((9.0, "Critical"), (7.0, "High"), (4.0, "Medium"), (float("-inf"), "Low"))
+"""GuardDuty's bands (user guide): Low 1.0-3.9, Medium 4.0-6.9, High 7.0-8.9, Critical 9.0-10.0."""
+_NOT_IN_TAG = re.compile(r"[^A-Za-z0-9_./:-]")
+"""What Datadog turns into `_` in a tag anyway; a comma in an event's value must never split a tag."""
+_MAX_TAG_VALUE = 200
+FINDING_TIMES: tuple[TimePath, ...] = (("detail", "updatedAt"), ("detail", "createdAt"), ("time",))
+"""A finding's own time: when it last changed (GuardDuty re-sends it as it aggregates), else when it was created."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRule:
+    """One row of `EVENTBRIDGE_RULES`; every matcher given must match the whole field.
+
+    `name` None names the source after the event's `source` field (`event_source_name`). `tags`
+    computes tags from the event. `shape` and `times` tell the reader (`formats.inline`) what to send
+    and where its time is.
+    """
+
+    name: str | None = None
+    source: re.Pattern[str] | None = None
+    detail_type: re.Pattern[str] | None = None
+    shape: Shape = Shape.EVENT
+    times: tuple[TimePath, ...] = ENVELOPE_TIME
+    tags: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+
+    def match(self, event: dict[str, Any]) -> bool:
+        for pattern, value in ((self.source, event.get("source")), (self.detail_type, event.get("detail-type"))):
+            if pattern is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class EventSource:
+    """An EventBridge event's source, and how its reader takes it (`formats.inline.read_event`)."""
+
+    source: Source
+    shape: Shape
+    times: tuple[TimePath, ...]
+
+
+def _tag(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, str) or not value:
+        return ()
+    return (f"{name}:{_NOT_IN_TAG.sub('_', value[:_MAX_TAG_VALUE])}",)
+
+
+def severity_band(severity: Any) -> str | None:
+    """A GuardDuty severity number's level; None for anything that is not a number."""
+    if isinstance(severity, bool) or not isinstance(severity, int | float):
+        return None
+    return next((label for floor, label in _SEVERITY_BANDS if severity >= floor), None)  # None for NaN
+
+
+def _finding_tags(event: dict[str, Any]) -> tuple[str, ...]:
+    """The finding's account (a delegated administrator receives its members' findings), region,
+    severity and type, and its EKS cluster when the finding is about one."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return ()
+    resource = detail.get("resource")
+    cluster = resource.get("eksClusterDetails") if isinstance(resource, dict) else None
+    return (
+        *_tag("aws_account", detail.get("accountId") or event.get("account")),
+        *_tag("region", detail.get("region") or event.get("region")),
+        *_tag("severity", severity_band(detail.get("severity"))),
+        *_tag("finding_type", detail.get("type")),
+        *_tag("kube_cluster_name", cluster.get("name") if isinstance(cluster, dict) else None),
+    )
+
+
+EVENTBRIDGE_RULES = (
+    EventRule(CLOUDTRAIL, detail_type=_CLOUDTRAIL_DETAIL, shape=Shape.RECORD),
+    EventRule("guardduty", source=re.compile(r"aws\.guardduty"), detail_type=re.compile(r"GuardDuty Finding"),
+              times=FINDING_TIMES, tags=_finding_tags),
+    EventRule(),
+)  # fmt: skip
+
+
+def event_source_name(source: Any) -> str:
+    """`aws.securityhub` → `securityhub`; a partner's (`aws.partner/...`) or a custom source
+    (`com.example.app`) is kept whole, not cut at its first dot as the Datadog Forwarder cuts it
+    (to `example`), where unrelated applications would share a name."""
+    if not isinstance(source, str) or not source:
+        return "eventbridge"
+    name = source[4:] if source.startswith("aws.") and not source.startswith("aws.partner/") else source
+    return _NOT_IN_TAG.sub("_", name[:_MAX_TAG_VALUE])
+
+
+def for_event(item: EventBridgeEvent, settings: Settings) -> EventSource:
+    """An EventBridge event's source: the first rule that matches; the last matches every event."""
+    event = item.event
+    rule = next(rule for rule in EVENTBRIDGE_RULES if rule.match(event))
+    name = settings.source_override or rule.name or event_source_name(event.get("source"))
+    host = _NOT_IN_TAG.sub("_", source[:_MAX_TAG_VALUE]) if isinstance(source := event.get("source"), str) else ""
+    tags = rule.tags(event) if rule.tags is not None else ()
+    time_fields = TIME_FIELDS if rule.shape is Shape.RECORD else ()
+    return EventSource(Source(name, _service(settings) or name, host, tags, time_fields), rule.shape, rule.times)

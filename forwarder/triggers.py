@@ -5,7 +5,9 @@ Shapes, outermost first (the trigger name each gets is in brackets):
     {"Records": [{"eventSource": "aws:s3", ...}]}        S3 notification               ["s3"]
     {"Records": [{"EventSource": "aws:sns", ...}]}       SNS, Message holds a payload  ["sns", "cloudtrail-sns"]
     {"Records": [{"eventSource": "aws:sqs", ...}]}       SQS, body holds a payload     ["sqs", "sqs/sns", ...]
-    {"source": "aws.s3", "detail-type": ..., ...}        EventBridge                   ["eventbridge"]
+    {"source": "aws.s3", "detail-type": "Object ..."}    EventBridge, S3's own events  ["eventbridge"]
+    {"source": ..., "detail-type": ..., "detail": ...}   EventBridge, any other event  ["eventbridge"]
+    {"invocationSchemaVersion", "tasks": [...], ...}     S3 Batch Operations           ["s3-batch-operations"]
     {"Service": "Amazon S3", "Event": "s3:TestEvent"}    S3's configuration check      ["s3"]
     {"awslogs": {"data": ...}}                           CloudWatch Logs subscription  ["cloudwatch"]
     {"retry": true}  (or "true", as Datadog's schedule)  replay the failure store      ["replay"]
@@ -17,23 +19,42 @@ envelope around one of those (SNS without raw delivery). Key casing of SNS field
 (`SigningCertUrl`) and SNS inside SQS (`SigningCertURL`), so only `Message` is read.
 
 Each SQS record is its own Message (identified by `messageId`) so that one bad body fails only itself in the
-partial batch response; other triggers' messages carry no id and fail the invocation as a whole.
+partial batch response; so is each S3 Batch Operations task (identified by `taskId`), answered on its own.
+Other triggers' messages carry no id and fail the invocation as a whole.
+
+An EventBridge event that is not one of S3's object events (a GuardDuty finding, a CloudTrail record, a
+Security Hub finding, an application's own event) is forwarded as an event of its own (`EventBridgeEvent`),
+never refused: its source is decided by `sources.EVENTBRIDGE_RULES`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 from urllib.parse import unquote_plus
 
 from forwarder.errors import UnsupportedEvent
-from forwarder.model import AwsLogs, Invocation, Message, Replay, S3Object, Skip, SkipReason, WorkItem
+from forwarder.model import (
+    AwsLogs,
+    BatchOperations,
+    EventBridgeEvent,
+    Invocation,
+    Message,
+    Replay,
+    S3Object,
+    Skip,
+    SkipReason,
+    WorkItem,
+)
 from forwarder.reliability import continuation
 
 Items: TypeAlias = tuple[WorkItem | Skip, ...]
 
 _MAX_NAMES = 12
+BATCH_OPERATIONS = "s3-batch-operations"
+BATCH_SCHEMAS = ("1.0", "2.0")
 
 
 class _BadShape(Exception):
@@ -51,6 +72,8 @@ def parse_event(event: Mapping[str, Any]) -> Invocation:
             return Invocation((Message(None, "cloudwatch", (_awslogs(event["awslogs"]),)),))
         if str(event.get("retry", "")).lower() == "true":
             return Invocation((Message(None, "replay", (Replay(),)),))
+        if "invocationSchemaVersion" in event and "tasks" in event:
+            return _batch_operations(event)
         payload = _payload(event, wrappers=())
     except _BadShape as exc:
         raise UnsupportedEvent(f"unsupported event: {exc}") from None
@@ -133,15 +156,12 @@ def _payload(payload: Mapping[str, Any], wrappers: tuple[str, ...]) -> tuple[str
         return "/".join(wrappers) or "s3", _s3_notification(payload["Records"])
     if payload.get("Event") == "s3:TestEvent":
         return "/".join(wrappers) or "s3", (Skip(SkipReason.S3_TEST_EVENT, f"bucket {payload.get('Bucket')}"),)
-    if payload.get("source") == "aws.s3" and "detail-type" in payload:
+    if payload.get("source") == "aws.s3" and str(payload.get("detail-type")).startswith("Object "):
         return "/".join((*wrappers, "eventbridge")), (_eventbridge(payload),)
     if "s3Bucket" in payload and "s3ObjectKey" in payload:
         return "/".join((*(w for w in wrappers if w != "sns"), "cloudtrail-sns")), _cloudtrail_sns(payload)
     if "source" in payload and "detail-type" in payload:
-        raise _BadShape(
-            f"EventBridge event from source {_quoted(payload['source'])} "
-            f"(detail-type {_quoted(payload['detail-type'])}) is not an S3 event"
-        )
+        return "/".join((*wrappers, "eventbridge")), (_event(payload),)
     return None
 
 
@@ -182,6 +202,57 @@ def _eventbridge(event: Mapping[str, Any]) -> WorkItem | Skip:
     if event["detail-type"] != "Object Created":
         return Skip(SkipReason.NOT_OBJECT_CREATED, f"{event['detail-type']} s3://{bucket}/{key}")
     return _s3_object(bucket, key, obj, version_field="version-id", etag_field="etag")
+
+
+def _event(event: Mapping[str, Any]) -> EventBridgeEvent:
+    """Any other EventBridge event, forwarded whole or (CloudTrail's) as the record it carries.
+
+    Its id is EventBridge's `id`, which a retry of the same event keeps; an event without one (sent by
+    hand) is named by a hash of its content, so that a retry still gives its entry the same id.
+    """
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        try:
+            content = json.dumps(event, sort_keys=True, default=repr).encode()
+        except (ValueError, RecursionError):
+            raise _BadShape("EventBridge event without an id cannot be written as JSON") from None
+        event_id = "sha:" + hashlib.blake2b(content, digest_size=16).hexdigest()
+    return EventBridgeEvent(dict(event), event_id)
+
+
+def _batch_operations(event: Mapping[str, Any]) -> Invocation:
+    """An S3 Batch Operations invocation: one Message per task, answered on its own (`taskId`).
+
+    Schema 1.0 names the bucket by ARN (`s3BucketArn`), 2.0 by name (`s3Bucket`). The key is URL-encoded
+    in both: AWS's example function decodes it with `unquote`, and Powertools, after testing against Batch
+    Operations, with `unquote_plus`, which S3 notifications need too; a task whose fields cannot be read
+    fails alone, permanently, naming why.
+    """
+    schema = event.get("invocationSchemaVersion")
+    if schema not in BATCH_SCHEMAS:
+        raise _BadShape(f"S3 Batch Operations invocation schema {_quoted(schema)}; known: {', '.join(BATCH_SCHEMAS)}")
+    invocation_id = _field(event, "invocationId", str)
+    tasks = event.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(task, Mapping) for task in tasks):
+        raise _BadShape("S3 Batch Operations tasks is not a non-empty list of objects")
+    messages = tuple(_batch_task(task) for task in tasks)
+    return Invocation(messages, from_batch_operations=BatchOperations(schema, invocation_id))
+
+
+def _batch_task(task: Mapping[str, Any]) -> Message:
+    task_id = _field(task, "taskId", str)
+    try:
+        key = _decoded(_field(task, "s3Key", str))
+        bucket, arn = task.get("s3Bucket"), task.get("s3BucketArn")
+        if not (isinstance(bucket, str) and bucket) and isinstance(arn, str) and arn.startswith("arn:"):
+            bucket = arn.rsplit(":", 1)[-1]  # arn:aws:s3:::name; a bucket name has no colon
+        if not isinstance(bucket, str) or not bucket:
+            raise _BadShape("the task names no bucket (s3Bucket, or an s3BucketArn)")
+    except _BadShape as exc:
+        return Message(task_id, BATCH_OPERATIONS, error=f"task {task_id[:80]}: {exc}")
+    version = task.get("s3VersionId")  # null when the bucket is not versioned
+    version_id = version if isinstance(version, str) and version else None
+    return Message(task_id, BATCH_OPERATIONS, (S3Object(bucket, key, version_id=version_id),))
 
 
 def _s3_object(bucket: str, key: str, obj: Mapping[str, Any], *, version_field: str, etag_field: str) -> S3Object:

@@ -10,7 +10,17 @@ import orjson
 import pytest
 
 from forwarder.errors import UnsupportedEvent
-from forwarder.model import AwsLogs, Checkpoint, Invocation, Message, Replay, S3Object, Skip
+from forwarder.model import (
+    AwsLogs,
+    BatchOperations,
+    Checkpoint,
+    EventBridgeEvent,
+    Invocation,
+    Message,
+    Replay,
+    S3Object,
+    Skip,
+)
 from forwarder.reliability import continuation
 from forwarder.triggers import parse_event
 
@@ -310,12 +320,6 @@ def test_sns_in_sqs_with_a_non_s3_message_fails_only_that_message() -> None:
     assert second == Message("good", "sqs", (S3Object("b", "k", etag="e", size=1, sequencer="s"),))
 
 
-def test_sqs_body_with_non_s3_eventbridge_event_names_its_source() -> None:
-    body = json.dumps({"source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {}})
-    (message,) = parse_event(sqs_event(body)).messages
-    assert message.error is not None and "'aws.guardduty'" in message.error and "'GuardDuty Finding'" in message.error
-
-
 def test_sqs_body_with_malformed_s3_record_fails_only_its_message() -> None:
     broken = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]})
     invocation = parse_event(sqs_event(broken, json.dumps(s3_event("k"))))
@@ -347,7 +351,10 @@ def test_cloudwatch_logs_subscription_routes_to_awslogs() -> None:
         ({"Records": []}, "Records is not a non-empty list"),
         ({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, "no messageId"),
         ({"Records": [s3_record("k") | {"s3": {"object": {"key": "k"}}}]}, "'bucket'"),
-        ({"source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {}}, "'aws.guardduty'"),
+        ({"invocationSchemaVersion": "3.0", "tasks": [{"password": "hunter2"}]}, "schema '3.0'"),
+        ({"invocationSchemaVersion": "2.0", "invocationId": "i", "tasks": []}, "tasks is not a non-empty list"),
+        ({"invocationSchemaVersion": "2.0", "invocationId": "i", "tasks": [{"s3Key": "hunter2"}]}, "'taskId'"),
+        ({"invocationSchemaVersion": "1.0", "tasks": [{"taskId": "t"}]}, "'invocationId'"),
         ({"awslogs": {"data": 42}}, "awslogs.data"),
         (s3_event("%FF%FE"), "not URL-encoded UTF-8"),
     ],
@@ -373,6 +380,8 @@ def test_unsupported_event_names_its_shape_not_its_content(event: Any, says: str
         ("s3-test-event", False, "s3", 1),
         ("cloudwatch-logs-eks-audit", False, "cloudwatch", 1),
         ("cloudwatch-logs-control-message", False, "cloudwatch", 1),
+        ("eventbridge-guardduty", False, "eventbridge", 1),
+        ("s3-batch-operations", False, "s3-batch-operations", 1),
     ],
 )
 def test_sample_event_routes(name: str, from_sqs: bool, trigger: str, items: int) -> None:
@@ -474,3 +483,96 @@ def test_missing_checkpoint_field_fails_its_message() -> None:
 
 def sqs_event_with(body: str) -> dict[str, object]:
     return {"Records": [{"eventSource": "aws:sqs", "messageId": "m-1", "body": body}]}
+
+
+GUARDDUTY = Path(__file__).parent.parent / "fixtures" / "guardduty"
+
+
+def finding() -> dict[str, Any]:
+    return json.loads((GUARDDUTY / "eventbridge_kubernetes-privileged-container.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("wrap", "from_sqs", "trigger"),
+    [
+        (lambda event: event, False, "eventbridge"),
+        (lambda event: sqs_event(json.dumps(event)), True, "sqs/eventbridge"),
+        (lambda event: sqs_event(sns_in_sqs(json.dumps(event))), True, "sqs/sns/eventbridge"),
+        (lambda event: {"Records": [sns_record(json.dumps(event))]}, False, "sns/eventbridge"),
+    ],
+    ids=["direct", "sqs", "sqs-sns", "sns"],
+)
+def test_a_guardduty_finding_is_an_event_of_its_own_wherever_it_arrives(
+    wrap: Any, from_sqs: bool, trigger: str
+) -> None:
+    event = finding()
+    invocation = parse_event(wrap(event))
+    (message,) = invocation.messages
+    assert (invocation.from_sqs, message.trigger, message.error) == (from_sqs, trigger, None)
+    assert message.items == (EventBridgeEvent(event, "cd2d702e-ab31-411b-9344-793ce56b1bc7"),)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "envelopes/eventbridge/awsdocs-step-functions_cloudtrail-s3-putobject.json",
+        "envelopes/eventbridge/powertools_eventBridgeEvent.json",
+    ],
+)
+def test_other_eventbridge_events_are_forwarded_not_refused(name: str) -> None:
+    """A CloudTrail event from `aws.s3` is not one of S3's object events: it is not read as one."""
+    event = json.loads((FIXTURES.parent / name).read_text())
+    (message,) = parse_event(event).messages
+    assert message.items == (EventBridgeEvent(event, event["id"]),)
+
+
+def test_an_event_without_an_id_is_named_by_its_content() -> None:
+    event = {"source": "com.example.app", "detail-type": "Signed In", "detail": {"user": "u"}}
+    (first,) = parse_event(event).messages[0].items
+    (again,) = parse_event(dict(reversed(event.items()))).messages[0].items
+    (other,) = parse_event({**event, "detail": {"user": "v"}}).messages[0].items
+    assert isinstance(first, EventBridgeEvent) and isinstance(other, EventBridgeEvent)
+    assert first == again and first.event_id.startswith("sha:") and other.event_id != first.event_id
+
+
+@pytest.mark.parametrize(
+    ("fixture", "schema", "version_id"),
+    [
+        ("powertools_s3BatchOperationEventSchemaV1.json", "1.0", "1"),
+        ("powertools_s3BatchOperationEventSchemaV2.json", "2.0", None),
+    ],
+)
+def test_batch_operations_tasks_are_messages_answered_alone(fixture: str, schema: str, version_id: str | None) -> None:
+    invocation = parse_event(load(f"s3-batch-operations/{fixture}"))
+    assert invocation.from_batch_operations == BatchOperations(
+        schema, "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo"
+    )
+    assert not invocation.from_sqs
+    assert invocation.messages == (
+        Message(
+            "dGFza2lkZ29lc2hlcmUK",
+            "s3-batch-operations",
+            (S3Object("powertools-dataset", "prefix/dataset/dataset.20231222.json.gz", version_id=version_id),),
+        ),
+    )
+
+
+def batch(*tasks: dict[str, Any], schema: str = "2.0") -> dict[str, Any]:
+    return {"invocationSchemaVersion": schema, "invocationId": "inv", "job": {"id": "j"}, "tasks": list(tasks)}
+
+
+def test_batch_operations_keys_are_url_decoded_and_a_bad_task_fails_alone() -> None:
+    invocation = parse_event(
+        batch(
+            {"taskId": "a", "s3Key": "AWSLogs/red+flower%2B1.json", "s3VersionId": None, "s3Bucket": "b"},
+            {"taskId": "b", "s3Key": "k", "s3VersionId": None},
+            {"taskId": "c", "s3Key": "%FF", "s3Bucket": "b"},
+            {"taskId": "d", "s3Key": "k", "s3BucketArn": "arn:aws:s3:::from-arn"},
+        )
+    )
+    first, second, third, fourth = invocation.messages
+    assert first.items == (S3Object("b", "AWSLogs/red flower+1.json"),)
+    assert second.items == () and second.error is not None and "names no bucket" in second.error
+    assert third.items == () and third.error is not None and "URL-encoded" in third.error
+    assert fourth.items == (S3Object("from-arn", "k"),)
+    assert [message.message_id for message in invocation.messages] == ["a", "b", "c", "d"]
