@@ -224,8 +224,8 @@ class Settings:
             intake_auth=_choice(env, "FORWARDER_INTAKE_AUTH", IntakeAuth, None),
             intake_auth_header=env.get("FORWARDER_INTAKE_AUTH_HEADER", "").strip() or default.intake_auth_header,
         )
-        settings._check_intake_url()
         settings._check_generic_intake()
+        settings._check_intake_url()
         if settings.store_failed_events and not settings.store_bucket:
             raise ConfigError("DD_STORE_FAILED_EVENTS is true but DD_S3_BUCKET_NAME names no bucket")
         if settings.entry_max_bytes + 2 > settings.batch_max_bytes:

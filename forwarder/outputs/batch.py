@@ -27,8 +27,15 @@ def json_array(entries: list[Entry]) -> bytes:
 
 
 def ndjson(entries: list[Entry]) -> bytes:
-    """The entries one per line, each line ended by a newline, in one copy."""
-    return b"\n".join([*(entry.body for entry in entries), b""])
+    """The entries one per line, each line ended by a newline.
+
+    A record spliced as read keeps its own whitespace, and a pretty-printed one has newlines: they
+    become spaces. Inside a JSON string a newline is always escaped, so only whitespace between
+    tokens changes, and the size does not.
+    """
+    bodies = [body.replace(b"\n", b" ") if b"\n" in body else body for body in (entry.body for entry in entries)]
+    bodies.append(b"")
+    return b"\n".join(bodies)
 
 
 def batches(entries: Iterable[Entry], max_entries: int, max_bytes: int) -> Iterator[Batch]:
