@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from bench.fixtures import cloudtrail_documents, k8s_audit_lines, records_of, s3_event, trail_key
+from forwarder.devintake import LocalIntake
 from forwarder.errors import IncompleteInvocation
 from forwarder.handler import handle
 from tests.ocsf_schema import problems
@@ -212,3 +213,21 @@ def test_retries_a_503_and_redacts_the_secret_an_intake_echoes(s3: Any, recorder
         handle(event, context(), settings)
     assert encoded not in str(failed.value) and encoded not in caplog.text and secret not in caplog.text
     assert "[redacted]" in caplog.text
+
+
+def test_ocsf_to_the_datadog_intake_every_cloudtrail_record_validates(s3: Any, intake: LocalIntake) -> None:
+    documents = cloudtrail_documents()
+    names = ("plaso_aws_cloudtrail.json", "aws.execution.ec2-launch-unusual-instances")
+    records = [record for name in names for record in records_of(documents[name])]
+    key = trail_key(f"ocsf-{uuid.uuid4().hex}")
+    put(s3, BUCKET, key, orjson.dumps({"Records": records}))
+
+    summary = handle(s3_event(BUCKET, key), context(), settings_for(intake.url, FORWARDER_OUTPUT_FORMAT="ocsf"))
+
+    assert summary["events_delivered"] == len(records) == len(intake.entries)
+    for entry, record in zip(intake.entries, records, strict=True):
+        assert (entry["ddsource"], entry["host"]) == ("cloudtrail", BUCKET)
+        assert entry["timestamp"] == entry["ocsf"]["time"] and problems(entry["ocsf"]) == []
+        assert orjson.loads(entry["ocsf"]["raw_data"]) == record
+    insights = [entry["ocsf"] for entry in intake.entries if entry["ocsf"]["class_uid"] == 0]
+    assert [event["unmapped"]["forwarder.ocsf"] for event in insights] == ["unmappable"] * 2
