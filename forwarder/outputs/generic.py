@@ -122,7 +122,10 @@ class HecEncoder:
         return [self._wrapped(entry) for entry in self._inner.entries(block)]
 
     def _wrapped(self, entry: Entry) -> Entry:
-        fields = orjson.loads(entry.body)
+        try:
+            fields = orjson.loads(entry.body)
+        except orjson.JSONDecodeError:  # deeper than orjson reads: HEC then stamps it on arrival
+            fields = None
         ms = fields.get("timestamp", fields.get("time")) if isinstance(fields, dict) else None
         when = b'"time":%.3f,' % (ms / 1000) if type(ms) is int else b""
         return Entry(b"".join((b"{", when, self._lead, b',"event":', entry.body, b"}")), entry.truncated)

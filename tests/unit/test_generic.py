@@ -142,3 +142,17 @@ def test_hec_leaves_room_for_its_envelope_within_the_entry_limit() -> None:
     coder = make(Source("s3", "s3", "b" * 200), S3Object("b" * 200, "k"), Invoker())
     (entry,) = coder.entries(RawEvent.line(1, "y" * 10_000, 10_001))
     assert entry.truncated and len(entry.body) <= 4096
+
+
+class _Deep:
+    """An encoder whose entry is nested deeper than orjson reads back."""
+
+    watched: frozenset[str] = frozenset()
+
+    def entries(self, block: object) -> list[Entry]:
+        return [Entry(b'{"a":' + b"[" * 1100 + b"]" * 1100 + b"}")]
+
+
+def test_hec_sends_an_entry_it_cannot_read_back_without_a_time() -> None:
+    (entry,) = generic.HecEncoder(_Deep(), b'"host":"h"').entries(RawEvent(0))
+    assert entry.body.startswith(b'{"host":"h","event":{"a":[[[')
