@@ -25,7 +25,7 @@ import orjson
 
 from forwarder.formats import Block
 from forwarder.model import Container, Entry, Invoker, LogBatch, RawEvent, Source
-from forwarder.outputs import ocsf_map
+from forwarder.outputs import ocsf_audit, ocsf_map
 from forwarder.outputs.datadog import event_id, labels
 from forwarder.outputs.ocsf_map import OCSF_VERSION, PROFILES, Unmappable, Where
 from forwarder.settings import Settings
@@ -93,7 +93,7 @@ class OcsfEncoder:
         try:
             body = self._body(event, uid)
         except orjson.JSONEncodeError:  # nested deeper than orjson writes: the original stays as text
-            event = self._base(raw, text, uid, None, self._unmappable(raw, "nested too deeply to write"))
+            event = self._base(text, uid, raw.timestamp_ms, self._unmappable(raw, "nested too deeply to write"))
             body = self._body(event, uid)
         if len(body) <= self._limit:
             return Entry(body)
@@ -106,15 +106,15 @@ class OcsfEncoder:
         mapper = _mapper(fields) if fields is not None else None
         if mapper is None:
             if self._source.name in _MAPPED_SOURCES:
-                return self._base(
-                    raw, text, uid, fields, self._unmappable(raw, "not a CloudTrail record or audit event")
-                )
-            return self._base(raw, text, uid, fields, self._passthrough())
+                marker = self._unmappable(raw, "not a CloudTrail record or audit event")
+            else:
+                marker = self._passthrough()
+            return self._base(text, uid, self._own_time(fields, raw), marker)
         assert fields is not None, "a mapper is only found for a parsed record"
         try:
             event = mapper(fields, where)
         except Unmappable as exc:
-            return self._base(raw, text, uid, fields, self._unmappable(raw, str(exc)))
+            return self._base(text, uid, self._own_time(fields, raw), self._unmappable(raw, str(exc)))
         event["raw_data"] = text
         return event
 
@@ -125,11 +125,12 @@ class OcsfEncoder:
         identity = orjson.dumps({"timestamp": event["time"], "forwarder": {"id": uid}})[1:-1]
         return b"".join((self._lead, b",", identity, b',"ocsf":', orjson.dumps(event), b"}"))
 
-    def _base(
-        self, raw: RawEvent, text: str, uid: str, fields: dict[str, Any] | None, marker: dict[str, str]
-    ) -> dict[str, Any]:
-        """A minimal OCSF Base Event carrying the original: for what is not, or cannot be, mapped."""
-        ms = (field_time(fields, self._source.time_fields) if fields else None) or raw.timestamp_ms
+    def _own_time(self, fields: dict[str, Any] | None, raw: RawEvent) -> int | None:
+        return (field_time(fields, self._source.time_fields) if fields else None) or raw.timestamp_ms
+
+    def _base(self, text: str, uid: str, ms: int | None, marker: dict[str, str]) -> dict[str, Any]:
+        """A minimal OCSF Base Event carrying the original: for what is not, or cannot be, mapped;
+        its time is the event's own, else CloudWatch's, else now."""
         return {
             "activity_id": 0,
             "activity_name": "Unknown",
@@ -183,7 +184,7 @@ class OcsfEncoder:
         if len(body) <= self._limit:
             return body
         head = {key: smaller[key] for key in ("time", "time_dt", "metadata", "cloud", "unmapped") if key in smaller}
-        base = {**self._base(RawEvent(0), "", uid, None, {}), **head}
+        base = {**self._base("", uid, smaller["time"], {}), **head}
         return _fit_text(lambda cut: self._body({**base, "raw_data": cut}, uid), text, self._limit)
 
 
@@ -201,7 +202,7 @@ def _mapper(fields: dict[str, Any]) -> Callable[[dict[str, Any], Where], dict[st
     if is_cloudtrail(fields):
         return ocsf_map.from_cloudtrail
     if is_audit(fields):
-        return ocsf_map.from_audit
+        return ocsf_audit.from_audit
     return None
 
 

@@ -14,7 +14,8 @@ from forwarder.formats import Format
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.model import Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
 from forwarder.outputs.ocsf import MARKER, REASON, OcsfEncoder
-from forwarder.outputs.ocsf_map import KUBERNETES_VERBS, Activity, cloudtrail_activity
+from forwarder.outputs.ocsf_audit import KUBERNETES_VERBS
+from forwarder.outputs.ocsf_map import Activity, cloudtrail_activity
 from forwarder.settings import Settings
 from forwarder.times import AUDIT_TIME_FIELDS
 from tests.integration.helpers import FIXTURES
