@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from forwarder.outputs import Output, datadog
+from forwarder.outputs import Output, generic
 from forwarder.reliability.idempotency import ObjectGuard
 from forwarder.settings import Settings
 
@@ -40,7 +40,8 @@ def guard(settings: Settings) -> ObjectGuard | None:
 
 
 class OutputSlot:
-    """One output per container, kept alive across invocations.
+    """One output per container, kept alive across invocations: the one the settings choose
+    (`outputs.generic.output`: Datadog or OCSF entries, to the Datadog intake or a generic one).
 
     A new API key (rotation) or new settings replace it, and the old one's connections are closed.
     """
@@ -50,12 +51,13 @@ class OutputSlot:
         self._output: Output | None = None
 
     def get(self, settings: Settings) -> Output:
-        """The output for `settings`; resolving the API key here makes a missing key one clear error."""
-        api_key = settings.resolve_api_key()
+        """The output for `settings`; resolving the key here makes a missing key one clear error (a
+        generic intake without auth needs none)."""
+        api_key = settings.resolve_intake_secret()
         if self._output is None or self._made_for != (settings, api_key):
             if self._output is not None:
                 self._output.close()
-            self._output = datadog.output(settings, api_key)
+            self._output = generic.output(settings, api_key)
             self._made_for = (settings, api_key)
         return self._output
 

@@ -8,13 +8,14 @@ key is a clear error at the first invocation instead of a crash at import.
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -123,6 +124,69 @@ def _processing(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+class OutputFormat(enum.StrEnum):
+    """FORWARDER_OUTPUT_FORMAT: what each event becomes."""
+
+    DATADOG = "datadog"
+    OCSF = "ocsf"
+
+
+class IntakeFormat(enum.StrEnum):
+    """FORWARDER_INTAKE_FORMAT: how entries travel to the intake."""
+
+    DATADOG = "datadog"
+    JSON = "json"
+    NDJSON = "ndjson"
+    SPLUNK_HEC = "splunk-hec"
+
+
+class IntakeAuth(enum.StrEnum):
+    """FORWARDER_INTAKE_AUTH: how a generic intake's secret (the DD_API_KEY settings) is sent."""
+
+    NONE = "none"
+    BEARER = "bearer"
+    BASIC = "basic"
+    SPLUNK = "splunk"
+    HEADER = "header"
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADERS_OWNED = frozenset({"content-type", "content-encoding", "content-length", "host", "user-agent", "dd-api-key"})
+
+
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
+
+def _choice(env: Mapping[str, str], name: str, kind: type[_Choice], default: _Choice | None) -> _Choice | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ConfigError(f"{name} must be one of {allowed}, got {_shown(raw)!r}") from None
+
+
+def _headers(raw: str) -> tuple[tuple[str, str], ...]:
+    """FORWARDER_INTAKE_HEADERS: `Name: value` pairs, one per line or separated by `;`. Errors name the
+    header, never its value, which may be a token."""
+    found: list[tuple[str, str]] = []
+    for part in re.split(r"[;\n]", raw):
+        if not part.strip():
+            continue
+        name, colon, value = part.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not _HEADER_NAME.match(name):
+            raise ConfigError("FORWARDER_INTAKE_HEADERS must be `Name: value` pairs separated by `;` or new lines")
+        if name.lower() in _HEADERS_OWNED:
+            raise ConfigError(f"FORWARDER_INTAKE_HEADERS: the forwarder sets {name} itself")
+        if not value.isascii() or not value.isprintable():
+            raise ConfigError(f"FORWARDER_INTAKE_HEADERS: the value of {name} has characters not allowed in a header")
+        found.append((name, value))
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The forwarder's configuration; see the README's table for each variable."""
@@ -166,6 +230,13 @@ class Settings:
     k8s_audit_policy: str = ""
     """FORWARDER_K8S_AUDIT_POLICY: a Kubernetes audit Policy (YAML or JSON), `ssm:<name>` or `s3://bucket/key`."""
 
+    # The output's format and a generic intake (docs/ocsf.md, README "Other intakes").
+    output_format: OutputFormat = OutputFormat.DATADOG
+    intake_format: IntakeFormat = IntakeFormat.DATADOG
+    intake_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    intake_auth: IntakeAuth | None = None
+    intake_auth_header: str = "Authorization"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every variable; errors name the variable, never a secret's value."""
@@ -205,7 +276,16 @@ class Settings:
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
             **_processing(env),
             k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
+            # the output's format and a generic intake
+            output_format=_choice(env, "FORWARDER_OUTPUT_FORMAT", OutputFormat, default.output_format)
+            or default.output_format,
+            intake_format=_choice(env, "FORWARDER_INTAKE_FORMAT", IntakeFormat, default.intake_format)
+            or default.intake_format,
+            intake_headers=_headers(env.get("FORWARDER_INTAKE_HEADERS", "")),
+            intake_auth=_choice(env, "FORWARDER_INTAKE_AUTH", IntakeAuth, None),
+            intake_auth_header=env.get("FORWARDER_INTAKE_AUTH_HEADER", "").strip() or default.intake_auth_header,
         )
+        settings._check_generic_intake()
         settings._check_intake_url()
         settings._check_k8s_audit_policy()
         if settings.store_failed_events and not settings.store_bucket:
@@ -217,7 +297,7 @@ class Settings:
     @property
     def intake_url(self) -> str:
         """DD_URL as a full URL, or a bare host (https and DD_PORT), or the site's v2 logs intake."""
-        if "://" in self.url:
+        if "://" in self.url or self.intake_format is not IntakeFormat.DATADOG:
             return self.url
         if self.url:
             return f"https://{self.url}:{self.port}/api/v2/logs"
@@ -293,6 +373,38 @@ class Settings:
         if reference.startswith("s3://"):
             return _policy_from_s3(*_s3_location(reference))
         return reference
+
+    def _check_generic_intake(self) -> None:
+        """A generic intake has no default URL: DD_URL must name it in full."""
+        if self.intake_format is IntakeFormat.DATADOG:
+            return
+        if "://" not in self.url:
+            raise ConfigError(
+                f"FORWARDER_INTAKE_FORMAT={self.intake_format.value} needs DD_URL to be a full http(s) URL"
+            )
+        if self.intake_auth is IntakeAuth.HEADER and not _HEADER_NAME.match(self.intake_auth_header):
+            raise ConfigError("FORWARDER_INTAKE_AUTH_HEADER must be an HTTP header name")
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether any of DD_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME is set."""
+        return bool(self.api_key or self.api_key_secret_arn or self.api_key_ssm_name)
+
+    @property
+    def intake_auth_kind(self) -> IntakeAuth:
+        """How a generic intake's secret is sent: FORWARDER_INTAKE_AUTH, else Splunk's scheme for
+        Splunk HEC, bearer when a secret is set, and none without one."""
+        if self.intake_auth is not None:
+            return self.intake_auth
+        if not self.has_api_key:
+            return IntakeAuth.NONE
+        return IntakeAuth.SPLUNK if self.intake_format is IntakeFormat.SPLUNK_HEC else IntakeAuth.BEARER
+
+    def resolve_intake_secret(self) -> str:
+        """The secret the intake needs: the API key, or "" for a generic intake that asks for none."""
+        if self.intake_format is not IntakeFormat.DATADOG and self.intake_auth_kind is IntakeAuth.NONE:
+            return ""
+        return self.resolve_api_key()
 
     def resolve_api_key(self) -> str:
         """The API key from DD_API_KEY, else Secrets Manager, else SSM (cached for API_KEY_CACHE_SECONDS)."""

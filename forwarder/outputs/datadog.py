@@ -74,6 +74,38 @@ def accepts(status: int, headers: Mapping[str, str], text: str) -> bool:
         return False
 
 
+def labels(source: Source, container: Container, invoker: Invoker, settings: Settings) -> dict[str, Any]:
+    """The reserved attributes every entry of a container carries (all but its id and time); the
+    OCSF output puts them beside each OCSF event sent to a Datadog intake."""
+    tags = [
+        *settings.tags,
+        f"forwardername:{settings.function_name.lower()}",
+        f"forwarder_version:{settings.version}",
+    ]
+    if invoker.account:
+        tags.append(f"aws_account:{invoker.account}")
+    if invoker.region:
+        tags.append(f"region:{invoker.region}")
+    tags.extend(source.tags)
+    return {
+        "ddsource": source.name,
+        "ddsourcecategory": "aws",
+        "service": source.service,
+        "host": source.host,
+        "ddtags": ",".join(tags),
+        "aws": {**container.metadata(), "invoked_function_arn": invoker.function_arn},
+    }
+
+
+def event_id(raw: RawEvent, id_base: str) -> str:
+    """The event's own id (CloudTrail `eventID`, CloudWatch's event id), else a hash of its container
+    (`id_base`) and its position: the same event forwarded twice gets the same id."""
+    own = raw.event_id if raw.head is None else raw.head.eventID
+    if isinstance(own, str) and own:
+        return own
+    return hashlib.blake2b(f"{id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
+
+
 class DatadogEncoder:
     """Turns one container's blocks into entries; the metadata is serialised once per container."""
 
@@ -81,24 +113,7 @@ class DatadogEncoder:
     """The record names a reader must flag: a record using one is re-serialised with it moved."""
 
     def __init__(self, source: Source, container: Container, invoker: Invoker, settings: Settings) -> None:
-        tags = [
-            *settings.tags,
-            f"forwardername:{settings.function_name.lower()}",
-            f"forwarder_version:{settings.version}",
-        ]
-        if invoker.account:
-            tags.append(f"aws_account:{invoker.account}")
-        if invoker.region:
-            tags.append(f"region:{invoker.region}")
-        tags.extend(source.tags)
-        self._meta: dict[str, Any] = {
-            "ddsource": source.name,
-            "ddsourcecategory": "aws",
-            "service": source.service,
-            "host": source.host,
-            "ddtags": ",".join(tags),
-            "aws": {**container.metadata(), "invoked_function_arn": invoker.function_arn},
-        }
+        self._meta = labels(source, container, invoker, settings)
         self._id_base = container.id_base
         self._lead = orjson.dumps(self._meta)[:-1] + b',"forwarder":{"id":'
         self._event_time_closes: dict[str, bytes] = {}
@@ -144,10 +159,7 @@ class DatadogEncoder:
         return Entry(body, True)
 
     def _event_id(self, raw: RawEvent) -> str:
-        own = raw.event_id if raw.head is None else raw.head.eventID
-        if isinstance(own, str) and own:
-            return own
-        return hashlib.blake2b(f"{self._id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
+        return event_id(raw, self._id_base)
 
     def _record_run_entries(self, run: RecordRun) -> list[Entry]:
         """A run's entries joined in one loop. A record with no usable `eventID` or an `eventTime` not

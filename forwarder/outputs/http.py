@@ -108,7 +108,8 @@ class HttpTransport:
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
     ) -> None:
-        _check_secret(secret)
+        if secret:  # an intake that asks for no secret has none to check or redact
+            _check_secret(secret)
         self.url = url
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
         self._timeout = settings.http_timeout_seconds
@@ -266,6 +267,8 @@ def _check_secret(secret: str) -> None:
 
 
 def _redactor(secret: str) -> Callable[[str], str]:
+    if not secret:
+        return lambda text: text
     return lambda text: text.replace(secret, "[redacted]")
 
 
