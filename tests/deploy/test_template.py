@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -858,7 +857,8 @@ def test_function_defaults(template):
     props = Stack(template, KEY_SOURCES["value"]).resources["ForwarderFunction"]["Properties"]
     assert props["Architectures"] == ["arm64"]
     assert (props["MemorySize"], props["Timeout"]) == ("512", "300")
-    assert props["CodeUri"] == "dist/forwarder.zip"
+    assert props["CodeUri"] == "dist/forwarder-arm64.zip"
+    assert props["FunctionName"] == STACK
     assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ForwarderLogGroup"}}
     assert props["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": _getatt("DeadLetterQueue")}
 
@@ -939,7 +939,12 @@ def test_the_environment_table_matches_the_template(template):
     assert {v for v, _ in rows} >= {v for v, body in variables.items() if isinstance(body, dict)}
 
 
-def test_package_output_is_the_code_uri():
+@pytest.mark.parametrize("arch", ["arm64", "x86_64"])
+def test_the_code_uri_is_the_zip_built_for_the_architecture(template, arch):
+    """`make package` writes dist/forwarder-<arch>.zip for each; the function takes its own."""
     makefile = (ROOT / "Makefile").read_text()
-    assert "--output dist/forwarder.zip" in makefile
-    assert Path(ROOT / "template.yaml").read_text().count("CodeUri: dist/forwarder.zip") == 1
+    assert "ARCHS ?= arm64 x86_64" in makefile
+    assert "--arch $$arch --output dist/forwarder-$$arch.zip" in makefile
+    assert template["Parameters"]["Architecture"]["AllowedValues"] == ["arm64", "x86_64"]
+    props = Stack(template, {**KEY_SOURCES["value"], "Architecture": arch}).resources["ForwarderFunction"]["Properties"]
+    assert (props["CodeUri"], props["Architectures"]) == (f"dist/forwarder-{arch}.zip", [arch])
