@@ -312,6 +312,12 @@ class Combo:
     def inputs(self) -> Inputs:
         return self.ins or DEFAULT_INPUTS
 
+    @property
+    def queued(self) -> bool:
+        """UseQueue makes a queue only when something sends to it: the rule, notifications, the topic."""
+        rule = self.delivery == "EventBridge" and bool(self.buckets)
+        return self.queue and (rule or self.delivery == "S3Notification" or bool(self.inputs.topic))
+
     def overrides(self) -> dict[str, Any]:
         return {
             "S3BucketNames": ",".join(self.buckets),
@@ -344,17 +350,17 @@ def expected_resources(c: Combo) -> set[str]:
     names = set(BASE_RESOURCES)
     names |= {"ApiKeySecret"} if c.key == "value" else set()
     names |= {f"ReadBucket{_alnum(b)}" for b in c.buckets}
-    names |= {"Queue", "QueuePolicy", "QueueEventSource", "QueueAgeAlarm"} if c.queue else set()
+    names |= {"Queue", "QueuePolicy", "QueueEventSource", "QueueAgeAlarm"} if c.queued else set()
     names |= {"ObjectCreatedRule", "RuleFailedInvocationsAlarm"} if rule else set()
-    names |= {"ObjectCreatedRulePermission"} if rule and not c.queue else set()
-    notified = c.delivery == "S3Notification" and not c.queue
+    names |= {"ObjectCreatedRulePermission"} if rule and not c.queued else set()
+    notified = c.delivery == "S3Notification" and not c.queued
     names |= {f"S3NotificationFrom{_alnum(b)}" for b in c.buckets} if notified else set()
     names |= {"S3NotificationPermission"} if notified and i.read_any else set()
     names |= {f"LogsPermission{_alnum(g)}" for g in c.log_groups}
     names |= {f"Subscription{_alnum(g)}" for g in c.log_groups}
     names |= {"ExistingQueueEventSource", "ExistingQueueAgeAlarm"} if i.existing_queue else set()
     names |= {"CloudTrailTopicSubscription"} if i.topic else set()
-    names |= {"CloudTrailTopicPermission"} if i.topic and not c.queue else set()
+    names |= {"CloudTrailTopicPermission"} if i.topic and not c.queued else set()
     r = c.reliability
     names |= {"EventsStoredAlarm"} if r.store_on else set()
     names |= {"FailedEventsBucket", "FailedEventsBucketPolicy"} if r.store == "created" else set()
@@ -395,7 +401,7 @@ def store_grants(c: Combo) -> set[tuple[str, str]]:
 def expected_grants(c: Combo) -> set[tuple[str, str]]:
     pairs = {(a, _json(_getatt("ForwarderLogGroup"))) for a in ("logs:CreateLogStream", "logs:PutLogEvents")}
     pairs.add(("sqs:SendMessage", _json(_getatt("DeadLetterQueue"))))
-    if c.queue:
+    if c.queued:
         consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
         pairs |= {(a, _json(_getatt("Queue"))) for a in consume}
     if c.key == "value":
@@ -444,7 +450,7 @@ def check_wiring(stack: Stack, c: Combo) -> None:
         if i.prefix:
             detail["object"] = {"key": [{"prefix": i.prefix}]}
         assert rule["EventPattern"] == {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
-        target = _getatt("Queue") if c.queue else _getatt("ForwarderFunction")
+        target = _getatt("Queue") if c.queued else _getatt("ForwarderFunction")
         assert [t["Arn"] for t in rule["Targets"]] == [target]
         # Undeliverable events are retried for a day, then kept in the dead-letter queue.
         (spec,) = rule["Targets"]
@@ -475,7 +481,7 @@ def check_wiring(stack: Stack, c: Combo) -> None:
         assert (permission["Principal"], permission["SourceAccount"]) == ("s3.amazonaws.com", ACCOUNT)
         assert "SourceArn" not in permission
 
-    if c.queue:
+    if c.queued:
         queue = resources["Queue"]["Properties"]
         assert queue["RedrivePolicy"]["deadLetterTargetArn"] == _getatt("DeadLetterQueue")
         mapping = resources["QueueEventSource"]["Properties"]
@@ -524,14 +530,14 @@ def check_wiring(stack: Stack, c: Combo) -> None:
     if i.topic:
         subscription = resources["CloudTrailTopicSubscription"]["Properties"]
         assert (subscription["TopicArn"], subscription["Region"]) == (i.topic, i.topic.split(":")[3])
-        endpoint = _getatt("Queue") if c.queue else _getatt("ForwarderFunction")
-        assert (subscription["Protocol"], subscription["Endpoint"]) == ("sqs" if c.queue else "lambda", endpoint)
-        if not c.queue:
+        endpoint = _getatt("Queue") if c.queued else _getatt("ForwarderFunction")
+        assert (subscription["Protocol"], subscription["Endpoint"]) == ("sqs" if c.queued else "lambda", endpoint)
+        if not c.queued:
             permission = resources["CloudTrailTopicPermission"]["Properties"]
             assert (permission["Principal"], permission["SourceArn"]) == ("sns.amazonaws.com", i.topic)
 
     outputs = set(stack.outputs)
-    assert ("QueueUrl" in outputs) == c.queue
+    assert ("QueueUrl" in outputs) == c.queued
     assert ("ApiKeySecretArn" in outputs) == (c.key == "value")
     assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl"} <= outputs
     check_reliability(stack, c)
@@ -851,6 +857,36 @@ def test_nothing_delivered_fires_only_when_events_were_read_and_none_got_through
     names = ("EventsRead", "EventsDelivered", "EventsTruncated", "EventsFiltered")
     values = {ids[name]: value for name, value in zip(names, sums, strict=True)}
     assert (_metric_math(expression, values) >= alarm["Threshold"]) == fires
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "boundary", "level"),
+    [
+        ({}, "/", None, "INFO"),
+        (
+            {
+                "RolePath": "/security/forwarders/",
+                "PermissionsBoundaryArn": f"arn:aws:iam::{ACCOUNT}:policy/boundary",
+                "LogLevel": "WARNING",
+            },
+            "/security/forwarders/",
+            f"arn:aws:iam::{ACCOUNT}:policy/boundary",
+            "WARNING",
+        ),
+    ],
+)
+def test_role_path_boundary_and_log_level_are_the_organisation_s(template, overrides, path, boundary, level):
+    stack = Stack(template, {**KEY_SOURCES["value"], **overrides})
+    role = stack.resources["ForwarderRole"]["Properties"]
+    assert (role["Path"], role.get("PermissionsBoundary")) == (path, boundary)
+    env = stack.resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_LOG_LEVEL"] == level
+
+
+def test_an_eks_only_stack_has_no_queue_and_reads_no_bucket(template):
+    stack = Stack(template, {**KEY_SOURCES["value"], "S3Delivery": "None", "LogGroupNames": "/aws/eks/prod/cluster"})
+    assert not {"Queue", "QueueEventSource", "QueueAgeAlarm", "ObjectCreatedRule"} & set(stack.resources)
+    assert not [action for action, _ in grants(stack) if action.startswith("s3:")]
 
 
 def test_function_defaults(template):
