@@ -408,6 +408,7 @@ def expected_grants(c: Combo) -> set[tuple[str, str]]:
         pairs.add(("secretsmanager:GetSecretValue", _json({"Ref": "ApiKeySecret"})))
     elif c.key == "secret":
         pairs.add(("secretsmanager:GetSecretValue", SECRET_ARN))
+        pairs.add(("secretsmanager:GetSecretValue", f"{SECRET_ARN}-??????"))
     else:
         prefix = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
         pairs |= {("ssm:GetParameter", f"{prefix}/datadog/api-key"), ("ssm:GetParameter", f"{prefix}//datadog/api-key")}
