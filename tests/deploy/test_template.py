@@ -122,6 +122,10 @@ TRANSFORM_CASES = {
         "FailedEventsBucketName": STORE_BUCKET,
         "ReplaySchedule": "cron(15 * * * ? *)",
         "IdempotencyExpirySeconds": "3600",
+        "VpcSubnetIds": "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788",
+        "VpcSecurityGroupIds": "sg-0a1b2c3d4e5f60718",
+        "HttpsProxy": "http://proxy.internal:3128",
+        "NoProxy": ".amazonaws.com",
     },
     "store-in-a-new-bucket": {
         **KEY_SOURCES["value"],
@@ -882,6 +886,48 @@ def test_role_path_boundary_and_log_level_are_the_organisation_s(template, overr
     assert (role["Path"], role.get("PermissionsBoundary")) == (path, boundary)
     env = stack.resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_LOG_LEVEL"] == level
+
+
+VPC = {"VpcSubnetIds": "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788", "VpcSecurityGroupIds": "sg-0a1b2c3d"}
+NETWORK_INTERFACES = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+
+
+def test_in_a_vpc_the_role_may_manage_network_interfaces_and_nothing_more(template):
+    outside = Stack(template, KEY_SOURCES["value"])
+    inside = Stack(template, {**KEY_SOURCES["value"], **VPC})
+    assert "VpcConfig" not in outside.resources["ForwarderFunction"]["Properties"]
+    assert inside.resources["ForwarderFunction"]["Properties"]["VpcConfig"] == {
+        "SubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0f1e2d3c4b5a69788"],
+        "SecurityGroupIds": ["sg-0a1b2c3d"],
+    }
+    # EC2 has no narrower resource for these; they are the only grants on "*", and only in a VPC.
+    assert grants(inside) - grants(outside) == {(action, "*") for action in NETWORK_INTERFACES}
+
+
+def test_a_vpc_needs_subnets_and_security_groups_together(template):
+    def passes(overrides: dict[str, str]) -> bool:
+        return Stack(template, {**KEY_SOURCES["value"], **overrides}).rules_pass(template)
+
+    assert passes({}) and passes(VPC)
+    assert not passes({"VpcSubnetIds": VPC["VpcSubnetIds"]})
+    assert not passes({"VpcSecurityGroupIds": VPC["VpcSecurityGroupIds"]})
+
+
+PROXY = "http://proxy.internal:3128"
+
+
+@pytest.mark.parametrize(("proxy", "no_proxy"), [("", ""), (PROXY, ""), (PROXY, ".amazonaws.com")])
+def test_the_proxy_is_set_only_when_given(template, proxy, no_proxy):
+    stack = Stack(template, {**KEY_SOURCES["value"], "HttpsProxy": proxy, "NoProxy": no_proxy})
+    env = stack.resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    assert (env.get("HTTPS_PROXY"), env.get("NO_PROXY")) == (proxy or None, no_proxy or None)
 
 
 def test_an_eks_only_stack_has_no_queue_and_reads_no_bucket(template):
