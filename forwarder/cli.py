@@ -157,6 +157,10 @@ def _check(validate_url: str | None) -> int:
             f"the API key was refused (403) by {url}, tried against {where}: "
             "a key works only on the Datadog site it was created on; set DD_SITE to that site"
         )
+    if response.status_code == 404:
+        raise CommandError(
+            f"{url} has no key validation endpoint (404); give --validate-url https://api.<site>{VALIDATE_PATH}"
+        )
     raise CommandError(f"unexpected answer {response.status_code} from {url}")
 
 

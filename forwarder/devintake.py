@@ -297,8 +297,11 @@ def _handler_for(intake: LocalIntake) -> type[BaseHTTPRequestHandler]:
             return Received(HTTPStatus.ACCEPTED, len(wire), headers, body_bytes, _sources(entries)), entries
 
         def do_GET(self) -> None:
-            if urlsplit(self.path).path != VALIDATE_PATH:
+            path = urlsplit(self.path).path
+            if path == PATH:
                 self._answer(HTTPStatus.METHOD_NOT_ALLOWED, _error(HTTPStatus.METHOD_NOT_ALLOWED, "POST logs here"))
+            elif path != VALIDATE_PATH:
+                self._answer(HTTPStatus.NOT_FOUND, _error(HTTPStatus.NOT_FOUND, f"no such path; use {PATH}"))
             elif intake._key_matches(self.headers):
                 self._answer(HTTPStatus.OK, b'{"valid":true}')
             else:  # Datadog's own answer to an unknown key

@@ -99,6 +99,17 @@ def test_check_reports_an_unreachable_endpoint_in_one_line(env: pytest.MonkeyPat
     _one_line_error(capsys.readouterr().err, "could not reach", "ConnectionError")
 
 
+def test_check_says_when_an_intake_cannot_validate_keys(
+    env: pytest.MonkeyPatch, intake: LocalIntake, capsys: Any
+) -> None:
+    """DD_URL may name an intake or proxy without Datadog's API: the check says what to give instead."""
+    env.setenv("DD_API_KEY", API_KEY)
+
+    assert cli.main(["check", "--validate-url", intake.url.replace("/api/v2/logs", "/elsewhere")]) == 1
+
+    _one_line_error(capsys.readouterr().err, "no key validation endpoint (404)", "--validate-url")
+
+
 @pytest.mark.parametrize(
     ("variables", "needle"),
     [({}, "no API key"), ({"DD_API_KEY": API_KEY, "DD_PORT": "https"}, "DD_PORT must be a number")],
