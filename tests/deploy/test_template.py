@@ -544,7 +544,7 @@ def check_wiring(stack: Stack, c: Combo) -> None:
     outputs = set(stack.outputs)
     assert ("QueueUrl" in outputs) == c.queued
     assert ("ApiKeySecretArn" in outputs) == (c.key == "value")
-    assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl"} <= outputs
+    assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl", "RoleArn"} <= outputs
     check_reliability(stack, c)
 
 
