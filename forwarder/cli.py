@@ -4,6 +4,7 @@
     forwarder run FILE|s3://bucket/key [--as s3://bucket/key] [--dry-run]
     forwarder invoke events/s3-put.json [--timeout 300]
     forwarder replay [--timeout 900]
+    forwarder redrive QUEUE_URL [--max-messages 100] [--timeout 300]
     forwarder intake [--port 8080] [--api-key KEY] [--out received.ndjson]
 
 Every command reads settings from the environment exactly as the Lambda does (DD_SITE, DD_URL,
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 import orjson
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 VALIDATE_PATH = "/api/v1/validate"
 """Datadog's API key validation endpoint, on the site's API host (api.<DD_SITE>)."""
+ASYNC_FAILURE_ATTRIBUTE = "ErrorCode"
+"""A message attribute Lambda puts on the dead-letter message of a failed asynchronous invocation,
+whose body is then the invocation's event; a message redriven from a queue has none."""
 
 
 @dataclass
@@ -80,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay = commands.add_parser("replay", help="re-send the events kept in the failure store (DD_S3_BUCKET_NAME)")
     replay.add_argument("--timeout", type=float, default=900.0, help="stop starting new batches after this long")
 
+    redrive = commands.add_parser(
+        "redrive", help="forward a dead-letter queue's messages again, whatever their trigger, deleting each done"
+    )
+    redrive.add_argument("queue_url", help="the queue, e.g. the stack's output DeadLetterQueueUrl")
+    redrive.add_argument("--max-messages", type=int, default=100, help="stop after this many messages")
+    redrive.add_argument("--timeout", type=float, default=300.0, help="each message's time limit in seconds")
+
     args = parser.parse_args(argv)
     from forwarder.errors import ForwarderError
 
@@ -93,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             _check_store()
             return _run({"retry": True}, args.timeout)
+        if args.command == "redrive":
+            return _redrive(args.queue_url, args.max_messages, args.timeout)
         return _run(_event(args.event), args.timeout)
     except (ForwarderError, CommandError) as exc:
         print(f"forwarder {args.command}: {exc}", file=sys.stderr)
@@ -133,6 +146,73 @@ def _check_store() -> None:
         raise CommandError(f"the failure store bucket {settings.store_bucket} {reason}") from None
     except BotoCoreError as exc:
         raise CommandError(f"cannot reach the failure store bucket {settings.store_bucket}: {exc}") from None
+
+
+def _redrive(queue_url: str, limit: int, timeout: float) -> int:
+    """Forward each message through the handler as it first arrived; delete it once nothing failed.
+
+    A dead-letter queue mixes two kinds: messages the queues gave up on (S3, EventBridge or SNS
+    notifications, continuations), which are handled as the SQS message they were, and failed
+    asynchronous invocations (direct S3 or EventBridge deliveries, CloudWatch Logs payloads), whose
+    body is the invocation's event. A message that fails again stays, invisible for the timeout.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from forwarder import runtime
+    from forwarder.settings import load_settings
+
+    settings = load_settings()
+    sqs = runtime.client("sqs")
+    done = failed = 0
+    while done + failed < limit:
+        try:
+            answer = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(10, limit - done - failed),
+                MessageAttributeNames=["All"],
+                AttributeNames=["All"],
+                VisibilityTimeout=int(timeout) + 60,
+                WaitTimeSeconds=1,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise CommandError(f"cannot receive from {queue_url}: {exc}") from None
+        messages = answer.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            if _forward_message(message, settings, timeout):
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                done += 1
+            else:
+                failed += 1
+    print(f"forwarder redrive: {done} messages forwarded and deleted, {failed} left in {queue_url}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _forward_message(message: dict[str, Any], settings: Settings, timeout: float) -> bool:
+    from forwarder.errors import ForwarderError
+    from forwarder.handler import handle
+
+    message_id = message.get("MessageId", "?")
+    body = message.get("Body", "")
+    if ASYNC_FAILURE_ATTRIBUTE in message.get("MessageAttributes", {}):
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            print(f"forwarder redrive: message {message_id} is not a JSON event; left in the queue", file=sys.stderr)
+            return False
+    else:
+        record = {"messageId": message_id, "body": body, "eventSource": "aws:sqs", "awsRegion": settings.region}
+        event = {"Records": [{**record, "attributes": message.get("Attributes", {}), "messageAttributes": {}}]}
+    try:
+        result = handle(event, LocalContext(timeout_seconds=timeout), settings)
+    except ForwarderError as exc:
+        print(f"forwarder redrive: message {message_id} failed again: {exc}", file=sys.stderr)
+        return False
+    if result.get("batchItemFailures"):
+        print(f"forwarder redrive: message {message_id} failed again; see the log lines above", file=sys.stderr)
+        return False
+    return True
 
 
 def _check(validate_url: str | None) -> int:

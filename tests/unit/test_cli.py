@@ -5,16 +5,21 @@ Every intake here is the local one on 127.0.0.1 and every S3 call goes to the mo
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
-from forwarder import cli
+# handler is imported here, at collection, so that the Powertools loggers of the modules the CLI
+# imports lazily bind the session's stdout rather than one test's capsys stream, closed after it.
+from forwarder import cli, handler  # noqa: F401
 from forwarder.devintake import LocalIntake
 from forwarder.settings import Settings, load_settings
 
@@ -260,3 +265,81 @@ def test_replay_reports_a_store_bucket_that_does_not_exist(env: pytest.MonkeyPat
     assert cli.main(["replay"]) == 1
 
     _one_line_error(capsys.readouterr().err, "the failure store bucket cli-no-such-store does not exist")
+
+
+# --- redrive ----------------------------------------------------------------------------------------
+
+
+def _awslogs_event(*messages: str) -> dict[str, Any]:
+    """A CloudWatch Logs subscription event, as Lambda would have passed it to the function."""
+    payload = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": "/aws/eks/prod/cluster",
+        "logStream": "kube-apiserver-audit-0123456789abcdef",
+        "subscriptionFilters": ["forwarder"],
+        "logEvents": [
+            {"id": f"3{index:055d}", "timestamp": 1733313600000 + index, "message": message}
+            for index, message in enumerate(messages)
+        ],
+    }
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
+
+
+@pytest.fixture
+def dead_letters(moto_endpoint: str) -> Iterator[tuple[Any, str]]:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"cli-dead-letters-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    yield sqs, url
+    sqs.delete_queue(QueueUrl=url)
+
+
+def test_redrive_forwards_every_kind_of_dead_letter_and_deletes_it(
+    env: pytest.MonkeyPatch, intake: LocalIntake, s3: Any, dead_letters: tuple[Any, str], capsys: Any
+) -> None:
+    """A failed asynchronous invocation (a CloudWatch Logs payload) and a message a queue gave up on
+    (an S3 notification) both reach the intake; the queue is empty afterwards."""
+    sqs, url = dead_letters
+    env.setenv("DD_URL", intake.url)
+    env.setenv("DD_API_KEY", API_KEY)
+    key = "AWSLogs/111111111111/CloudTrail/eu-central-1/2017/12/11/redrive.json.gz"
+    s3.create_bucket(Bucket="cli-redrive-bucket")
+    s3.put_object(Bucket="cli-redrive-bucket", Key=key, Body=TRAIL_FILE.read_bytes())
+    failed_invocation = {"ErrorCode": {"DataType": "Number", "StringValue": "200"}}
+    audit = json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a1", "verb": "get"})
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(_awslogs_event(audit)), MessageAttributes=failed_invocation)
+    notification = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
+        "bucket": {"name": "cli-redrive-bucket"}, "object": {"key": key, "size": 1}}}]}  # fmt: skip
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(notification))
+
+    assert cli.main(["redrive", url, "--timeout", "60"]) == 0
+
+    sources = [entry["ddsource"] for entry in intake.entries]
+    assert sources.count("kubernetes.audit") == 1
+    assert sources.count("cloudtrail") == len(_records(TRAIL_FILE))
+    assert "2 messages forwarded and deleted, 0 left" in capsys.readouterr().err
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0, VisibilityTimeout=0)
+
+
+def test_redrive_leaves_what_fails_again(
+    env: pytest.MonkeyPatch, intake: LocalIntake, dead_letters: tuple[Any, str], capsys: Any
+) -> None:
+    sqs, url = dead_letters
+    env.setenv("DD_URL", intake.url)
+    env.setenv("DD_API_KEY", API_KEY)
+    sqs.send_message(QueueUrl=url, MessageBody='{"neither": "an event nor a notification"}')
+
+    assert cli.main(["redrive", url, "--timeout", "60"]) == 1
+
+    err = capsys.readouterr().err
+    assert "0 messages forwarded and deleted, 1 left" in err and "Traceback" not in err
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_redrive_reports_a_queue_that_does_not_exist(env: pytest.MonkeyPatch, moto_endpoint: str, capsys: Any) -> None:
+    env.setenv("DD_API_KEY", API_KEY)
+
+    assert cli.main(["redrive", f"{moto_endpoint}/123456789012/cli-no-such-queue"]) == 1
+
+    _one_line_error(capsys.readouterr().err, "forwarder redrive: cannot receive from")
