@@ -2,15 +2,21 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# The stamp names the interpreter's version: PYTHON=python3.13 make test after a 3.11 venv rebuilds it.
+VERSION_OF = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
+PYTHON_VERSION := $(shell $(PYTHON) $(VERSION_OF) 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 
 .PHONY: install lint test unit integration demo bench package deploy clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; set PYTHON=python3.x"; exit 1; }
+	@test -n "$(PYTHON_VERSION)" || { echo "$(PYTHON) not found or does not run; set PYTHON=python3.x"; exit 1; }
+	@if test -x $(PY) && [ "$$($(PY) $(VERSION_OF))" != "$(PYTHON_VERSION)" ]; then \
+		echo "$(VENV) runs Python $$($(PY) $(VERSION_OF)), not $(PYTHON_VERSION): rebuilding it"; rm -rf $(VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed*
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,14 +35,17 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-# The Lambda deployment zip (dist/forwarder.zip, the template's CodeUri) for ARCH=arm64|x86_64.
+# One Lambda zip per architecture, dist/forwarder-<arch>.zip; the template's CodeUri picks the one
+# its Architecture names. ARCHS=arm64 make package builds one.
 ARCH ?= arm64
+ARCHS ?= arm64 x86_64
 package: $(STAMP)
-	$(PY) scripts/package.py --arch $(ARCH) --output dist/forwarder.zip
+	@for arch in $(ARCHS); do $(PY) scripts/package.py --arch $$arch --output dist/forwarder-$$arch.zip || exit 1; done
 
 # Interactive first deployment; later ones reuse samconfig.toml. Never run by the tests.
 # The variable turns on SAM CLI's own Fn::ForEach handling (off by default; older CLIs ignore it).
-deploy: package
+deploy: $(STAMP)
+	$(MAKE) package ARCHS=$(ARCH)
 	SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 sam deploy --guided --template-file template.yaml --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 		--parameter-overrides Architecture=$(ARCH)
 

@@ -7,6 +7,10 @@ rejects the request (413), because the forwarder is meant to truncate entries it
 
 Faults can be scripted for tests: answer the next requests with given statuses, a `Retry-After`,
 after a delay, or by dropping the connection without an answer.
+
+It also answers Datadog's key validation (`GET /api/v1/validate`, which `forwarder check` asks):
+200 `{"valid": true}` for its key, 403 otherwise. Those requests are not log requests and are not
+counted or scripted.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from urllib.parse import urlsplit
 import orjson
 
 PATH = "/api/v2/logs"
+VALIDATE_PATH = "/api/v1/validate"
 MAX_ENTRIES = 1000
 MAX_BODY_BYTES = 5_000_000
 MAX_ENTRY_BYTES = 1_000_000
@@ -118,6 +123,11 @@ class LocalIntake:
         return f"http://{host!s}:{port}{PATH}"
 
     @property
+    def validate_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{VALIDATE_PATH}"
+
+    @property
     def entries(self) -> list[dict[str, Any]]:
         with self._changed:
             return list(self._entries)
@@ -189,11 +199,13 @@ class LocalIntake:
 
     def _accept(self, headers: Any, wire: bytes) -> tuple[int, list[dict[str, Any]]]:
         """The uncompressed size and the log entries, or _Rejection with the status Datadog would answer."""
-        key = headers.get("DD-API-KEY", "")
-        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+        if not self._key_matches(headers):
             raise _Rejection(HTTPStatus.FORBIDDEN, "missing or invalid API key")
         body = _decode(wire, headers.get("Content-Encoding", ""))
         return len(body), _parse(body)
+
+    def _key_matches(self, headers: Any) -> bool:
+        return hmac.compare_digest(headers.get("DD-API-KEY", "").encode(), self.api_key.encode())
 
 
 def _decode(wire: bytes, encoding: str) -> bytes:
@@ -285,7 +297,15 @@ def _handler_for(intake: LocalIntake) -> type[BaseHTTPRequestHandler]:
             return Received(HTTPStatus.ACCEPTED, len(wire), headers, body_bytes, _sources(entries)), entries
 
         def do_GET(self) -> None:
-            self._answer(HTTPStatus.METHOD_NOT_ALLOWED, _error(HTTPStatus.METHOD_NOT_ALLOWED, "POST logs here"))
+            path = urlsplit(self.path).path
+            if path == PATH:
+                self._answer(HTTPStatus.METHOD_NOT_ALLOWED, _error(HTTPStatus.METHOD_NOT_ALLOWED, "POST logs here"))
+            elif path != VALIDATE_PATH:
+                self._answer(HTTPStatus.NOT_FOUND, _error(HTTPStatus.NOT_FOUND, f"no such path; use {PATH}"))
+            elif intake._key_matches(self.headers):
+                self._answer(HTTPStatus.OK, b'{"valid":true}')
+            else:  # Datadog's own answer to an unknown key
+                self._answer(HTTPStatus.FORBIDDEN, b'{"errors":["Forbidden"]}')
 
         def _answer(self, status: int, body: bytes, retry_after: str | None = None) -> None:
             try:

@@ -1,11 +1,16 @@
 """Build the Lambda deployment zip: the `forwarder` package and its runtime dependencies.
 
-    python scripts/package.py [--arch arm64|x86_64] [--python-version 3.13] [--output dist/forwarder.zip]
+    python scripts/package.py [--arch arm64|x86_64] [--python-version 3.13] [--output dist/forwarder-<arch>.zip]
 
 Dependencies come from pyproject.toml's [project] dependencies (never listed twice) as manylinux
 wheels for the target architecture and Python, whatever machine builds them. The AWS SDK
 (boto3, botocore, s3transfer) is left out: every Lambda Python runtime ships one, new enough for
 pyproject's floor; --include-sdk bundles it instead (docs/deploy.md weighs the two).
+
+The zip is named after its architecture, and template.yaml's CodeUri after the `Architecture`
+parameter, so a deployment cannot ship another machine's native libraries. It holds only what the
+function imports: no test suites, C/C++ or Cython sources of the native libraries, or the local
+intake (forwarder/devintake.py, a development tool).
 
 The zip is reproducible: entries sorted, timestamps fixed, no bytecode (Lambda's file system is
 read-only, so a .pyc compiled by another interpreter would only be dead weight).
@@ -29,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "forwarder"
-DEFAULT_OUTPUT = ROOT / "dist" / "forwarder.zip"
+DIST = ROOT / "dist"
 RUNTIME_PYTHON = "3.13"
 # Names as PEP 503 normalises them. The runtime provides these; nothing else we use needs them.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
@@ -42,7 +47,10 @@ JUNK_DIRS = {"__pycache__", "tests", "test"}
 # zstandard ships a second, CFFI backend (11 MB) beside its C extension; it loads only when asked
 # for (PYTHON_ZSTANDARD_IMPORT_POLICY=cffi) and then needs cffi, which is not bundled anyway.
 PRUNE_GLOBS = ("zstandard/_cffi.*.so", "zstandard/backend_cffi.py")
-JUNK_SUFFIXES = {".pyc", ".pyo"}
+JUNK_SUFFIXES = {".pyc", ".pyo"} | {".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".pyx", ".pxd"}
+"""Bytecode, and the sources native libraries ship beside their compiled extensions."""
+NOT_DEPLOYED = ("devintake.py",)
+"""Modules of the forwarder package the function never imports: the local intake of `make demo`."""
 MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -89,8 +97,14 @@ def install_dependencies(requirements: Sequence[str], target: Path, arch: str, p
         )
 
 
+def zip_path(arch: str) -> Path:
+    """Where `make package` writes the zip for `arch`, and where template.yaml's CodeUri looks."""
+    return DIST / f"forwarder-{arch}.zip"
+
+
 def copy_source(destination: Path, source: Path = ROOT / PACKAGE) -> None:
-    shutil.copytree(source, destination / PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
+    ignored = shutil.ignore_patterns("__pycache__", "*.py[co]", *NOT_DEPLOYED)
+    shutil.copytree(source, destination / PACKAGE, ignore=ignored)
 
 
 def strip(tree: Path) -> None:
@@ -144,7 +158,7 @@ def _files(tree: Path) -> Iterable[Path]:
 
 
 def build(
-    output: Path = DEFAULT_OUTPUT,
+    output: Path | None = None,
     arch: str = "arm64",
     python_version: str = RUNTIME_PYTHON,
     include_sdk: bool = False,
@@ -153,6 +167,7 @@ def build(
     """Build the zip at output; the unzipped tree is left in staging when one is given."""
     if arch not in PLATFORMS:
         raise PackageError(f"unknown architecture {arch!r}: use one of {sorted(PLATFORMS)}")
+    output = output or zip_path(arch)
     with tempfile.TemporaryDirectory(prefix="forwarder-package-") as scratch:
         tree = staging or Path(scratch) / "tree"
         if tree.exists():
@@ -174,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default=os.environ.get("ARCH", "arm64"))
     parser.add_argument("--python-version", default=RUNTIME_PYTHON, help="of the Lambda runtime (default %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="zip to write (default dist/forwarder.zip)")
+    parser.add_argument("--output", type=Path, help="zip to write (default dist/forwarder-<arch>.zip)")
     parser.add_argument("--staging", type=Path, help="keep the unzipped tree here (default: a temporary directory)")
     parser.add_argument("--include-sdk", action="store_true", help="bundle boto3/botocore instead of the runtime's")
     args = parser.parse_args(argv)

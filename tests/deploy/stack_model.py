@@ -5,7 +5,8 @@ Three small steps, each what CloudFormation itself does at deploy time:
   CommaDelimitedList parameters (the only collections this template uses);
 - `evaluate_condition`: Fn::Equals/Not/And/Or/Condition over parameter values;
 - `resolve`: drops resources and outputs whose condition is false, picks the Fn::If branch,
-  removes AWS::NoValue and puts parameter values in place of their Ref (and of ${Name} in Fn::Sub).
+  removes AWS::NoValue, puts parameter values in place of their Ref (and of ${Name} in Fn::Sub),
+  and computes Fn::Join, Fn::Split and Fn::Select once their operands are plain values.
 Refs to resources and Fn::GetAtt are left as they are: tests compare against those forms.
 """
 
@@ -69,22 +70,26 @@ def _alnum(value: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", value)
 
 
+def _put(text: str, name: str, value: str) -> str:
+    return text.replace("${" + name + "}", value).replace("&{" + name + "}", _alnum(value))
+
+
 def _substitute(node: Any, name: str, value: str) -> Any:
     if isinstance(node, dict):
         if set(node) == {"Ref"} and node["Ref"] == name:
             return value
         if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
             # Like the transform: a Sub left with no variable is a plain string.
-            text = node["Fn::Sub"].replace("${" + name + "}", value)
+            text = _put(node["Fn::Sub"], name, value)
             return text if "${" not in text else {"Fn::Sub": text}
         out = {}
         for key, child in node.items():
-            new_key = key.replace("${" + name + "}", value).replace("&{" + name + "}", _alnum(value))
+            new_key = _put(key, name, value)
             if key == "Fn::Sub":
                 if isinstance(child, str):
-                    out[new_key] = child.replace("${" + name + "}", value)
+                    out[new_key] = _put(child, name, value)
                     continue
-                child = [child[0].replace("${" + name + "}", value), *child[1:]]
+                child = [_put(child[0], name, value), *child[1:]]
             out[new_key] = _substitute(child, name, value)
         return out
     if isinstance(node, list):
@@ -210,6 +215,17 @@ class Stack:
             return text if "${" not in text else {"Fn::Sub": text}
         if set(node) == {"Fn::Sub"}:
             return self._sub_with_variables(*node["Fn::Sub"])
+        if set(node) == {"Fn::Join"}:
+            sep, parts = (self._resolve(arg) for arg in node["Fn::Join"])
+            if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+                return sep.join(parts)
+            return {"Fn::Join": [sep, parts]}
+        if set(node) == {"Fn::Split"}:
+            sep, text = (self._resolve(arg) for arg in node["Fn::Split"])
+            return text.split(sep) if isinstance(text, str) else {"Fn::Split": [sep, text]}
+        if set(node) == {"Fn::Select"}:
+            index, items = (self._resolve(arg) for arg in node["Fn::Select"])
+            return items[int(index)] if isinstance(items, list) else {"Fn::Select": [index, items]}
         resolved = {key: self._resolve(child) for key, child in node.items()}
         return {key: child for key, child in resolved.items() if child is not NO_VALUE}
 

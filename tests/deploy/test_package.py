@@ -62,6 +62,14 @@ def test_dependencies_come_from_pyproject_less_the_runtime_sdk():
     assert package.runtime_requirements(include_sdk=True) == declared
 
 
+@pytest.mark.parametrize("arch", ["arm64", "x86_64"])
+def test_each_architecture_has_its_own_zip(arch):
+    """template.yaml's CodeUri is dist/forwarder-${Architecture}.zip: the names must agree."""
+    assert package.zip_path(arch) == ROOT / "dist" / f"forwarder-{arch}.zip"
+    assert "dist/forwarder-${Architecture}.zip" in (ROOT / "template.yaml").read_text()
+    assert arch in package.PLATFORMS
+
+
 def test_pip_targets_the_lambda_platform_not_the_host():
     command = package.pip_install_command(["orjson>=3.10"], Path("/t"), "arm64", "3.13")
     assert "--only-binary=:all:" in command
@@ -104,6 +112,10 @@ def test_zip_holds_the_tree_and_no_junk(built):
     assert names == on_disk
     assert "forwarder/settings.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    # What the function never imports: the local intake, native libraries' sources, test suites.
+    assert "forwarder/devintake.py" not in names
+    assert not [n for n in names if n.endswith((".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".pyx", ".pxd"))]
+    assert not [n for n in names if "/tests/" in n or "/test/" in n]
     top = {n.split("/")[0] for n in names}
     assert not top & {"boto3", "botocore", "s3transfer", "bin"}, "the runtime provides the SDK"
     assert {"orjson", "isal", "zstandard", "requests", "aws_lambda_powertools"} <= top

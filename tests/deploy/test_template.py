@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,11 +53,21 @@ BASE_RESOURCES = {
     "ForwarderLogGroup",
     "ForwarderRole",
     "DeadLetterQueue",
+    "DeadLetterQueuePolicy",
     "ErrorsAlarm",
     "ThrottlesAlarm",
     "DeadLetterQueueAlarm",
     "EventsFailedAlarm",
+    "InputErrorsAlarm",
+    "NothingDeliveredAlarm",
 }
+STACK = PSEUDO["AWS::StackName"]
+ORG_ID = "o-a1b2c3d4e5"
+LOG_ARCHIVE = "210987654321"
+EXISTING_QUEUE = f"arn:aws:sqs:{REGION}:{LOG_ARCHIVE}:org-trail-notifications"
+TRAIL_TOPIC = f"arn:aws:sns:eu-west-1:{LOG_ARCHIVE}:org-trail"
+# KMS keys decrypt only on behalf of the services the forwarder reads through.
+VIA_SERVICES = [f"{service}.{REGION}.amazonaws.com" for service in ("s3", "secretsmanager", "ssm", "sqs")]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +122,10 @@ TRANSFORM_CASES = {
         "FailedEventsBucketName": STORE_BUCKET,
         "ReplaySchedule": "cron(15 * * * ? *)",
         "IdempotencyExpirySeconds": "3600",
+        "VpcSubnetIds": "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788",
+        "VpcSecurityGroupIds": "sg-0a1b2c3d4e5f60718",
+        "HttpsProxy": "http://proxy.internal:3128",
+        "NoProxy": ".amazonaws.com",
     },
     "store-in-a-new-bucket": {
         **KEY_SOURCES["value"],
@@ -134,6 +147,29 @@ TRANSFORM_CASES = {
         "UseQueue": "false",
     },
     "rule-no-queue": {**KEY_SOURCES["secret"], "S3BucketNames": "org-trail-logs", "UseQueue": "false"},
+    "organization": {
+        **KEY_SOURCES["secret"],
+        "S3BucketNames": "org-trail-logs,eks-audit.archive",
+        "S3Delivery": "S3Notification",
+        "S3KeyPrefix": "o-a1b2c3d4e5/AWSLogs/",
+        "SourceOrganizationId": ORG_ID,
+        "ExistingQueueArn": EXISTING_QUEUE,
+        "CloudTrailTopicArn": TRAIL_TOPIC,
+        "FunctionName": "org-forwarder",
+        "KmsKeyArns": KMS_KEY,
+        "LogGroupNames": "/aws/eks/prod/cluster",
+        "StoreFailedEvents": "true",
+    },
+    "read-any-bucket-from-accounts": {
+        **KEY_SOURCES["value"],
+        "ReadAnyBucket": "true",
+        "S3Delivery": "S3Notification",
+        "UseQueue": "false",
+        "SourceAccountIds": f"{LOG_ARCHIVE},333344445555",
+        "CloudTrailTopicArn": TRAIL_TOPIC,
+        "QueueMaximumConcurrency": "50",
+        "NoDeliveryAlarmSeconds": "3600",
+    },
 }
 
 
@@ -226,6 +262,41 @@ DEFAULT_RELIABILITY = Reliability()
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """Who may send, what else is read, and the function's name: the options beyond the base matrix."""
+
+    read_any: bool = False
+    accounts: tuple[str, ...] = ()
+    org: str = ""
+    existing_queue: str = ""
+    topic: str = ""
+    prefix: str = ""
+    function_name: str = ""
+
+    @property
+    def only_this_account(self) -> bool:
+        return not self.accounts and not self.org
+
+    @property
+    def name(self) -> str:
+        return self.function_name or STACK
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            "ReadAnyBucket": str(self.read_any).lower(),
+            "SourceAccountIds": ",".join(self.accounts),
+            "SourceOrganizationId": self.org,
+            "ExistingQueueArn": self.existing_queue,
+            "CloudTrailTopicArn": self.topic,
+            "S3KeyPrefix": self.prefix,
+            "FunctionName": self.function_name,
+        }
+
+
+DEFAULT_INPUTS = Inputs()
+
+
+@dataclass(frozen=True)
 class Combo:
     buckets: tuple[str, ...]
     delivery: str
@@ -235,10 +306,21 @@ class Combo:
     key: str
     kms: tuple[str, ...]
     rel: Reliability | None = field(default=None)
+    ins: Inputs | None = field(default=None)
 
     @property
     def reliability(self) -> Reliability:
         return self.rel or DEFAULT_RELIABILITY
+
+    @property
+    def inputs(self) -> Inputs:
+        return self.ins or DEFAULT_INPUTS
+
+    @property
+    def queued(self) -> bool:
+        """UseQueue makes a queue only when something sends to it: the rule, notifications, the topic."""
+        rule = self.delivery == "EventBridge" and bool(self.buckets)
+        return self.queue and (rule or self.delivery == "S3Notification" or bool(self.inputs.topic))
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -250,6 +332,7 @@ class Combo:
             "KmsKeyArns": ",".join(self.kms),
             **KEY_SOURCES[self.key],
             **(self.rel.overrides() if self.rel else {}),
+            **(self.ins.overrides() if self.ins else {}),
         }
 
 
@@ -267,20 +350,27 @@ def _json(value: Any) -> str:
 
 def expected_resources(c: Combo) -> set[str]:
     rule = c.delivery == "EventBridge" and bool(c.buckets)
+    i = c.inputs
     names = set(BASE_RESOURCES)
     names |= {"ApiKeySecret"} if c.key == "value" else set()
     names |= {f"ReadBucket{_alnum(b)}" for b in c.buckets}
-    names |= {"Queue", "QueuePolicy", "QueueEventSource"} if c.queue else set()
-    names |= {"ObjectCreatedRule"} if rule else set()
-    names |= {"ObjectCreatedRulePermission"} if rule and not c.queue else set()
-    names |= {"S3NotificationPermission"} if c.delivery == "S3Notification" and not c.queue else set()
-    names |= {"CloudWatchLogsPermission"} if c.log_groups else set()
+    names |= {"Queue", "QueuePolicy", "QueueEventSource", "QueueAgeAlarm"} if c.queued else set()
+    names |= {"ObjectCreatedRule", "RuleFailedInvocationsAlarm"} if rule else set()
+    names |= {"ObjectCreatedRulePermission"} if rule and not c.queued else set()
+    notified = c.delivery == "S3Notification" and not c.queued
+    names |= {f"S3NotificationFrom{_alnum(b)}" for b in c.buckets} if notified else set()
+    names |= {"S3NotificationPermission"} if notified and i.read_any else set()
+    names |= {f"LogsPermission{_alnum(g)}" for g in c.log_groups}
     names |= {f"Subscription{_alnum(g)}" for g in c.log_groups}
+    names |= {"ExistingQueueEventSource", "ExistingQueueAgeAlarm"} if i.existing_queue else set()
+    names |= {"CloudTrailTopicSubscription"} if i.topic else set()
+    names |= {"CloudTrailTopicPermission"} if i.topic and not c.queued else set()
     r = c.reliability
-    names |= {"FailedEventsStorePolicy"} if r.store_on else set()
+    names |= {"EventsStoredAlarm"} if r.store_on else set()
     names |= {"FailedEventsBucket", "FailedEventsBucketPolicy"} if r.store == "created" else set()
     names |= {"ReplayScheduleRule", "ReplaySchedulePermission"} if r.scheduled else set()
-    names |= {"ContinuationQueue", "ContinuationQueuePolicy", "ContinuationEventSource"} if r.continuation else set()
+    continuation = {"ContinuationQueue", "ContinuationQueuePolicy", "ContinuationEventSource"}
+    names |= continuation | {"ContinuationQueueAgeAlarm"} if r.continuation else set()
     names |= {"IdempotencyTable"} if r.idempotency else set()
     return names
 
@@ -295,37 +385,45 @@ def store_grants(c: Combo) -> set[tuple[str, str]]:
     r = c.reliability
     if not r.store_on:
         return set()
-    pattern = "arn:aws:s3:::${Bucket}/failed-events/${ForwarderFunction}/*"
+    # The function's name is set by the template, never generated: a new stack finds old batches.
+    pattern = f"arn:aws:s3:::${{Bucket}}/failed-events/{c.inputs.name}/*"
     if r.store == "created":
-        objects = {"Fn::Sub": [pattern, {"Bucket": {"Ref": "FailedEventsBucket"}}]}
+        objects: Any = {"Fn::Sub": [pattern, {"Bucket": {"Ref": "FailedEventsBucket"}}]}
         bucket: Any = _getatt("FailedEventsBucket")
     else:
-        objects = {"Fn::Sub": pattern.replace("${Bucket}", STORE_BUCKET)}
+        objects = pattern.replace("${Bucket}", STORE_BUCKET)
         bucket = f"arn:aws:s3:::{STORE_BUCKET}"
-    prefix = {"StringLike": {"s3:prefix": {"Fn::Sub": "failed-events/${ForwarderFunction}/*"}}}
+    prefix = {"StringLike": {"s3:prefix": f"failed-events/{c.inputs.name}/*"}}
     pairs = {(action, _json(objects)) for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")}
     pairs.add(("s3:ListBucket", f"{_json(bucket)} when {json.dumps(prefix, sort_keys=True)}"))
     if r.store == "existing":
-        pairs |= {("kms:GenerateDataKey", key) for key in c.kms}
+        via_s3 = {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}
+        pairs |= {("kms:GenerateDataKey", f"{key} when {json.dumps(via_s3, sort_keys=True)}") for key in c.kms}
     return pairs
 
 
 def expected_grants(c: Combo) -> set[tuple[str, str]]:
     pairs = {(a, _json(_getatt("ForwarderLogGroup"))) for a in ("logs:CreateLogStream", "logs:PutLogEvents")}
     pairs.add(("sqs:SendMessage", _json(_getatt("DeadLetterQueue"))))
-    if c.queue:
+    if c.queued:
         consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
         pairs |= {(a, _json(_getatt("Queue"))) for a in consume}
     if c.key == "value":
         pairs.add(("secretsmanager:GetSecretValue", _json({"Ref": "ApiKeySecret"})))
     elif c.key == "secret":
         pairs.add(("secretsmanager:GetSecretValue", SECRET_ARN))
+        pairs.add(("secretsmanager:GetSecretValue", f"{SECRET_ARN}-??????"))
     else:
         prefix = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
         pairs |= {("ssm:GetParameter", f"{prefix}/datadog/api-key"), ("ssm:GetParameter", f"{prefix}//datadog/api-key")}
-    pairs |= {("kms:Decrypt", key) for key in c.kms}
-    objects = [f"arn:aws:s3:::{b}/*" for b in c.buckets] or ["arn:aws:s3:::*/*"]
+    via = json.dumps({"StringEquals": {"kms:ViaService": VIA_SERVICES}}, sort_keys=True)
+    pairs |= {("kms:Decrypt", f"{key} when {via}") for key in c.kms}
+    # No bucket named and no ReadAnyBucket (an EKS-only stack): no S3 read at all.
+    objects = [f"arn:aws:s3:::{b}/*" for b in c.buckets] or (["arn:aws:s3:::*/*"] if c.inputs.read_any else [])
     pairs |= {(action, arn) for action in ("s3:GetObject", "s3:GetObjectVersion") for arn in objects}
+    if c.inputs.existing_queue:
+        consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
+        pairs |= {(a, c.inputs.existing_queue) for a in consume}
     pairs |= store_grants(c)
     if c.reliability.continuation:
         send_and_consume = ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
@@ -347,24 +445,48 @@ def check_wiring(stack: Stack, c: Combo) -> None:
     assert env.get("DD_API_KEY_SSM_NAME") == ("/datadog/api-key" if c.key == "ssm" else None)
     assert "DD_API_KEY" not in env, "the key never travels in plain text"
 
+    i = c.inputs
+    function = resources["ForwarderFunction"]["Properties"]
+    assert function["FunctionName"] == i.name
+    assert resources["ForwarderLogGroup"]["Properties"]["LogGroupName"] == f"/aws/lambda/{i.name}"
     if "ObjectCreatedRule" in resources:
         rule = resources["ObjectCreatedRule"]["Properties"]
-        assert rule["EventPattern"] == {
-            "source": ["aws.s3"],
-            "detail-type": ["Object Created"],
-            "detail": {"bucket": {"name": list(c.buckets)}},
-        }
-        target = _getatt("Queue") if c.queue else _getatt("ForwarderFunction")
+        detail: dict[str, Any] = {"bucket": {"name": list(c.buckets)}}
+        if i.prefix:
+            detail["object"] = {"key": [{"prefix": i.prefix}]}
+        assert rule["EventPattern"] == {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
+        target = _getatt("Queue") if c.queued else _getatt("ForwarderFunction")
         assert [t["Arn"] for t in rule["Targets"]] == [target]
+        # Undeliverable events are retried for a day, then kept in the dead-letter queue.
+        (spec,) = rule["Targets"]
+        assert spec["DeadLetterConfig"] == {"Arn": _getatt("DeadLetterQueue")}
+        assert spec["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    dlq_senders = resources["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allowed = [s for s in dlq_senders if s["Effect"] == "Allow"]
+    if "ObjectCreatedRule" in resources:
+        (sender,) = allowed
+        assert sender["Principal"] == {"Service": "events.amazonaws.com"}
+        assert sender["Condition"] == {"ArnEquals": {"aws:SourceArn": _getatt("ObjectCreatedRule")}}
+    else:
+        assert not allowed
+    assert resources["DeadLetterQueue"]["DeletionPolicy"] == "Retain"
+    assert resources["DeadLetterQueue"]["UpdateReplacePolicy"] == "Retain"
     if "ObjectCreatedRulePermission" in resources:
         permission = resources["ObjectCreatedRulePermission"]["Properties"]
         assert permission["Principal"] == "events.amazonaws.com"
         assert permission["SourceArn"] == _getatt("ObjectCreatedRule")
+    for bucket in c.buckets:
+        if f"S3NotificationFrom{_alnum(bucket)}" in resources:
+            permission = resources[f"S3NotificationFrom{_alnum(bucket)}"]["Properties"]
+            assert permission["Principal"] == "s3.amazonaws.com"
+            assert permission["SourceArn"] == f"arn:aws:s3:::{bucket}"
+            assert permission.get("SourceAccount") == (ACCOUNT if i.only_this_account else None)
     if "S3NotificationPermission" in resources:
         permission = resources["S3NotificationPermission"]["Properties"]
         assert (permission["Principal"], permission["SourceAccount"]) == ("s3.amazonaws.com", ACCOUNT)
+        assert "SourceArn" not in permission
 
-    if c.queue:
+    if c.queued:
         queue = resources["Queue"]["Properties"]
         assert queue["RedrivePolicy"]["deadLetterTargetArn"] == _getatt("DeadLetterQueue")
         mapping = resources["QueueEventSource"]["Properties"]
@@ -374,30 +496,55 @@ def check_wiring(stack: Stack, c: Combo) -> None:
         senders = {s["Principal"]["Service"]: s for s in statements if s["Effect"] == "Allow"}
         want = {"s3.amazonaws.com"} if c.delivery == "S3Notification" else set()
         want |= {"events.amazonaws.com"} if "ObjectCreatedRule" in resources else set()
+        want |= {"sns.amazonaws.com"} if i.topic else set()
         assert set(senders) == want
         if "s3.amazonaws.com" in senders:
-            assert senders["s3.amazonaws.com"]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+            if i.org:
+                who: dict[str, Any] = {"aws:SourceOrgID": i.org}
+            else:
+                who = {"aws:SourceAccount": [ACCOUNT, *i.accounts] if i.accounts else ACCOUNT}
+            condition: dict[str, Any] = {"StringEquals": who}
+            if c.buckets:
+                condition["ArnLike"] = {"aws:SourceArn": [f"arn:*:s3:::{b}" for b in c.buckets]}
+            assert senders["s3.amazonaws.com"]["Condition"] == condition
         if "events.amazonaws.com" in senders:
             condition = {"ArnEquals": {"aws:SourceArn": _getatt("ObjectCreatedRule")}}
             assert senders["events.amazonaws.com"]["Condition"] == condition
+        if "sns.amazonaws.com" in senders:
+            assert senders["sns.amazonaws.com"]["Condition"] == {"ArnEquals": {"aws:SourceArn": i.topic}}
 
-    if c.log_groups:
-        permission = resources["CloudWatchLogsPermission"]["Properties"]
+    for group in c.log_groups:
+        # Each group may invoke the function; no other group of the account can.
+        permission = resources[f"LogsPermission{_alnum(group)}"]["Properties"]
         assert permission["Principal"] == "logs.amazonaws.com"
         assert permission["SourceAccount"] == ACCOUNT
-        assert permission["SourceArn"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"
-    for group in c.log_groups:
+        assert permission["SourceArn"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:*"
         subscription = resources[f"Subscription{_alnum(group)}"]
-        assert subscription["DependsOn"] == "CloudWatchLogsPermission"
+        assert subscription["DependsOn"] == f"LogsPermission{_alnum(group)}"
         props = subscription["Properties"]
         assert props["LogGroupName"] == group
         assert props["DestinationArn"] == _getatt("ForwarderFunction")
         assert props["FilterPattern"] == ('{ $.kind = "Event" }' if c.audit_only else "")
 
+    mappings = [resources[n]["Properties"] for n in resources if n.endswith("EventSource")]
+    assert all(m["ScalingConfig"] == {"MaximumConcurrency": "10"} for m in mappings)
+    if i.existing_queue:
+        mapping = resources["ExistingQueueEventSource"]["Properties"]
+        assert mapping["EventSourceArn"] == i.existing_queue
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    if i.topic:
+        subscription = resources["CloudTrailTopicSubscription"]["Properties"]
+        assert (subscription["TopicArn"], subscription["Region"]) == (i.topic, i.topic.split(":")[3])
+        endpoint = _getatt("Queue") if c.queued else _getatt("ForwarderFunction")
+        assert (subscription["Protocol"], subscription["Endpoint"]) == ("sqs" if c.queued else "lambda", endpoint)
+        if not c.queued:
+            permission = resources["CloudTrailTopicPermission"]["Properties"]
+            assert (permission["Principal"], permission["SourceArn"]) == ("sns.amazonaws.com", i.topic)
+
     outputs = set(stack.outputs)
-    assert ("QueueUrl" in outputs) == c.queue
+    assert ("QueueUrl" in outputs) == c.queued
     assert ("ApiKeySecretArn" in outputs) == (c.key == "value")
-    assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl"} <= outputs
+    assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl", "RoleArn"} <= outputs
     check_reliability(stack, c)
 
 
@@ -438,7 +585,6 @@ def check_reliability(stack: Stack, c: Combo) -> None:
 
     if r.scheduled:
         rule = resources["ReplayScheduleRule"]
-        assert rule["DependsOn"] == "FailedEventsStorePolicy"
         assert rule["Properties"]["ScheduleExpression"] == r.schedule
         (target,) = rule["Properties"]["Targets"]
         assert target["Arn"] == _getatt("ForwarderFunction")
@@ -509,7 +655,26 @@ REPRESENTATIVE_BASES = [
     Combo(("org-trail-logs",), "EventBridge", False, ("/aws/eks/prod/cluster",), False, "value", (KMS_KEY,)),
     Combo((), "S3Notification", True, (), False, "ssm", (KMS_KEY,)),
 ]
-COMBOS = BASE_COMBOS + [dataclasses.replace(base, rel=rel) for base in REPRESENTATIVE_BASES for rel in RELIABILITY]
+INPUTS = [
+    Inputs(read_any=True),
+    Inputs(accounts=(LOG_ARCHIVE,), prefix="AWSLogs/"),
+    Inputs(accounts=(LOG_ARCHIVE, "333344445555"), topic=TRAIL_TOPIC),
+    Inputs(org=ORG_ID, existing_queue=EXISTING_QUEUE, topic=TRAIL_TOPIC, function_name="org-forwarder"),
+]
+# The input options meet the sources' wiring and the store's prefix: each is crossed with every
+# representative base (reading any bucket only where no bucket is named: the Rules refuse both).
+INPUT_COMBOS = [
+    dataclasses.replace(base, rel=rel, ins=ins)
+    for base in REPRESENTATIVE_BASES
+    for ins in INPUTS
+    for rel in (None, Reliability("created"), Reliability("existing"))
+    if not (ins.read_any and base.buckets)
+]
+COMBOS = (
+    BASE_COMBOS
+    + [dataclasses.replace(base, rel=rel) for base in REPRESENTATIVE_BASES for rel in RELIABILITY]
+    + INPUT_COMBOS
+)
 
 
 def test_each_combination_gets_exactly_its_wiring_and_grants(template):
@@ -567,6 +732,16 @@ def test_continuation_visibility_follows_the_timeout(template, timeout):
     assert template["Mappings"]["QueueVisibility"][timeout]["Seconds"] == 6 * int(timeout)
 
 
+def test_reading_any_bucket_is_an_opt_in_apart_from_named_buckets(template):
+    def passes(buckets: str, read_any: str) -> bool:
+        overrides = {**KEY_SOURCES["value"], "S3BucketNames": buckets, "ReadAnyBucket": read_any}
+        return Stack(template, overrides).rules_pass(template)
+
+    assert template["Parameters"]["ReadAnyBucket"]["Default"] == "false"
+    assert passes("", "false") and passes("", "true") and passes("org-trail-logs", "false")
+    assert not passes("org-trail-logs", "true")
+
+
 def test_the_api_key_source_must_be_exactly_one(template):
     assert not Stack(template, {}).rules_pass(template)
     for name, overrides in KEY_SOURCES.items():
@@ -592,32 +767,181 @@ def test_reserved_concurrency_only_when_asked(template, reserved, expected):
     assert stack.resources["ForwarderFunction"]["Properties"].get("ReservedConcurrentExecutions") == expected
 
 
+def _alarms(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {name: body["Properties"] for name, body in stack.of_type("AWS::CloudWatch::Alarm").items()}
+
+
+def _metric_stats(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A metric math alarm's inputs by id."""
+    return {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+
+
 @pytest.mark.parametrize("topic", ["", f"arn:aws:sns:{REGION}:{ACCOUNT}:alerts"])
-def test_alarms_watch_the_function_the_dead_letters_and_failed_events(template, topic):
-    stack = Stack(template, {**KEY_SOURCES["value"], "AlarmTopicArn": topic})
-    alarms = {
-        body["Properties"]["MetricName"]: body["Properties"]
-        for body in stack.of_type("AWS::CloudWatch::Alarm").values()
+def test_alarms_watch_the_function_the_queues_and_the_outcomes(template, topic):
+    overrides = {"S3BucketNames": "org-trail-logs", "StoreFailedEvents": "true", "ExistingQueueArn": EXISTING_QUEUE}
+    stack = Stack(template, {**KEY_SOURCES["value"], **overrides, "AlarmTopicArn": topic})
+    alarms = _alarms(stack)
+    assert set(alarms) == {
+        *("ErrorsAlarm", "ThrottlesAlarm", "DeadLetterQueueAlarm", "EventsFailedAlarm", "InputErrorsAlarm"),
+        *("EventsStoredAlarm", "NothingDeliveredAlarm", "RuleFailedInvocationsAlarm"),
+        *("QueueAgeAlarm", "ContinuationQueueAgeAlarm", "ExistingQueueAgeAlarm"),
     }
-    assert set(alarms) == {"Errors", "Throttles", "ApproximateNumberOfMessagesVisible", "EventsFailed"}
     function = {"Ref": "ForwarderFunction"}
-    assert alarms["Errors"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
-    assert alarms["Throttles"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
-    dlq = alarms["ApproximateNumberOfMessagesVisible"]
+    assert alarms["ErrorsAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
+    assert alarms["ThrottlesAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
+    dlq = alarms["DeadLetterQueueAlarm"]
     assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": _getatt("DeadLetterQueue", "QueueName")}]
     # Powertools Metrics (forwarder/metrics.py) publishes with service = the function's name.
-    failed = alarms["EventsFailed"]
-    assert failed["Namespace"] == "SecurityLogForwarder"
-    assert failed["Dimensions"] == [{"Name": "service", "Value": function}]
+    for metric in ("EventsFailed", "InputErrors", "EventsStored"):
+        alarm = alarms[f"{metric}Alarm"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("SecurityLogForwarder", metric)
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": function}]
+        assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 1)
+    queues = {
+        "QueueAgeAlarm": _getatt("Queue", "QueueName"),
+        "ContinuationQueueAgeAlarm": _getatt("ContinuationQueue", "QueueName"),
+        "ExistingQueueAgeAlarm": "org-trail-notifications",
+    }
+    for name, queue in queues.items():
+        alarm = alarms[name]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == ("900", "GreaterThanThreshold")
+    stuck = alarms["NothingDeliveredAlarm"]
+    inputs = _metric_stats(stuck)
+    assert {stat["Metric"]["MetricName"] for stat in inputs.values()} == {
+        "EventsRead",
+        "EventsDelivered",
+        "EventsTruncated",
+        "EventsFiltered",
+    }
+    for stat in inputs.values():
+        assert stat["Metric"]["Namespace"] == "SecurityLogForwarder"
+        assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": function}]
+        assert (stat["Period"], stat["Stat"]) == ("1800", "Sum")
+    rule = _metric_stats(alarms["RuleFailedInvocationsAlarm"])
+    assert {stat["Metric"]["MetricName"] for stat in rule.values()} == {
+        "FailedInvocations",
+        "InvocationsSentToDlq",
+        "InvocationsFailedToBeSentToDlq",
+    }
+    rule_name = [{"Name": "RuleName", "Value": {"Ref": "ObjectCreatedRule"}}]
+    assert all(stat["Metric"]["Dimensions"] == rule_name for stat in rule.values())
     for alarm in alarms.values():
         assert alarm.get("AlarmActions") == ([topic] if topic else None)
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+# (read, delivered, truncated, filtered) sums in one period -> whether NothingDelivered fires.
+NOTHING_DELIVERED_CASES = [
+    ((0, 0, 0, 0), False),
+    ((None, None, None, None), False),
+    ((120, 0, 0, 0), True),
+    ((120, 119, 1, 0), False),
+    ((120, 0, 2, 0), False),
+    ((120, 0, 0, 120), False),
+    ((5, None, None, None), True),
+]
+
+
+def _metric_math(expression: str, values: dict[str, float | None]) -> float:
+    """CloudWatch's metric math for the few functions NothingDelivered uses: FILL, IF, AND, ==, >, +."""
+    text = re.sub(r"FILL\((\w+), 0\)", lambda m: f"({values[m.group(1)] or 0})", expression)
+    text = re.sub(r"\bAND\b", " and ", text)
+    match = re.fullmatch(r"IF\(([0-9()+=> and]+), 1, 0\)", text)
+    assert match, f"not the expression this evaluator knows: {expression}"
+    # Only digits, parentheses, +, ==, > and `and` are left: Python reads them as metric math does.
+    return 1.0 if eval(match.group(1), {"__builtins__": {}}) else 0.0
+
+
+@pytest.mark.parametrize(("sums", "fires"), NOTHING_DELIVERED_CASES)
+def test_nothing_delivered_fires_only_when_events_were_read_and_none_got_through(template, sums, fires):
+    alarm = _alarms(Stack(template, KEY_SOURCES["value"]))["NothingDeliveredAlarm"]
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
+    ids = {stat["Metric"]["MetricName"]: mid for mid, stat in _metric_stats(alarm).items()}
+    names = ("EventsRead", "EventsDelivered", "EventsTruncated", "EventsFiltered")
+    values = {ids[name]: value for name, value in zip(names, sums, strict=True)}
+    assert (_metric_math(expression, values) >= alarm["Threshold"]) == fires
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "boundary", "level"),
+    [
+        ({}, "/", None, "INFO"),
+        (
+            {
+                "RolePath": "/security/forwarders/",
+                "PermissionsBoundaryArn": f"arn:aws:iam::{ACCOUNT}:policy/boundary",
+                "LogLevel": "WARNING",
+            },
+            "/security/forwarders/",
+            f"arn:aws:iam::{ACCOUNT}:policy/boundary",
+            "WARNING",
+        ),
+    ],
+)
+def test_role_path_boundary_and_log_level_are_the_organisation_s(template, overrides, path, boundary, level):
+    stack = Stack(template, {**KEY_SOURCES["value"], **overrides})
+    role = stack.resources["ForwarderRole"]["Properties"]
+    assert (role["Path"], role.get("PermissionsBoundary")) == (path, boundary)
+    env = stack.resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_LOG_LEVEL"] == level
+
+
+VPC = {"VpcSubnetIds": "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788", "VpcSecurityGroupIds": "sg-0a1b2c3d"}
+NETWORK_INTERFACES = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+
+
+def test_in_a_vpc_the_role_may_manage_network_interfaces_and_nothing_more(template):
+    outside = Stack(template, KEY_SOURCES["value"])
+    inside = Stack(template, {**KEY_SOURCES["value"], **VPC})
+    assert "VpcConfig" not in outside.resources["ForwarderFunction"]["Properties"]
+    assert inside.resources["ForwarderFunction"]["Properties"]["VpcConfig"] == {
+        "SubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0f1e2d3c4b5a69788"],
+        "SecurityGroupIds": ["sg-0a1b2c3d"],
+    }
+    # EC2 has no narrower resource for these; they are the only grants on "*", and only in a VPC.
+    assert grants(inside) - grants(outside) == {(action, "*") for action in NETWORK_INTERFACES}
+
+
+def test_a_vpc_needs_subnets_and_security_groups_together(template):
+    def passes(overrides: dict[str, str]) -> bool:
+        return Stack(template, {**KEY_SOURCES["value"], **overrides}).rules_pass(template)
+
+    assert passes({}) and passes(VPC)
+    assert not passes({"VpcSubnetIds": VPC["VpcSubnetIds"]})
+    assert not passes({"VpcSecurityGroupIds": VPC["VpcSecurityGroupIds"]})
+
+
+PROXY = "http://proxy.internal:3128"
+
+
+@pytest.mark.parametrize(("proxy", "no_proxy"), [("", ""), (PROXY, ""), (PROXY, ".amazonaws.com")])
+def test_the_proxy_is_set_only_when_given(template, proxy, no_proxy):
+    stack = Stack(template, {**KEY_SOURCES["value"], "HttpsProxy": proxy, "NoProxy": no_proxy})
+    env = stack.resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    assert (env.get("HTTPS_PROXY"), env.get("NO_PROXY")) == (proxy or None, no_proxy or None)
+
+
+def test_an_eks_only_stack_has_no_queue_and_reads_no_bucket(template):
+    stack = Stack(template, {**KEY_SOURCES["value"], "S3Delivery": "None", "LogGroupNames": "/aws/eks/prod/cluster"})
+    assert not {"Queue", "QueueEventSource", "QueueAgeAlarm", "ObjectCreatedRule"} & set(stack.resources)
+    assert not [action for action, _ in grants(stack) if action.startswith("s3:")]
 
 
 def test_function_defaults(template):
     props = Stack(template, KEY_SOURCES["value"]).resources["ForwarderFunction"]["Properties"]
     assert props["Architectures"] == ["arm64"]
     assert (props["MemorySize"], props["Timeout"]) == ("512", "300")
-    assert props["CodeUri"] == "dist/forwarder.zip"
+    assert props["CodeUri"] == "dist/forwarder-arm64.zip"
+    assert props["FunctionName"] == STACK
     assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ForwarderLogGroup"}}
     assert props["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": _getatt("DeadLetterQueue")}
 
@@ -698,7 +1022,12 @@ def test_the_environment_table_matches_the_template(template):
     assert {v for v, _ in rows} >= {v for v, body in variables.items() if isinstance(body, dict)}
 
 
-def test_package_output_is_the_code_uri():
+@pytest.mark.parametrize("arch", ["arm64", "x86_64"])
+def test_the_code_uri_is_the_zip_built_for_the_architecture(template, arch):
+    """`make package` writes dist/forwarder-<arch>.zip for each; the function takes its own."""
     makefile = (ROOT / "Makefile").read_text()
-    assert "--output dist/forwarder.zip" in makefile
-    assert Path(ROOT / "template.yaml").read_text().count("CodeUri: dist/forwarder.zip") == 1
+    assert "ARCHS ?= arm64 x86_64" in makefile
+    assert "--arch $$arch --output dist/forwarder-$$arch.zip" in makefile
+    assert template["Parameters"]["Architecture"]["AllowedValues"] == ["arm64", "x86_64"]
+    props = Stack(template, {**KEY_SOURCES["value"], "Architecture": arch}).resources["ForwarderFunction"]["Properties"]
+    assert (props["CodeUri"], props["Architectures"]) == (f"dist/forwarder-{arch}.zip", [arch])
