@@ -356,7 +356,7 @@ def _send(
 ) -> None:
     """Batch and send as the Lambda does, retries and deadline included."""
     from forwarder.outputs.batch import batches
-    from forwarder.outputs.http import deliver
+    from forwarder.outputs.deliver import deliver
 
     packed = batches(entries, settings.batch_max_entries, settings.batch_max_bytes)
     for batch, error in deliver(send, packed, deadline, settings.max_workers):
