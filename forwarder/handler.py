@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from forwarder import memory, runtime, triggers
+from forwarder import logs, memory, runtime, triggers
 from forwarder.errors import IncompleteInvocation
 from forwarder.metrics import Outcome, Tally, publish
 from forwarder.model import BatchOperations, Deadline, Invocation, Invoker, Message, Skip
@@ -24,7 +22,7 @@ from forwarder.process import processors
 from forwarder.reliability.idempotency import ObjectGuard
 from forwarder.settings import Settings, load_settings
 
-logger = Logger(service="security-log-forwarder")
+logger = logs.logger()
 
 RESULT_CODES = {None: "Succeeded", FailureKind.TEMPORARY: "TemporaryFailure", FailureKind.PERMANENT: "PermanentFailure"}
 """A Batch Operations task's `resultCode` for what became of its message."""

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3.exceptions
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forwarder import formats, runtime, sources
+from forwarder import formats, logs, runtime, sources
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
 from forwarder.formats import Block, Format, multiline
 from forwarder.formats.inline import read_event
@@ -50,7 +49,7 @@ from forwarder.reliability.replay import replay
 from forwarder.reliability.store import FailureStore
 from forwarder.settings import Settings
 
-logger = Logger(service="security-log-forwarder")
+logger = logs.logger()
 
 DEADLINE_CHECK_EVERY = 256
 """Events between two looks at the clock; a block of no events (a `Gap`) is looked at too."""

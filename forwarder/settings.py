@@ -18,12 +18,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import orjson
-
-from forwarder import __version__
+from forwarder import __version__, apikey
 from forwarder.errors import ConfigError
 
-API_KEY_CACHE_SECONDS = 300
 K8S_AUDIT_POLICY = "FORWARDER_K8S_AUDIT_POLICY"
 K8S_AUDIT_POLICY_MAX_BYTES = 1 << 20
 """A policy in S3 larger than this is refused rather than read into memory."""
@@ -187,6 +184,51 @@ def _headers(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+SUPPORTED_DD_VARIABLES = frozenset(
+    {
+        *("DD_API_KEY", "DD_API_KEY_SECRET_ARN", "DD_API_KEY_SSM_NAME", "DD_KMS_API_KEY", "DD_SITE", "DD_URL"),
+        *("DD_PORT", "DD_NO_SSL", "DD_SKIP_SSL_VALIDATION", "DD_USE_COMPRESSION", "DD_COMPRESSION_LEVEL"),
+        *("DD_MAX_WORKERS", "DD_FORWARD_LOG", "DD_TAGS", "DD_SOURCE", "DD_LOG_LEVEL", "DD_USE_VPC"),
+        *("DD_MULTILINE_LOG_REGEX_PATTERN", "DD_SCRUBBING_RULE", "DD_SCRUBBING_RULE_REPLACEMENT"),
+        *("DD_S3_BUCKET_NAME", "DD_STORE_FAILED_EVENTS"),
+    }
+)
+"""The `DD_*` variables read here; any other in the environment is named in one warning (`forwarder.logs`)."""
+
+
+def log_level(env: Mapping[str, str]) -> str:
+    """DD_LOG_LEVEL as a `logging` level name (WARN is WARNING); "" when unset."""
+    raw = env.get("DD_LOG_LEVEL", "").strip().upper()
+    if raw and raw not in _LOG_LEVELS:
+        raise ConfigError(f"DD_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {_shown(raw)!r}")
+    return _LOG_LEVELS.get(raw, "")
+
+
+def unsupported_variables(env: Mapping[str, str]) -> list[str]:
+    """The `DD_*` variables set that this forwarder does not read (README lists each with why)."""
+    return sorted(name for name in env if name.startswith("DD_") and name not in SUPPORTED_DD_VARIABLES)
+
+
+def _store_prefix(env: Mapping[str, str]) -> str:
+    raw = env.get("FORWARDER_STORE_PREFIX", "").strip().strip("/")
+    if raw and (not raw.isprintable() or ".." in raw.split("/")):
+        raise ConfigError(f"FORWARDER_STORE_PREFIX must be an S3 key prefix, got {_shown(raw)!r}")
+    return f"{raw}/" if raw else ""
+
+
+def _operations(env: Mapping[str, str]) -> dict[str, Any]:
+    """The Datadog Forwarder's operational settings and the failure store's prefix."""
+    return {
+        "kms_api_key": env.get("DD_KMS_API_KEY", "").strip(),
+        "log_level": log_level(env),
+        "no_ssl": _flag(env, "DD_NO_SSL", False),
+        "use_vpc": _flag(env, "DD_USE_VPC", False),
+        "forward_log": _flag(env, "DD_FORWARD_LOG", True),
+        "store_prefix_setting": _store_prefix(env),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The forwarder's configuration; see the README's table for each variable."""
@@ -237,6 +279,20 @@ class Settings:
     intake_auth: IntakeAuth | None = None
     intake_auth_header: str = "Authorization"
 
+    # The Datadog Forwarder's operational settings (README "Switching from the Datadog Forwarder").
+    kms_api_key: str = field(default="", repr=False)
+    """DD_KMS_API_KEY: the API key as base64 KMS ciphertext, decrypted once per container."""
+    log_level: str = ""
+    """DD_LOG_LEVEL, as a `logging` level name; POWERTOOLS_LOG_LEVEL wins when set (`forwarder.logs`)."""
+    no_ssl: bool = False
+    """DD_NO_SSL: http:// to a host-only DD_URL or the site's intake; for a test intake only."""
+    use_vpc: bool = False
+    """DD_USE_VPC: accepted; PrivateLink's private DNS serves the usual intake host in the VPC."""
+    forward_log: bool = True
+    """DD_FORWARD_LOG: false reads and counts every event but sends none (each ends `filtered`)."""
+    store_prefix_setting: str = ""
+    """FORWARDER_STORE_PREFIX, normalised to end with `/`; empty means failed-events/<function name>/."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every variable; errors name the variable, never a secret's value."""
@@ -284,6 +340,7 @@ class Settings:
             intake_headers=_headers(env.get("FORWARDER_INTAKE_HEADERS", "")),
             intake_auth=_choice(env, "FORWARDER_INTAKE_AUTH", IntakeAuth, None),
             intake_auth_header=env.get("FORWARDER_INTAKE_AUTH_HEADER", "").strip() or default.intake_auth_header,
+            **_operations(env),
         )
         settings._check_generic_intake()
         settings._check_intake_url()
@@ -296,12 +353,14 @@ class Settings:
 
     @property
     def intake_url(self) -> str:
-        """DD_URL as a full URL, or a bare host (https and DD_PORT), or the site's v2 logs intake."""
+        """DD_URL as a full URL, or a bare host (DD_PORT), or the site's v2 logs intake; https unless
+        DD_NO_SSL. DD_USE_VPC keeps the host: PrivateLink's private DNS answers for it in the VPC."""
         if "://" in self.url or self.intake_format is not IntakeFormat.DATADOG:
             return self.url
+        scheme = "http" if self.no_ssl else "https"
         if self.url:
-            return f"https://{self.url}:{self.port}/api/v2/logs"
-        return f"https://http-intake.logs.{self.site}/api/v2/logs"
+            return f"{scheme}://{self.url}:{self.port}/api/v2/logs"
+        return f"{scheme}://http-intake.logs.{self.site}/api/v2/logs"
 
     @property
     def version(self) -> str:
@@ -309,8 +368,9 @@ class Settings:
 
     @property
     def store_prefix(self) -> str:
-        """Where this function keeps failed events in DD_S3_BUCKET_NAME: one prefix per function."""
-        return f"failed-events/{self.function_name}/"
+        """Where failed events are kept in DD_S3_BUCKET_NAME: FORWARDER_STORE_PREFIX (the template sets
+        it from the stack's name, so a replaced function still finds them), else one per function."""
+        return self.store_prefix_setting or f"failed-events/{self.function_name}/"
 
     def __repr__(self) -> str:
         """The dataclass's repr, less the API key, with DD_URL's credentials and query redacted."""
@@ -387,8 +447,8 @@ class Settings:
 
     @property
     def has_api_key(self) -> bool:
-        """Whether any of DD_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME is set."""
-        return bool(self.api_key or self.api_key_secret_arn or self.api_key_ssm_name)
+        """Whether any of DD_API_KEY, DD_KMS_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME is set."""
+        return bool(self.api_key or self.kms_api_key or self.api_key_secret_arn or self.api_key_ssm_name)
 
     @property
     def intake_auth_kind(self) -> IntakeAuth:
@@ -407,40 +467,17 @@ class Settings:
         return self.resolve_api_key()
 
     def resolve_api_key(self) -> str:
-        """The API key from DD_API_KEY, else Secrets Manager, else SSM (cached for API_KEY_CACHE_SECONDS)."""
+        """The API key: DD_KMS_API_KEY decrypted (it beats DD_API_KEY, as in the Datadog Forwarder),
+        else DD_API_KEY, else Secrets Manager, else SSM (cached; see `forwarder.apikey`)."""
+        if self.kms_api_key:
+            return apikey.from_kms(self.kms_api_key, self.function_name)
         if self.api_key:
             return self.api_key
         if self.api_key_secret_arn:
-            return _key_from_secret(self.api_key_secret_arn)
+            return apikey.from_secret(self.api_key_secret_arn)
         if self.api_key_ssm_name:
-            return _key_from_ssm(self.api_key_ssm_name)
-        raise ConfigError("no API key: set DD_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME")
-
-
-def _key_from_secret(arn: str) -> str:
-    from aws_lambda_powertools.utilities import parameters
-
-    try:
-        value = parameters.get_secret(arn, max_age=API_KEY_CACHE_SECONDS)
-    except Exception as exc:  # Powertools wraps every boto3 failure; keep the cause, not the value
-        raise ConfigError(f"DD_API_KEY_SECRET_ARN: could not read secret {arn}: {type(exc).__name__}") from exc
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    if text.lstrip().startswith("{"):
-        try:
-            text = str(orjson.loads(text).get("DD_API_KEY", ""))
-        except (orjson.JSONDecodeError, AttributeError):
-            raise ConfigError(f"DD_API_KEY_SECRET_ARN: secret {arn} is neither a key nor JSON") from None
-    return _non_empty(text, "DD_API_KEY_SECRET_ARN")
-
-
-def _key_from_ssm(name: str) -> str:
-    from aws_lambda_powertools.utilities import parameters
-
-    try:
-        value = parameters.get_parameter(name, decrypt=True, max_age=API_KEY_CACHE_SECONDS)
-    except Exception as exc:
-        raise ConfigError(f"DD_API_KEY_SSM_NAME: could not read parameter {name}: {type(exc).__name__}") from exc
-    return _non_empty(str(value), "DD_API_KEY_SSM_NAME")
+            return apikey.from_ssm(self.api_key_ssm_name)
+        raise ConfigError("no API key: set DD_API_KEY, DD_KMS_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME")
 
 
 def _s3_location(reference: str) -> tuple[str, str]:
@@ -475,14 +512,11 @@ def _policy_from_s3(bucket: str, key: str) -> str:
     return body.decode("utf-8", "replace")
 
 
-def _non_empty(key: str, variable: str) -> str:
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"{variable}: the stored API key is empty")
-    return key
-
-
 @functools.cache
 def load_settings() -> Settings:
-    """The settings of this container, read on first use."""
-    return Settings.from_env()
+    """The settings of this container, read on first use; unsupported `DD_*` variables are named then."""
+    from forwarder import logs
+
+    settings = Settings.from_env()
+    logs.warn_about_settings(settings, os.environ)
+    return settings

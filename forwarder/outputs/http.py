@@ -11,7 +11,6 @@ outlive the invocation: the Lambda deadline bounds every wait and request.
 from __future__ import annotations
 
 import itertools
-import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -26,13 +25,14 @@ from isal import igzip
 from requests.structures import CaseInsensitiveDict
 from urllib3.util import Timeout
 
+from forwarder import logs
 from forwarder.errors import ConfigError, DeliveryError
 from forwarder.model import Deadline
 from forwarder.outputs.clocked import ClockedAdapter, request_clock
 from forwarder.outputs.retry import RetryPolicy
 from forwarder.settings import Settings
 
-logger = logging.getLogger(__name__)
+logger = logs.logger()
 
 ANSWER_MAX_CHARS = 1000
 ANSWER_READ_BYTES = 4 * ANSWER_MAX_CHARS
@@ -164,7 +164,10 @@ class HttpTransport:
         pause = self.policy.delay(attempt, retry_after, self._rand, self._now)
         if pause >= deadline.seconds_left():
             raise _final(failure, f"gave up after {attempt} attempts: waiting {pause:.1f} s would pass the deadline")
-        logger.warning("intake delivery attempt %d failed, retrying in %.2f s: %s", attempt, pause, failure)
+        logger.warning(
+            "intake delivery attempt failed, retrying",
+            extra={"attempt": attempt, "wait_seconds": round(pause, 3), "reason": str(failure)},
+        )
         self._sleep(pause)
 
     def _post(self, payload: bytes, left: float) -> Answer:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_lambda_powertools import Logger
-
+from forwarder import logs
 from forwarder.errors import ConfigError, DeliveryError, InputError, StoreError
 from forwarder.metrics import Outcome
 from forwarder.model import Entry, SkipReason
@@ -13,7 +12,7 @@ from forwarder.model import Entry, SkipReason
 if TYPE_CHECKING:
     from forwarder.pipeline import Pipeline
 
-logger = Logger(service="security-log-forwarder")
+logger = logs.logger()
 
 
 def replay(run: Pipeline) -> None:

@@ -249,8 +249,6 @@ def warnings_seen(records: Iterable[logging.LogRecord]) -> str:
     for record in records:
         if record.levelno >= logging.WARNING and record.name.startswith(("security-log-forwarder", "forwarder")):
             message = record.msg if isinstance(record.msg, str) else str(record.msg)
-            if record.name == "forwarder.outputs.http":
-                message = message.split(",")[0].replace("%d", "N")  # "intake delivery attempt N failed"
             counts[(record.levelname, message)] += 1
     return "; ".join(f'{level} "{message}" x{count}' for (level, message), count in counts.items())
 

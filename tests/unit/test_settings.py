@@ -91,3 +91,95 @@ def test_a_valid_url_with_a_password_never_shows_in_the_settings_repr(url: str) 
     assert settings.intake_url == url
     assert "PASS" not in repr(settings)
     assert "host" in repr(settings)
+
+
+# --- the Datadog Forwarder's operational settings and the failure store's prefix ---------------
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"DD_NO_SSL": "true"}, "http://http-intake.logs.datadoghq.com/api/v2/logs"),
+        ({"DD_NO_SSL": "true", "DD_URL": "intake.test", "DD_PORT": "8080"}, "http://intake.test:8080/api/v2/logs"),
+        ({"DD_NO_SSL": "true", "DD_URL": "https://intake.test/v2"}, "https://intake.test/v2"),
+        ({"DD_USE_VPC": "true", "DD_SITE": "datadoghq.eu"}, "https://http-intake.logs.datadoghq.eu/api/v2/logs"),
+    ],
+    ids=["no-ssl-site", "no-ssl-host", "full-url-keeps-its-scheme", "vpc-keeps-the-host"],
+)
+def test_no_ssl_and_use_vpc_intake_url(env: dict[str, str], url: str) -> None:
+    assert Settings.from_env(env).intake_url == url
+
+
+def test_tls_verification_stays_on_with_no_ssl() -> None:
+    assert not Settings.from_env({"DD_NO_SSL": "true"}).skip_ssl_validation
+
+
+@pytest.mark.parametrize(("raw", "level"), [("", ""), ("warn", "WARNING"), ("DEBUG", "DEBUG"), (" error ", "ERROR")])
+def test_dd_log_level(raw: str, level: str) -> None:
+    assert Settings.from_env({"DD_LOG_LEVEL": raw}).log_level == level
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DD_LOG_LEVEL": "loud"}, "DD_LOG_LEVEL"),
+        ({"DD_NO_SSL": "maybe"}, "DD_NO_SSL"),
+        ({"DD_USE_VPC": "2"}, "DD_USE_VPC"),
+        ({"DD_FORWARD_LOG": "nope"}, "DD_FORWARD_LOG"),
+        ({"FORWARDER_STORE_PREFIX": "a/../b"}, "FORWARDER_STORE_PREFIX"),
+    ],
+)
+def test_invalid_operational_settings_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        Settings.from_env(env)
+
+
+def test_forward_log_defaults_to_true() -> None:
+    assert Settings.from_env({}).forward_log
+    assert not Settings.from_env({"DD_FORWARD_LOG": "false"}).forward_log
+
+
+@pytest.mark.parametrize(
+    ("env", "prefix"),
+    [
+        ({"AWS_LAMBDA_FUNCTION_NAME": "fn"}, "failed-events/fn/"),
+        ({"AWS_LAMBDA_FUNCTION_NAME": "fn", "FORWARDER_STORE_PREFIX": "failed-events/stack/"}, "failed-events/stack/"),
+        ({"FORWARDER_STORE_PREFIX": "/failed-events/stack"}, "failed-events/stack/"),
+    ],
+)
+def test_store_prefix(env: dict[str, str], prefix: str) -> None:
+    assert Settings.from_env(env).store_prefix == prefix
+
+
+def test_unsupported_dd_variables_are_the_ones_not_read() -> None:
+    from forwarder.settings import unsupported_variables
+
+    env = {"DD_API_KEY": "k", "DD_FETCH_LAMBDA_TAGS": "true", "DD_TRACE_ENABLED": "false", "OTHER": "x"}
+    assert unsupported_variables(env) == ["DD_FETCH_LAMBDA_TAGS", "DD_TRACE_ENABLED"]
+
+
+def test_kms_api_key_counts_as_a_key_and_stays_out_of_the_repr() -> None:
+    settings = Settings.from_env({"DD_KMS_API_KEY": "Y2lwaGVydGV4dA=="})
+    assert settings.has_api_key
+    assert "Y2lwaGVydGV4dA" not in repr(settings)
+
+
+def test_a_kms_api_key_that_is_not_base64_names_the_variable_not_the_value() -> None:
+    with pytest.raises(ConfigError, match="DD_KMS_API_KEY is not base64") as raised:
+        Settings.from_env({"DD_KMS_API_KEY": "not base64 at all!"}).resolve_api_key()
+    assert "at all" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("reference", "region"),
+    [
+        ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:dd-key-AbCdEf", "eu-west-1"),
+        ("arn:aws:ssm:ap-southeast-2:123456789012:parameter/datadog/key", "ap-southeast-2"),
+        ("/datadog/key", None),
+        ("dd-key", None),
+    ],
+)
+def test_the_region_of_a_secret_or_parameter_is_its_arns(reference: str, region: str | None) -> None:
+    from forwarder.apikey import region_of
+
+    assert region_of(reference) == region
