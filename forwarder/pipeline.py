@@ -277,7 +277,9 @@ class Pipeline:
                     kept, filtered = apply(processors, block, opened.source)
                     if filtered:
                         self.tally.count_outcome(label, Outcome.FILTERED, filtered)
-                if kept is not None:
+                if kept is not None and not self.settings.forward_log:  # DD_FORWARD_LOG=false: read, count, send none
+                    self.tally.count_outcome(label, Outcome.FILTERED, len(kept))
+                elif kept is not None:
                     yield from encoder.entries(kept)
         except (InputError, DeadlineReached) as exc:
             self._unreadable(unit, exc)
