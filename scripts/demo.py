@@ -3,7 +3,7 @@
 Starts moto's S3 server and the local intake on 127.0.0.1, uploads the real CloudTrail fixture files
 as a trail would, invokes the handler through S3, SQS, SNS and EventBridge notifications and an EKS
 audit CloudWatch Logs subscription event, then prints what went in, what the intake received, and
-one enriched event of each source.
+one complete enriched event of each source, ending with "N events in, N delivered".
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def run_demo(intake: LocalIntake) -> list[tuple[str, Tally]]:
     """
     import boto3
 
+    from bench import fixtures
     from forwarder.handler import handle
     from forwarder.metrics import Tally
     from forwarder.settings import Settings
@@ -75,10 +76,10 @@ def run_demo(intake: LocalIntake) -> list[tuple[str, Tally]]:
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    documents = helpers.cloudtrail_documents()
+    documents = fixtures.cloudtrail_documents()
     keys = []
     for name, document in documents.items():
-        keys.append(helpers.trail_key(name))
+        keys.append(fixtures.trail_key(name))
         helpers.put(s3, BUCKET, keys[-1], document)
     digest = helpers.FIXTURES / "cloudtrail" / "awsdocs_cloudtrail-digest_example.json"
     digest_key = f"AWSLogs/{helpers.ACCOUNT}/CloudTrail-Digest/us-east-1/2024/12/04/digest.json.gz"
@@ -88,17 +89,17 @@ def run_demo(intake: LocalIntake) -> list[tuple[str, Tally]]:
     third = len(keys) // 3
     sns_message = orjson.dumps({"s3Bucket": BUCKET, "s3ObjectKey": keys[2 * third :]}).decode()
     events = [
-        ("s3 notification", helpers.s3_event(BUCKET, *keys[:third], digest_key)),
+        ("s3 notification", fixtures.s3_event(BUCKET, *keys[:third], digest_key)),
         (
             "sqs (s3 notification)",
-            helpers.sqs_event(*(helpers.s3_event(BUCKET, key) for key in keys[third : 2 * third])),
+            helpers.sqs_event(*(fixtures.s3_event(BUCKET, key) for key in keys[third : 2 * third])),
         ),
         ("eventbridge (after 2 x 503)", helpers.eventbridge_event(BUCKET, keys[2 * third])),
         ("sns (cloudtrail)", {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": sns_message}}]}),
         (
             "cloudwatch logs (eks audit)",
             helpers.awslogs_event(
-                "/aws/eks/demo-cluster/cluster", "kube-apiserver-audit-0123456789abcdef", helpers.k8s_audit_lines()
+                "/aws/eks/demo-cluster/cluster", "kube-apiserver-audit-0123456789abcdef", fixtures.k8s_audit_lines()
             ),
         ),
         (
@@ -137,14 +138,20 @@ def report(runs: list[tuple[str, Tally]], entries: list[dict[str, Any]], receive
     for (source, host), count in sorted(counts.items()):
         print(f"  {source:<20} {host:<40} {count:>5}")
     print(f"  {'total':<61} {len(entries):>5}")
-    shown = set()
-    for entry in entries:
-        if entry["ddsource"] in shown:
-            continue
-        shown.add(entry["ddsource"])
-        print(f"\nOne enriched {entry['ddsource']} event as delivered:")
-        print(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode()[:2500])
+    for source, entry in sorted(samples(entries).items()):
+        print(f"\nOne enriched {source} event as delivered, complete:")
+        print(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
     print(f"\nEvery entry received is in {received_path.relative_to(ROOT)}")
+    delivered = total.total("delivered") + total.total("truncated")
+    print(f"{total.events_read} events in, {delivered} delivered")
+
+
+def samples(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The first entry the intake received of each source."""
+    first: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        first.setdefault(entry["ddsource"], entry)
+    return first
 
 
 if __name__ == "__main__":
