@@ -183,3 +183,21 @@ def test_the_region_of_a_secret_or_parameter_is_its_arns(reference: str, region:
     from forwarder.apikey import region_of
 
     assert region_of(reference) == region
+
+
+def test_the_readmes_unsupported_variables_are_the_ones_warned_about() -> None:
+    import re
+    from pathlib import Path
+
+    from forwarder.settings import unsupported_variables
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Switching from the Datadog Forwarder", 1)[1].split("\n#", 1)[0]
+    listed = {
+        name
+        for row in section.splitlines()
+        if row.startswith("| `")
+        for name in re.findall(r"`(DD_\w+)`", row.split(" | ")[0])
+    }
+    assert len(listed) >= 15
+    assert unsupported_variables(dict.fromkeys(listed, "x")) == sorted(listed)
