@@ -381,19 +381,19 @@ def store_bucket_ref(r: Reliability) -> Any:
 
 
 def store_grants(c: Combo) -> set[tuple[str, str]]:
-    """Objects under failed-events/<function name>/ only, and listing only that prefix."""
+    """Objects under failed-events/<stack name>/ only, and listing only that prefix."""
     r = c.reliability
     if not r.store_on:
         return set()
-    # The function's name is set by the template, never generated: a new stack finds old batches.
-    pattern = f"arn:aws:s3:::${{Bucket}}/failed-events/{c.inputs.name}/*"
+    # The prefix follows the stack, whatever the function is named: a new stack finds old batches.
+    pattern = f"arn:aws:s3:::${{Bucket}}/failed-events/{STACK}/*"
     if r.store == "created":
         objects: Any = {"Fn::Sub": [pattern, {"Bucket": {"Ref": "FailedEventsBucket"}}]}
         bucket: Any = _getatt("FailedEventsBucket")
     else:
         objects = pattern.replace("${Bucket}", STORE_BUCKET)
         bucket = f"arn:aws:s3:::{STORE_BUCKET}"
-    prefix = {"StringLike": {"s3:prefix": f"failed-events/{c.inputs.name}/*"}}
+    prefix = {"StringLike": {"s3:prefix": f"failed-events/{STACK}/*"}}
     pairs = {(action, _json(objects)) for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")}
     pairs.add(("s3:ListBucket", f"{_json(bucket)} when {json.dumps(prefix, sort_keys=True)}"))
     if r.store == "existing":
@@ -558,6 +558,7 @@ def check_reliability(stack: Stack, c: Combo) -> None:
     assert env.get("FORWARDER_CONTINUATION_QUEUE_URL") == queue_url
     assert env.get("FORWARDER_IDEMPOTENCY_TABLE") == ({"Ref": "IdempotencyTable"} if r.idempotency else None)
     assert ("FORWARDER_IDEMPOTENCY_EXPIRY_SECONDS" in env) == r.idempotency
+    assert env.get("FORWARDER_STORE_PREFIX") == (f"failed-events/{STACK}/" if r.store_on else None)
 
     if r.store_on:
         assert outputs["FailedEventsStoreBucket"]["Value"] == store_bucket_ref(r)
