@@ -106,6 +106,22 @@ def test_a_kubernetes_audit_file_under_any_key_is_named_by_its_content(s3: Any, 
     assert [entry["timestamp"] for entry in entries] == [iso_ms(event["stageTimestamp"]) for event in events]
 
 
+def test_the_audit_policy_applies_to_an_audit_file_in_s3(s3: Any, intake: LocalIntake) -> None:
+    path = K8S / "written_eks-noise-and-secrets.jsonl"
+    policy = (K8S / "policies" / "seed-example_audit-policy.yaml").read_text()
+    put(s3, "logs-bucket", "k8s/audit.log.gz", path.read_bytes())
+
+    summary = handle(
+        s3_event("logs-bucket", "k8s/audit.log.gz"), context(),
+        settings_for(intake.url, FORWARDER_K8S_AUDIT_POLICY=policy),
+    )  # fmt: skip
+
+    messages = [entry["message"] for entry in intake.entries]
+    assert summary["events_read"] == len(lines(path)) > summary["events_delivered"] == len(messages)
+    assert summary["events_filtered"] == len(lines(path)) - len(messages)
+    assert not any("NOT-A-REAL-TOKEN" in message or '"/healthz' in message for message in messages)
+
+
 def test_a_v1beta1_audit_file_takes_its_cluster_from_dd_tags(s3: Any, intake: LocalIntake) -> None:
     path = K8S / "audit2rbac_demo_original-2017.log"
     data = "\n".join(lines(path)[:20]).encode() + b"\n"
@@ -151,3 +167,15 @@ def test_cloudtrail_records_in_any_log_group_are_named_cloudtrail(intake: LocalI
 
     assert len(intake.entries) == len(messages)
     assert {entry["ddsource"] for entry in intake.entries} == {"cloudtrail"}
+
+
+def test_flow_logs_in_cloudwatch_have_start_when_their_format_shows_it(intake: LocalIntake) -> None:
+    default = lines(AWS / "vpc-flow-logs/otel_valid_vpc_flow_log_multi.log")[1:]
+    custom = lines(AWS / "vpc-flow-logs/otel_vpc_flow_custom_v5_ecs.log")[1:]
+    event = awslogs_event("/vpc/flow-logs", "eni-1235b8ca123456789-all", default + custom)
+
+    handle(event, context(), settings_for(intake.url))
+
+    assert {entry["ddsource"] for entry in intake.entries} == {"vpc"}
+    cloudwatch_time = 1733313600000 + len(default)  # the custom line's, as awslogs_event numbers them
+    assert [entry["timestamp"] for entry in intake.entries] == [1418530010000, 1418530010000, cloudwatch_time]
