@@ -1,15 +1,17 @@
 """Which source a container's events belong to: one ordered table of rules, the first match decides.
 
 A rule looks at what is known of a container (an S3 key and bucket, or a log group and stream, and
-for S3 the format sniffed from the content) and names the source (name, tags, time fields) or a skip
-with its reason. Adding a source is a row here and a fixture test.
+the content: an S3 object's sniffed format, whether a log batch's first message is a CloudTrail
+record) and names the source (name, tags, time fields, the layout of its text lines) or a skip with
+its reason. Adding a source is a row here and a fixture test.
 
 A CloudTrail file is recognised by its key (`AWSLogs/<account>/CloudTrail/...`) or by its content
 (a `{"Records": [...]}` document), so re-prefixed or copied trail objects are labelled right too.
 EKS control-plane log groups are told apart by log-stream prefix, audit first because
 `kube-apiserver-audit-` also starts with `kube-apiserver-`. A CloudWatch group is a trail's when its
-streams are named `<account>_CloudTrail_<region>` or the console named it `aws-cloudtrail-logs-*`:
-a word in a group's name proves nothing.
+streams are named `<account>_CloudTrail_<region>`, the console named it `aws-cloudtrail-logs-*`, or
+its messages are CloudTrail records: a word in a group's name proves nothing. A Kubernetes audit
+file in S3 is recognised by its content, whatever its key.
 """
 
 from __future__ import annotations

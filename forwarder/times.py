@@ -102,6 +102,8 @@ LineTime = Callable[[str], int | None]
 
 _EPOCH_SECONDS_BELOW = 100_000_000_000
 """An epoch number under this is in seconds (it would be 1973 in milliseconds, 5138 in seconds)."""
+_EPOCH_MS_BEFORE = 4_102_444_800_000
+"""2100-01-01: a larger number is no log's time (microseconds, a counter), and is not read as one."""
 
 
 class TimeFormat(enum.Enum):
@@ -125,7 +127,8 @@ def epoch_ms(value: Any) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         return None
-    return int(value * 1000) if value < _EPOCH_SECONDS_BELOW else int(value)
+    ms = int(value * 1000) if value < _EPOCH_SECONDS_BELOW else int(value)
+    return ms if ms < _EPOCH_MS_BEFORE else None
 
 
 def _elb(line: str) -> int | None:

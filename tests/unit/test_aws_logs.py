@@ -68,6 +68,7 @@ def test_a_line_that_shows_no_time_has_none(layout: TimeFormat, line: str) -> No
         (-5, None),
         ("12", None),
         ("9" * 40, None),
+        (1748208718574000, None),  # microseconds: no time before 2100 in either unit
         (None, None),
     ],
 )
