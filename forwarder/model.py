@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
-from forwarder.times import TIME_FIELDS
+from forwarder.times import TIME_FIELDS, TimeFormat
 
 MAX_EVENT_BYTES = 16 << 20
 """The largest event a reader accepts: a longer one is an input error naming it. Reading one holds
@@ -315,6 +315,8 @@ class Source:
 
     `name` is the source (`cloudtrail`, `kubernetes.audit`, ...), `host` the bucket or log group,
     `tags` extra tags, `time_fields` the top-level fields holding the event's own time, first first.
+    `line_format` is the layout of a text source's lines, which tells where their own time is
+    (`times.line_time`) and which lines are a header (`formats.delimited`); None for JSON and other text.
     """
 
     name: str
@@ -322,6 +324,7 @@ class Source:
     host: str
     tags: tuple[str, ...] = ()
     time_fields: tuple[str, ...] = TIME_FIELDS
+    line_format: TimeFormat | None = None
 
 
 class Entry(msgspec.Struct, gc=False):

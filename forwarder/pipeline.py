@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder import formats, logs, runtime, sources
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
-from forwarder.formats import Block, Format, multiline
+from forwarder.formats import Block, Format, delimited, multiline
 from forwarder.formats.inline import read_event
 from forwarder.formats.logbatch import read_log_batch
 from forwarder.metrics import Label, Outcome, Tally
@@ -237,6 +237,8 @@ class Pipeline:
             return None
         watched = self.output().watched
         blocks = formats.read_object(chunks, item.origin, form, watched, start=start)
+        if decided.line_format is not None:  # a delimited AWS log: its header lines are not events
+            blocks = delimited.headed(blocks, decided.line_format, start)
         if form is Format.LINES and self.settings.multiline_pattern is not None:
             blocks = multiline.join_lines(blocks, self.settings.multiline_pattern, start)
         return Opened(decided, item, blocks, continuation.Progress(tracker, form), item.resume_at, start)

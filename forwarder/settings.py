@@ -107,6 +107,16 @@ def _replacement(env: Mapping[str, str], rule: re.Pattern[str] | None) -> str:
     raise ConfigError(f"DD_SCRUBBING_RULE_REPLACEMENT is not a valid replacement for DD_SCRUBBING_RULE: {reason}")
 
 
+def _cluster_key_pattern(env: Mapping[str, str]) -> re.Pattern[str] | None:
+    """FORWARDER_K8S_CLUSTER_KEY_PATTERN, checked now for its `cluster` group: without one it could
+    never name a cluster, and every audit file would go unlabelled without a word."""
+    name = "FORWARDER_K8S_CLUSTER_KEY_PATTERN"
+    pattern = _pattern(env, name)
+    if pattern is not None and "cluster" not in pattern.groupindex:
+        raise ConfigError(f"{name} must have a named group `cluster`, as in ^k8s-audit/(?P<cluster>[^/]+)/")
+    return pattern
+
+
 def _processing(env: Mapping[str, str]) -> dict[str, Any]:
     """The filtering, scrubbing and multiline settings, each pattern compiled (and so checked) here."""
     rule = _pattern(env, "DD_SCRUBBING_RULE")
@@ -272,6 +282,10 @@ class Settings:
     k8s_audit_policy: str = ""
     """FORWARDER_K8S_AUDIT_POLICY: a Kubernetes audit Policy (YAML or JSON), `ssm:<name>` or `s3://bucket/key`."""
 
+    # Kubernetes audit files in S3 (forwarder.sources): the cluster a key names.
+    k8s_cluster_key_pattern: re.Pattern[str] | None = None
+    """FORWARDER_K8S_CLUSTER_KEY_PATTERN: a regex searched in the key, its group `cluster` the cluster's name."""
+
     # The output's format and a generic intake (docs/ocsf.md, README "Other intakes").
     output_format: OutputFormat = OutputFormat.DATADOG
     intake_format: IntakeFormat = IntakeFormat.DATADOG
@@ -332,6 +346,7 @@ class Settings:
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
             **_processing(env),
             k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
+            k8s_cluster_key_pattern=_cluster_key_pattern(env),
             # the output's format and a generic intake
             output_format=_choice(env, "FORWARDER_OUTPUT_FORMAT", OutputFormat, default.output_format)
             or default.output_format,

@@ -1,15 +1,17 @@
 """Which source a container's events belong to: one ordered table of rules, the first match decides.
 
 A rule looks at what is known of a container (an S3 key and bucket, or a log group and stream, and
-for S3 the format sniffed from the content) and names the source (name, tags, time fields) or a skip
-with its reason. Adding a source is a row here and a fixture test.
+the content: an S3 object's sniffed format, whether a log batch's first message is a CloudTrail
+record) and names the source (name, tags, time fields, the layout of its text lines) or a skip with
+its reason. Adding a source is a row here and a fixture test.
 
 A CloudTrail file is recognised by its key (`AWSLogs/<account>/CloudTrail/...`) or by its content
 (a `{"Records": [...]}` document), so re-prefixed or copied trail objects are labelled right too.
 EKS control-plane log groups are told apart by log-stream prefix, audit first because
 `kube-apiserver-audit-` also starts with `kube-apiserver-`. A CloudWatch group is a trail's when its
-streams are named `<account>_CloudTrail_<region>` or the console named it `aws-cloudtrail-logs-*`:
-a word in a group's name proves nothing.
+streams are named `<account>_CloudTrail_<region>`, the console named it `aws-cloudtrail-logs-*`, or
+its messages are CloudTrail records: a word in a group's name proves nothing. A Kubernetes audit
+file in S3 is recognised by its content, whatever its key.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from forwarder.formats import Format
 from forwarder.formats.inline import ENVELOPE_TIME, Shape, TimePath
 from forwarder.model import EventBridgeEvent, LogBatch, S3Object, Skip, SkipReason, Source
 from forwarder.settings import Settings
-from forwarder.times import AUDIT_TIME_FIELDS, TIME_FIELDS
+from forwarder.times import AUDIT_TIME_FIELDS, TIME_FIELDS, TimeFormat
 
 CLOUDTRAIL = "cloudtrail"
 
@@ -47,7 +51,10 @@ class Seen:
 
     @classmethod
     def of_log_batch(cls, batch: LogBatch) -> Seen:
-        return cls(log_group=batch.log_group, log_stream=batch.log_stream)
+        """A batch's content is CLOUDTRAIL when its first message is a CloudTrail record, else LINES."""
+        first = batch.log_events[0].message if batch.log_events else ""
+        content = Format.CLOUDTRAIL if _cloudtrail_record(first) else Format.LINES
+        return cls(log_group=batch.log_group, log_stream=batch.log_stream, content=content)
 
     @property
     def host(self) -> str:
@@ -66,6 +73,9 @@ class Rule:
     skip: SkipReason | None = None
     tags: tuple[str, ...] = ()
     time_fields: tuple[str, ...] = TIME_FIELDS
+    line_format: TimeFormat | None = None
+    cluster_from_key: bool = False
+    """Whether FORWARDER_K8S_CLUSTER_KEY_PATTERN names the cluster (`kube_cluster_name`) from the key."""
 
     def needs_content(self, seen: Seen) -> bool:
         return self.content is not None and seen.content is None
@@ -89,16 +99,78 @@ def _prefix(text: str) -> re.Pattern[str]:
     return re.compile("^" + re.escape(text))
 
 
+def _within(*words: str) -> re.Pattern[str]:
+    """Any of `words` anywhere, in any case: the Datadog Forwarder's test on a lower-cased key or group."""
+    return re.compile("|".join(re.escape(word) for word in words), re.IGNORECASE)
+
+
+def _cloudtrail_record(message: str) -> bool:
+    """A CloudWatch message that is a CloudTrail record (CloudTrail writes `eventVersion` first); one
+    look per batch, whatever its group or stream is called."""
+    if not message.startswith('{"eventVersion"'):
+        return False
+    try:
+        record = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and all(name in record for name in ("eventSource", "eventName", "eventTime"))
+
+
+# AWS services' logs, under the Datadog Forwarder's source names (its last full table, 3.133.0) so
+# Datadog's integration pipelines apply; README "Sources" has a row and a tested sample for each.
+_WAF_TIMES = ("timestamp",)
+_FIREWALL_TIMES = ("event_timestamp",)
+_RESOLVER_TIMES = ("query_timestamp",)
+_FINDING_TIMES = ("updatedAt", "createdAt")
+_STATES_TIMES = ("event_timestamp",)
+_RDS_GROUP = r"^/aws/rds/(?:instance|cluster)/[^/]+/(?P<logname>[^/]+)"
+
+AWS_S3_RULES = (
+    Rule("waf", key=_within("aws-waf-logs", "waflogs"), time_fields=_WAF_TIMES),
+    Rule("guardduty", key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/GuardDuty/"), time_fields=_FINDING_TIMES),
+    Rule("cloudfront", key=_within("cloudfront"), line_format=TimeFormat.CLOUDFRONT),
+    Rule("cloudfront", key=re.compile(r"(?:^|/)E[A-Z0-9]{5,}\.\d{4}-\d\d-\d\d-\d\d\.[0-9a-f]+(?:\.gz)?$"),
+         line_format=TimeFormat.CLOUDFRONT),
+    Rule("elb", key=_within("elasticloadbalancing"), line_format=TimeFormat.ELB),
+    Rule("network-firewall", key=_within("network-firewall"), time_fields=_FIREWALL_TIMES),
+    Rule("route53", key=_within("vpcdnsquerylogs"), time_fields=_RESOLVER_TIMES),
+    Rule("vpc", key=_within("vpcflowlogs"), line_format=TimeFormat.VPC_FLOW),
+    Rule("s3", key=re.compile(r"(?:^|/)\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9A-F]{16}$"),
+         line_format=TimeFormat.S3_ACCESS),
+)  # fmt: skip
+"""S3 objects by key (the Datadog Forwarder's keywords, in its order), but GuardDuty exports, which it
+labelled `s3`, and S3 server access logs, recognised by their key's time and 16-hex suffix."""
+
+AWS_LOG_GROUP_RULES = (
+    Rule("lambda", group=_prefix("/aws/lambda/")),
+    Rule("apigateway", group=re.compile(r"^(?:api-gateway|/aws/api-gateway|/aws/http-api|/aws/apigateway)", re.I)),
+    *(Rule(engine, group=re.compile(rf"(?i)(?=.*{engine})" + _RDS_GROUP), tags=("logname:{logname}",))
+      for engine in ("mariadb", "mysql", "postgresql")),
+    Rule("rds", group=re.compile(_RDS_GROUP, re.I), tags=("logname:{logname}",)),
+    Rule("stepfunction", stream=_prefix("states/"), time_fields=_STATES_TIMES),
+    Rule("stepfunction", group=_prefix("/aws/vendedlogs/states"), time_fields=_STATES_TIMES),
+    Rule(CLOUDTRAIL, stream=re.compile(r"^\d{12}_CloudTrail_[a-z0-9-]+")),
+    Rule(CLOUDTRAIL, group=_prefix("aws-cloudtrail-logs-")),
+    Rule("network-firewall", group=_within("network-firewall"), time_fields=_FIREWALL_TIMES),
+    Rule("route53", group=_within("route53"), time_fields=_RESOLVER_TIMES),
+    Rule("vpc", group=_within("vpc"), line_format=TimeFormat.VPC_FLOW),
+)  # fmt: skip
+"""Log groups by name (the Datadog Forwarder's prefixes, stream tests and words, in its order)."""
+
+
 S3_RULES = (
     Rule("cloudtrail_digest", key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail-Digest/"),
          skip=SkipReason.CLOUDTRAIL_DIGEST),
     Rule("cloudtrail_digest", content=Format.DIGEST, skip=SkipReason.CLOUDTRAIL_DIGEST),
     Rule(CLOUDTRAIL, content=Format.CLOUDTRAIL),
     Rule(CLOUDTRAIL, key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail(?:-Insight)?/")),
+    Rule("kubernetes.audit", content=Format.K8S_AUDIT, time_fields=AUDIT_TIME_FIELDS, cluster_from_key=True),
+    *AWS_S3_RULES,
     Rule("s3"),
 )  # fmt: skip
 
 LOG_GROUP_RULES = (
+    Rule(CLOUDTRAIL, content=Format.CLOUDTRAIL),
     *(
         Rule(name, group=_EKS_GROUP, stream=_prefix(prefix), tags=_EKS_TAGS,
              time_fields=AUDIT_TIME_FIELDS if name == "kubernetes.audit" else TIME_FIELDS)
@@ -112,9 +184,7 @@ LOG_GROUP_RULES = (
         )
     ),
     Rule("eks", group=_EKS_GROUP, tags=_EKS_TAGS),
-    Rule("lambda", group=_prefix("/aws/lambda/")),
-    Rule(CLOUDTRAIL, stream=re.compile(r"^\d{12}_CloudTrail_[a-z0-9-]+")),
-    Rule(CLOUDTRAIL, group=_prefix("aws-cloudtrail-logs-")),
+    *AWS_LOG_GROUP_RULES,
     Rule("cloudwatch"),
 )  # fmt: skip
 
@@ -142,8 +212,17 @@ def _resolve(rules: tuple[Rule, ...], seen: Seen, settings: Settings, origin: st
             return Skip(rule.skip, origin)
         name = settings.source_override or rule.name
         tags = tuple(template.format(**captured) for template in rule.tags)
-        return Source(name, _service(settings) or name, seen.host, tags, rule.time_fields)
+        if rule.cluster_from_key:
+            tags += _cluster_from_key(seen.key, settings)
+        return Source(name, _service(settings) or name, seen.host, tags, rule.time_fields, rule.line_format)
     raise AssertionError("the last rule of each table matches everything")
+
+
+def _cluster_from_key(key: str, settings: Settings) -> tuple[str, ...]:
+    """`kube_cluster_name` from FORWARDER_K8S_CLUSTER_KEY_PATTERN's `cluster` group, when the key matches."""
+    pattern = settings.k8s_cluster_key_pattern
+    found = pattern.search(key) if pattern is not None else None
+    return _tag("kube_cluster_name", found.group("cluster")) if found is not None else ()
 
 
 def _service(settings: Settings) -> str:

@@ -54,6 +54,8 @@ class Format(enum.Enum):
     CLOUDTRAIL = "cloudtrail"
     DIGEST = "digest"
     LINES = "lines"
+    K8S_AUDIT = "k8s_audit"
+    """Lines (NDJSON) whose first is a Kubernetes audit event: an API server's `--audit-log-path` file."""
 
 
 def sniff(head: bytes, whole: bool = False) -> Format:
@@ -63,15 +65,19 @@ def sniff(head: bytes, whole: bool = False) -> Format:
     the others. NDJSON (a first line that is a whole JSON value, with more after it) is lines, even
     when its first object has a "Records" member, and so is a head whose first object runs past it
     before any "Records" name: reading a document as lines never loses it silently (it goes as one
-    event, truncated and counted so, or fails as too long).
+    event, truncated and counted so, or fails as too long). Lines whose first is a Kubernetes audit
+    event (`kind` Event, an `audit.k8s.io/...` apiVersion) are `K8S_AUDIT`, read as lines.
 
     By content, a digest is what CloudTrail writes: one JSON object with "awsAccountId",
     "digestStartTime", "digestEndTime" and "logFiles" at its top level. That takes the whole stream
     (`whole`: `head` is all of it): those names in a line of NDJSON, which anyone who can write a log
     line controls (a Kubernetes ConfigMap in an audit log), must never hide the file.
     """
-    decided = _decide(head.removeprefix(BOM).lstrip(_WS), whole)
-    return Format.LINES if decided is None else decided
+    text = head.removeprefix(BOM).lstrip(_WS)
+    decided = _decide(text, whole)
+    if decided is None or decided is Format.LINES:
+        return Format.K8S_AUDIT if _audit_event(text) else Format.LINES
+    return decided
 
 
 def sniffed(chunks: Iterable[bytes]) -> tuple[Format, Iterator[bytes]]:
@@ -98,7 +104,7 @@ def read_object(
     offset, before = (start.decompressed, start.position) if start is not None else (0, 0)
     if form is Format.CLOUDTRAIL:
         return RecordCutter(chunks, origin, HeadReader(watched), max_event_bytes, offset, before).blocks()
-    if form is Format.LINES:
+    if form is Format.LINES or form is Format.K8S_AUDIT:
         return read_lines(chunks, origin, max_event_bytes, offset, before)
     raise ValueError(f"a {form.value} object has no events to read")
 
@@ -137,6 +143,19 @@ def _ndjson(text: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return True
+
+
+def _audit_event(text: bytes) -> bool:
+    """Whether the first line is one JSON object of `kind` Event and an `audit.k8s.io` apiVersion."""
+    end = text.find(b"\n")
+    try:
+        first = orjson.loads(memoryview(text)[: end if end >= 0 else len(text)])
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(first, dict):
+        return False
+    version = first.get("apiVersion")
+    return first.get("kind") == "Event" and isinstance(version, str) and version.startswith("audit.k8s.io/")
 
 
 def _may_be_digest(text: bytes) -> bool:

@@ -40,7 +40,7 @@ from forwarder.outputs.batch import json_array
 from forwarder.outputs.http import HttpTransport
 from forwarder.outputs.truncate import top_level_fields, truncated_entry
 from forwarder.settings import Settings
-from forwarder.times import field_time, first_time, iso_ms, tail_time
+from forwarder.times import field_time, first_time, iso_ms, line_time, tail_time
 
 RESERVED = frozenset(
     {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "timestamp", "aws", "message"}
@@ -120,10 +120,10 @@ class DatadogEncoder:
         self._entry_max = settings.entry_max_bytes
         self._time_fields = source.time_fields
         self._tail_time = tail_time(source.time_fields[0]) if source.time_fields else None
-        self._by_block: dict[type, Callable[[Any], list[Entry]]] = {
-            RecordRun: self._record_run_entries,
-            MessageRun: self._message_run_entries,
-        }
+        self._line_time = line_time(source.line_format) if source.line_format is not None else None
+        self._by_block: dict[type, Callable[[Any], list[Entry]]] = {RecordRun: self._record_run_entries}
+        if self._line_time is None:  # a text line's own time is read in `_message_time`, one by one
+            self._by_block[MessageRun] = self._message_run_entries
 
     def entries(self, block: Block) -> list[Entry]:
         """The block's entries, byte for byte those of its events encoded one by one (`entry`)."""
@@ -255,9 +255,10 @@ class DatadogEncoder:
 
     def _message_time(self, message: str) -> int | None:
         """JSON messages (EKS audit, NDJSON in S3) carry their own time; parse only what looks like JSON,
-        and only the tail where that is enough (`times.tail_time`)."""
+        and only the tail where that is enough (`times.tail_time`). A text line has the time its
+        source's layout shows (`Source.line_format`: a load balancer's, an S3 access log's), if any."""
         if not message.startswith("{"):
-            return None
+            return self._line_time(message) if self._line_time is not None else None
         if self._tail_time is not None:
             stamped = self._tail_time(message)
             if stamped is not None:

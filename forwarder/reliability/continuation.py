@@ -22,7 +22,7 @@ from forwarder.model import Checkpoint, RawEvent, S3Object
 from forwarder.read.s3 import PLAIN, Tracker
 
 MESSAGE_KEY = "forwarder_continuation"
-FORMATS = frozenset({Format.CLOUDTRAIL.value, Format.LINES.value})
+FORMATS = frozenset({Format.CLOUDTRAIL.value, Format.LINES.value, Format.K8S_AUDIT.value})
 CODECS = frozenset({"gzip", "zstd", "zlib", PLAIN})
 _COUNTS = ("offset", "skip_bytes", "decompressed", "position")
 

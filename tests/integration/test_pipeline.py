@@ -200,7 +200,7 @@ def test_plain_lines_object_goes_as_messages(s3: Any, intake: LocalIntake) -> No
 
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     assert [entry["message"] for entry in intake.entries] == lines
-    assert {entry["ddsource"] for entry in intake.entries} == {"s3"}
+    assert {entry["ddsource"] for entry in intake.entries} == {"kubernetes.audit"}  # audit events, by content
 
 
 def test_unknown_event_shape_is_a_clear_error(intake: LocalIntake) -> None:

@@ -100,18 +100,18 @@ def test_digest_files_sniff_as_digest_and_yield_nothing(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "sniffed"),
     [
-        "k8s-audit/audit2rbac_demo.log",
-        "cloudtrail/otrf_ec2_proxy_s3_exfiltration_2020-09-14011940.ndjson",
-        "cloudtrail/plaso_lookup-events_aws_cloudtrail.jsonl",
+        ("k8s-audit/audit2rbac_demo.log", Format.K8S_AUDIT),
+        ("cloudtrail/otrf_ec2_proxy_s3_exfiltration_2020-09-14011940.ndjson", Format.LINES),
+        ("cloudtrail/plaso_lookup-events_aws_cloudtrail.jsonl", Format.LINES),
     ],
 )
-def test_ndjson_fixtures_split_into_their_lines(path: str) -> None:
+def test_ndjson_fixtures_split_into_their_lines(path: str, sniffed: Format) -> None:
     data = (FIXTURES / path).read_bytes()
     form, events = split_object(chunked(data, 333), ORIGIN)
     expected = [line.decode() for line in data.splitlines() if line.strip()]
-    assert form is Format.LINES
+    assert form is sniffed
     assert [event.message for event in each_event(events)] == expected
 
 
@@ -583,7 +583,7 @@ def test_a_configmap_with_digest_keys_does_not_hide_the_audit_file(chunk_size: i
     lines = audit_lines_with_a_digest_lookalike()
     data = b"\n".join(lines) + b"\n"
     form, blocks = split_object(chunked(data, chunk_size), ORIGIN)
-    assert form is Format.LINES
+    assert form is Format.K8S_AUDIT  # read as lines, never as a digest
     assert [event.message for event in each_event(blocks)] == [line.decode() for line in lines]
 
 
