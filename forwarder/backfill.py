@@ -178,7 +178,8 @@ class Report:
             f"{self.forwarded} forwarded, {len(self.failed)} failed"
             + (" (interrupted: rerun to continue)" if self.interrupted else ""),
             f"  events: {t.events_read} read; {outcomes}",
-            f"  {self.bytes_read / 1e6:.1f} MB in {self.seconds:.1f} s",
+            f"  {self.bytes_read / 1e6:.1f} MB in {self.seconds:.1f} s; {t.transport.requests} requests "
+            f"({t.transport.retries} retries), {t.transport.bytes_out / 1e6:.1f} MB sent",
         ]
         lines += [f"  failed: s3://{key}: {reason}" for key, reason in sorted(self.failed.items())]
         return "\n".join(lines)

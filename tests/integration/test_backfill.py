@@ -56,7 +56,7 @@ def _backfill(intake: LocalIntake, bucket: str, state: Path, **options: Any) -> 
 
 
 def test_a_prefix_is_forwarded_once_with_progress_and_a_summary(
-    archive: tuple[str, set[str]], intake: LocalIntake, tmp_path: Path
+    archive: tuple[str, set[str]], intake: LocalIntake, tmp_path: Path, s3: Any
 ) -> None:
     bucket, ids = archive
     job, out = _backfill(intake, bucket, tmp_path / "state.json", workers=3)
@@ -71,6 +71,13 @@ def test_a_prefix_is_forwarded_once_with_progress_and_a_summary(
     assert all("MB/s" in line and "ETA" in line and "events" in line for line in progress)
     assert len((tmp_path / "state.json").read_text().splitlines()) == OBJECTS
     assert f"{OBJECTS} forwarded, 0 failed" in report.summary()
+    # The self-metrics, filled where the data is, through the real pipeline and transport.
+    sizes = [item["Size"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="AWSLogs/")["Contents"]]
+    assert report.tally.bytes_in == sum(sizes)
+    assert report.tally.transport.requests == OBJECTS and report.tally.transport.retries == 0
+    assert report.tally.transport.bytes_out > 0 and report.tally.transport.latency_ms_max > 0
+    lag = report.tally.lag["cloudtrail"]
+    assert lag.events == OBJECTS * PER_OBJECT and lag.max_ms >= lag.mean_ms > 0, "2024 events: long late"
 
 
 def test_an_interrupted_backfill_resumes_without_sending_again(
