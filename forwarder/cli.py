@@ -392,8 +392,13 @@ def _backfill(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
     state = Path(args.state) if args.state else None
+    from botocore.exceptions import BotoCoreError, ClientError
+
     job = Backfill(load_settings(), bucket, prefix, window, args.workers, state, progress_every=args.progress_every)
-    report = job.run()
+    try:
+        report = job.run()
+    except (BotoCoreError, ClientError) as exc:  # the listing: objects' own failures are in the report
+        raise CommandError(f"cannot list {args.prefix}: {exc}") from None
     print(report.summary(), file=sys.stderr)
     return 1 if report.failed or report.interrupted else 0
 

@@ -132,6 +132,9 @@ def test_the_cli_filters_by_the_key_s_day_and_fails_naming_what_failed(
     assert len(_accepted(intake)) == len(in_window) * PER_OBJECT
     assert f"{len(in_window)} forwarded, 0 failed" in capsys.readouterr().err
 
+    assert cli.main(["backfill", "s3://no-such-bucket-here/x", "--state", str(tmp_path / "none.json")]) == 1
+    assert "cannot list s3://no-such-bucket-here/x" in capsys.readouterr().err
+
     intake.script([400])
     assert cli.main([*args[:2], "--state", str(tmp_path / "other.json"), "--workers", "1"]) == 1
     assert f"failed: s3://{bucket}/{_key(0)}" in capsys.readouterr().err
