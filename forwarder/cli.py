@@ -5,6 +5,7 @@
     forwarder invoke events/s3-put.json [--timeout 300]
     forwarder replay [--timeout 900]
     forwarder redrive QUEUE_URL [--max-messages 100] [--timeout 300]
+    forwarder backfill s3://bucket/prefix [--since DATE] [--until DATE] [--workers 4] [--state FILE]
     forwarder intake [--port 8080] [--api-key KEY] [--out received.ndjson]
 
 Every command reads settings from the environment exactly as the Lambda does (DD_SITE, DD_URL,
@@ -91,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     redrive.add_argument("--max-messages", type=int, default=100, help="stop after this many messages")
     redrive.add_argument("--timeout", type=float, default=300.0, help="each message's time limit in seconds")
 
+    backfill = commands.add_parser("backfill", help="forward every object under an S3 prefix, resumably")
+    backfill.add_argument("prefix", help="s3://bucket/prefix")
+    backfill.add_argument("--since", help="first day, YYYY-MM-DD (the key's date, else LastModified)")
+    backfill.add_argument("--until", help="last day, YYYY-MM-DD, included")
+    backfill.add_argument("--workers", type=int, default=4, help="objects forwarded at once")
+    backfill.add_argument("--state", help="checkpoint file (default .forwarder-backfill-<hash>.json)")
+    backfill.add_argument("--progress-every", type=float, default=10.0, help="seconds between lines off a TTY")
+
     args = parser.parse_args(argv)
     from forwarder.errors import ForwarderError
 
@@ -106,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run({"retry": True}, args.timeout)
         if args.command == "redrive":
             return _redrive(args.queue_url, args.max_messages, args.timeout)
+        if args.command == "backfill":
+            return _backfill(args)
         return _run(_event(args.event), args.timeout)
     except (ForwarderError, CommandError) as exc:
         print(f"forwarder {args.command}: {exc}", file=sys.stderr)
@@ -366,6 +377,30 @@ def _send(
         else:
             counts.failed += len(batch.entries)
             print(f"forwarder run: {len(batch.entries)} events not delivered: {error}", file=sys.stderr)
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    """Forward a prefix (forwarder/backfill.py); 1 when any object failed, naming each."""
+    from forwarder.backfill import Backfill, Window, parse_day, split_prefix
+    from forwarder.settings import load_settings
+
+    bucket, prefix = split_prefix(args.prefix, CommandError)
+    try:
+        window = Window(parse_day(args.since) if args.since else None, parse_day(args.until) if args.until else None)
+    except ValueError as exc:
+        raise CommandError(f"--since/--until take YYYY-MM-DD: {exc}") from None
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    state = Path(args.state) if args.state else None
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    job = Backfill(load_settings(), bucket, prefix, window, args.workers, state, progress_every=args.progress_every)
+    try:
+        report = job.run()
+    except (BotoCoreError, ClientError) as exc:  # the listing: objects' own failures are in the report
+        raise CommandError(f"cannot list {args.prefix}: {exc}") from None
+    print(report.summary(), file=sys.stderr)
+    return 1 if report.failed or report.interrupted else 0
 
 
 def _intake(args: argparse.Namespace) -> int:

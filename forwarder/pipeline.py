@@ -9,6 +9,7 @@ far are delivered, and the checkpoint after the last of them says where the rest
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,7 +158,8 @@ class Pipeline:
     def deliver(self, entries: Iterator[Entry]) -> Iterator[tuple[Batch, DeliveryError | None]]:
         settings = self.settings
         packed = batches(entries, settings.batch_max_entries, settings.batch_max_bytes)
-        return deliver(self.output().send, packed, self.deadline, settings.max_workers)
+        send = functools.partial(self.output().send, stats=self.tally.transport)
+        return deliver(send, packed, self.deadline, settings.max_workers)
 
     def _forward_once(self, unit: Unit, item: S3Object, guard: ObjectGuard) -> None:
         """Forward an object unless an earlier notification of the same write already did."""
@@ -200,6 +202,7 @@ class Pipeline:
         return self._open_object(item)
 
     def _open_log_batch(self, item: AwsLogs) -> Opened | None:
+        self.tally.bytes_in += len(item.data)
         decoded = awslogs.decode_awslogs(item.data)
         if isinstance(decoded, Skip):
             self.skip(decoded)
@@ -223,7 +226,7 @@ class Pipeline:
             self.skip(decided)
             return None
         tracker = s3.Tracker(start)
-        body = s3.open_object(runtime.client("s3"), item, self.settings.read_chunk_bytes, tracker)
+        body = _counted(s3.open_object(runtime.client("s3"), item, self.settings.read_chunk_bytes, tracker), self.tally)
         chunks = codecs.decompress(body, item.origin, tracker)
         if tracker.skip_bytes:
             chunks = codecs.discard(chunks, tracker, item.origin, self.time_to_stop)
@@ -295,6 +298,7 @@ class Pipeline:
             truncated = sum(entry.truncated for entry in batch.entries)
             self.tally.count_outcome(unit.label, Outcome.TRUNCATED, truncated)
             self.tally.count_outcome(unit.label, Outcome.DELIVERED, len(batch.entries) - truncated)
+            self.tally.count_lag(unit.label[1], batch.entries)
             return
         logger.error(
             "batch not delivered",
@@ -397,6 +401,16 @@ def failure_kind(exc: InputError | DeadlineReached) -> FailureKind:
     if isinstance(cause, BotoCoreError | urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
         return FailureKind.TEMPORARY
     return FailureKind.PERMANENT
+
+
+def _counted(chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
+    """The chunks as read from S3, their bytes counted as they pass (`Tally.bytes_in`)."""
+    try:
+        for chunk in chunks:
+            tally.bytes_in += len(chunk)
+            yield chunk
+    finally:
+        _close(chunks)
 
 
 def _close(stream: Iterator[Any]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from forwarder.formats import Block
+from forwarder.metrics import TransportStats
 from forwarder.model import Container, Deadline, Entry, Invoker, Source
 from forwarder.outputs.batch import Batch
 
@@ -27,7 +28,7 @@ class Encoder(Protocol):
 class Transport(Protocol):
     """Sends one request body, retrying within the deadline; raises DeliveryError when it cannot."""
 
-    def send(self, body: bytes, deadline: Deadline) -> None: ...
+    def send(self, body: bytes, deadline: Deadline, stats: TransportStats | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -47,8 +48,8 @@ class Output:
         self._frame = frame
         self.transport = transport
 
-    def send(self, batch: Batch, deadline: Deadline) -> None:
-        self.transport.send(self._frame(batch.entries), deadline)
+    def send(self, batch: Batch, deadline: Deadline, stats: TransportStats | None = None) -> None:
+        self.transport.send(self._frame(batch.entries), deadline, stats)
 
     def close(self) -> None:
         self.transport.close()

@@ -27,6 +27,7 @@ from urllib3.util import Timeout
 
 from forwarder import logs
 from forwarder.errors import ConfigError, DeliveryError
+from forwarder.metrics import TransportStats
 from forwarder.model import Deadline
 from forwarder.outputs.clocked import ClockedAdapter, request_clock
 from forwarder.outputs.retry import RetryPolicy
@@ -137,18 +138,26 @@ class HttpTransport:
         """The request body as sent: compressed when compression is on."""
         return body if self._compression_level is None else compress(body, self._compression_level)
 
-    def send(self, body: bytes, deadline: Deadline) -> None:
-        """Deliver one request body, retrying what is worth retrying; raise DeliveryError when it cannot."""
+    def send(self, body: bytes, deadline: Deadline, stats: TransportStats | None = None) -> None:
+        """Deliver one request body, retrying what is worth retrying; raise DeliveryError when it cannot.
+
+        `stats`, when given, counts each attempt: its request bytes, its latency, whether it was a retry.
+        """
         payload = self.encode(body)
         for attempt in itertools.count(1):
             left = deadline.seconds_left()
             if left <= 0:
                 raise DeliveryError("no time left before the invocation's deadline to send the batch")
+            started = time.monotonic()
             try:
                 answer = self._post(payload, left)
             except DeliveryError as failure:
+                if stats is not None:
+                    stats.count_request(len(payload), (time.monotonic() - started) * 1000, attempt > 1)
                 self._before_retry(failure, attempt, None, deadline)
                 continue
+            if stats is not None:
+                stats.count_request(len(payload), (time.monotonic() - started) * 1000, attempt > 1)
             if 200 <= answer.status < 300:
                 if self._accepts(answer.status, answer.headers, answer.text):
                     return

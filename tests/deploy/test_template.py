@@ -60,6 +60,8 @@ BASE_RESOURCES = {
     "EventsFailedAlarm",
     "InputErrorsAlarm",
     "NothingDeliveredAlarm",
+    "LagAlarm",
+    "Dashboard",
 }
 STACK = PSEUDO["AWS::StackName"]
 ORG_ID = "o-a1b2c3d4e5"
@@ -785,9 +787,13 @@ def test_alarms_watch_the_function_the_queues_and_the_outcomes(template, topic):
     assert set(alarms) == {
         *("ErrorsAlarm", "ThrottlesAlarm", "DeadLetterQueueAlarm", "EventsFailedAlarm", "InputErrorsAlarm"),
         *("EventsStoredAlarm", "NothingDeliveredAlarm", "RuleFailedInvocationsAlarm"),
-        *("QueueAgeAlarm", "ContinuationQueueAgeAlarm", "ExistingQueueAgeAlarm"),
+        *("QueueAgeAlarm", "ContinuationQueueAgeAlarm", "ExistingQueueAgeAlarm", "LagAlarm"),
     }
     function = {"Ref": "ForwarderFunction"}
+    lag = alarms["LagAlarm"]
+    assert (lag["Namespace"], lag["MetricName"], lag["Statistic"]) == ("SecurityLogForwarder", "LagMax", "Maximum")
+    assert lag["Dimensions"] == [{"Name": "service", "Value": function}]
+    assert (lag["Threshold"], lag["ComparisonOperator"]) == ("3600", "GreaterThanThreshold")
     assert alarms["ErrorsAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
     assert alarms["ThrottlesAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
     dlq = alarms["DeadLetterQueueAlarm"]
@@ -1032,3 +1038,23 @@ def test_the_code_uri_is_the_zip_built_for_the_architecture(template, arch):
     assert template["Parameters"]["Architecture"]["AllowedValues"] == ["arm64", "x86_64"]
     props = Stack(template, {**KEY_SOURCES["value"], "Architecture": arch}).resources["ForwarderFunction"]["Properties"]
     assert (props["CodeUri"], props["Architectures"]) == (f"dist/forwarder-{arch}.zip", [arch])
+
+
+PUBLISHED = {
+    *("EventsRead", "EventsDelivered", "EventsTruncated", "EventsFiltered", "EventsStored", "EventsFailed"),
+    *("EventsReplayed", "ItemsSkipped", "InputErrors", "LagMax", "LagAvg", "Requests", "Retries"),
+    *("DeliveryLatencyAvg", "DeliveryLatencyMax", "BytesIn", "BytesOut"),
+}
+"""Metric names forwarder/metrics.py `publish` emits (tests/unit/test_metrics.py checks it does)."""
+
+
+def test_the_dashboard_shows_only_metrics_the_forwarder_emits_and_can_be_left_out(template):
+    stack = Stack(template, KEY_SOURCES["value"])
+    body = stack.resources["Dashboard"]["Properties"]["DashboardBody"]
+    text = body["Fn::Sub"][0]
+    assert body["Fn::Sub"][1] == {"Service": {"Ref": "ForwarderFunction"}}
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "0", text))["widgets"]
+    named = {row[1] for widget in widgets for row in widget["properties"]["metrics"] if isinstance(row[0], str)}
+    assert named - {"Invocations", "Errors", "Throttles", "Duration"} <= PUBLISHED
+    assert {"LagMax", "EventsDelivered", "Requests", "BytesIn"} <= named
+    assert "Dashboard" not in Stack(template, {**KEY_SOURCES["value"], "CreateDashboard": "false"}).resources

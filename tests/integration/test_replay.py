@@ -25,7 +25,7 @@ class Recorder:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    def send(self, body: bytes, deadline: Deadline) -> None:
+    def send(self, body: bytes, deadline: Deadline, stats: object = None) -> None:
         self.bodies.append(body)
 
     def close(self) -> None:
