@@ -13,6 +13,11 @@ Every entry carries a deterministic id, `forwarder.id`, so the SIEM can drop dup
 object is forwarded twice: CloudTrail's `eventID` where present, CloudWatch's event `id`, otherwise a
 hash of bucket, key, version or ETag, and the event's position.
 
+Labels name the account and region that own the event, not the forwarder's (`owner`): one forwarder
+in a log-archive account serves a whole organisation. A CloudTrail record's own `recipientAccountId`,
+`awsRegion` and instance-profile session (`host`) decide per record: the encoder keeps a lead per
+(account, region, identity), so the per-record choice is a dict lookup.
+
 Clash rule: the top-level names the forwarder writes (`RESERVED`) are the forwarder's. An event field
 with one of those names is moved, unchanged, into `original_fields.<name>`; nothing is lost, and the
 labels stay right. An entry over the intake's per-entry limit is replaced by a truncated one
@@ -25,7 +30,9 @@ even another 2xx, means the request went somewhere else (`accepts`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +41,7 @@ import orjson
 from forwarder.formats import Block
 from forwarder.formats.logbatch import MessageRun
 from forwarder.formats.run import INTERIOR_PREFIX, RecordRun
-from forwarder.model import Container, Entry, Invoker, RawEvent, Source
+from forwarder.model import Container, Entry, EventBridgeEvent, Invoker, LogBatch, RawEvent, S3Object, Source
 from forwarder.outputs import Output
 from forwarder.outputs.batch import json_array
 from forwarder.outputs.http import HttpTransport
@@ -53,6 +60,20 @@ _RUN_JOIN = b"}," + INTERIOR_PREFIX
 """Between an entry's id and a run member: the close of `"forwarder":{...}` and the record's first key."""
 _MESSAGE_JOIN = b'},"message":'
 """Between a text entry's id and its message, in `_text` and `_message_entries` alike."""
+LEADS_KEPT = 4096
+"""Leads kept per encoder, one per (account, region, identity) seen; they start over past this."""
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+_LOGS_KEY = re.compile(
+    r"(?:^|/)AWSLogs/(?:o-[a-z0-9]{10,32}/)?(?P<account>\d{12})/[^/]+/(?P<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2}(?=/))?"
+)
+"""The standard key of AWS logs in S3, an organisation trail's (`AWSLogs/<o-org>/<account>/...`) too."""
+_TRAIL_STREAM = re.compile(r"\d{12}_CloudTrail_(?P<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2})(?:_|$)")
+"""A trail's CloudWatch Logs stream, `<account>_CloudTrail_<region>`: the region of its records."""
+_INSTANCE_SESSION = re.compile(
+    r"arn:aws[a-z-]*:sts::.*?:assumed-role/(?P<role>.*?)/(?P<host>i-(?:[0-9a-f]{8}|[0-9a-f]{17}))"
+)
+"""The Datadog Forwarder's HOST_IDENTITY_REGEXP (any partition here): an EC2 instance-profile session."""
 
 
 def transport(settings: Settings, api_key: str, **options: Any) -> HttpTransport:
@@ -74,24 +95,67 @@ def accepts(status: int, headers: Mapping[str, str], text: str) -> bool:
         return False
 
 
-def labels(source: Source, container: Container, invoker: Invoker, settings: Settings) -> dict[str, Any]:
+def owner(container: Container, invoker: Invoker) -> tuple[str, str]:
+    """The account and region that own a container's events: the S3 key's `AWSLogs/<account>/<service>/<region>/`,
+    CloudWatch Logs' `owner` (and a trail stream's region), an EventBridge event's own; the forwarder's
+    where the container does not say. A value that is not an account id or a region name is not used."""
+    account: Any = ""
+    region: Any = ""
+    if isinstance(container, S3Object):
+        found = _LOGS_KEY.search(container.key)
+        if found is not None:
+            account, region = found["account"], found["region"]
+    elif isinstance(container, LogBatch):
+        account = container.owner
+        stream = _TRAIL_STREAM.match(container.log_stream)
+        region = stream["region"] if stream is not None else ""
+    elif isinstance(container, EventBridgeEvent):
+        account, region = container.event.get("account"), container.event.get("region")
+    return _valid(account, _ACCOUNT) or invoker.account, _valid(region, _REGION) or invoker.region
+
+
+def _valid(value: Any, pattern: re.Pattern[str]) -> str:
+    return value if isinstance(value, str) and pattern.fullmatch(value) else ""
+
+
+def instance_host(arn: str | None) -> str | None:
+    """The EC2 instance id an instance-profile session's ARN ends with; None for any other ARN."""
+    found = _INSTANCE_SESSION.fullmatch(arn) if arn else None
+    return found["host"] if found is not None else None
+
+
+def labels(
+    source: Source,
+    container: Container,
+    invoker: Invoker,
+    settings: Settings,
+    where: tuple[str, str] | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
     """The reserved attributes every entry of a container carries (all but its id and time); the
-    OCSF output puts them beside each OCSF event sent to a Datadog intake."""
+    OCSF output puts them beside each OCSF event sent to a Datadog intake.
+
+    `where` (account, region) and `host` are a record's own, when it names them; otherwise the
+    container's (`owner`) and the source's. A source's own `aws_account`/`region` tags (a GuardDuty
+    finding's) replace these.
+    """
+    account, region = where if where is not None else owner(container, invoker)
     tags = [
         *settings.tags,
         f"forwardername:{settings.function_name.lower()}",
         f"forwarder_version:{settings.version}",
     ]
-    if invoker.account:
-        tags.append(f"aws_account:{invoker.account}")
-    if invoker.region:
-        tags.append(f"region:{invoker.region}")
+    named = {tag.partition(":")[0] for tag in source.tags}
+    if account and "aws_account" not in named:
+        tags.append(f"aws_account:{account}")
+    if region and "region" not in named:
+        tags.append(f"region:{region}")
     tags.extend(source.tags)
     return {
         "ddsource": source.name,
         "ddsourcecategory": "aws",
         "service": source.service,
-        "host": source.host,
+        "host": host or source.host,
         "ddtags": ",".join(tags),
         "aws": {**container.metadata(), "invoked_function_arn": invoker.function_arn},
     }
@@ -113,9 +177,12 @@ class DatadogEncoder:
     """The record names a reader must flag: a record using one is re-serialised with it moved."""
 
     def __init__(self, source: Source, container: Container, invoker: Invoker, settings: Settings) -> None:
-        self._meta = labels(source, container, invoker, settings)
+        self._labelled = functools.partial(labels, source, container, invoker, settings)
+        self._owner = owner(container, invoker)
+        self._meta = self._labelled(self._owner)
         self._id_base = container.id_base
-        self._lead = orjson.dumps(self._meta)[:-1] + b',"forwarder":{"id":'
+        self._lead = _lead(self._meta)
+        self._record_labels: dict[tuple[Any, Any, Any], tuple[dict[str, Any], bytes]] = {}
         self._event_time_closes: dict[str, bytes] = {}
         self._entry_max = settings.entry_max_bytes
         self._time_fields = source.time_fields
@@ -154,7 +221,7 @@ class DatadogEncoder:
         if timestamp is None and raw.message is not None and raw.message.startswith("{") and self._tail_time:
             timestamp = self._tail_time(raw.message)
         body = truncated_entry(
-            self._meta, fields, raw, timestamp or raw.timestamp_ms, marker, RESERVED, self._entry_max
+            self._labels_of(raw.head)[0], fields, raw, timestamp or raw.timestamp_ms, marker, RESERVED, self._entry_max
         )
         return Entry(body, True)
 
@@ -165,13 +232,16 @@ class DatadogEncoder:
         """A run's entries joined in one loop. A record with no usable `eventID` or an `eventTime` not
         seen yet or not usable, or an entry to truncate, goes through `entry` on its own. A record
         with a reserved name to move is never in a run (its reader's `RunHead` refuses them)."""
-        lead, closes, dumps, join, limit = self._lead, self._event_time_closes, orjson.dumps, b"".join, self._entry_max
+        closes, dumps, join, limit = self._event_time_closes, orjson.dumps, b"".join, self._entry_max
+        kept, record_labels = self._record_labels.get, self._new_record_labels
         entries: list[Entry] = []
         add = entries.append
         for index, (member, head) in enumerate(zip(run.members, run.heads, strict=True)):
             own, when = head.eventID, head.eventTime
             close = closes.get(when) if type(when) is str else None
             if close is not None and type(own) is str and own:
+                key = (head.recipientAccountId, head.awsRegion, head.userIdentity)
+                lead = (kept(key) or record_labels(key))[1]
                 body = join((lead, dumps(own), _RUN_JOIN, member, close))
                 if len(body) <= limit:
                     add(Entry(body))
@@ -210,7 +280,25 @@ class DatadogEncoder:
         close = self._event_time_closes.get(when) if type(when) is str else None
         if close is None:
             close = self._record_close(raw, head)
-        return b"".join((self._lead, orjson.dumps(event_id), b"},", memoryview(record)[1:-1], close))
+        lead = self._labels_of(head)[1]
+        return b"".join((lead, orjson.dumps(event_id), b"},", memoryview(record)[1:-1], close))
+
+    def _labels_of(self, head: Any) -> tuple[dict[str, Any], bytes]:
+        """A record's labels and lead: its own account, region and host where it names them."""
+        if head is None:
+            return self._meta, self._lead
+        key = (head.recipientAccountId, head.awsRegion, head.userIdentity)
+        return self._record_labels.get(key) or self._new_record_labels(key)
+
+    def _new_record_labels(self, key: tuple[Any, Any, Any]) -> tuple[dict[str, Any], bytes]:
+        account, region, identity = key
+        where = (_valid(account, _ACCOUNT) or self._owner[0], _valid(region, _REGION) or self._owner[1])
+        host = instance_host(identity.arn) if identity is not None else None
+        meta = self._meta if where == self._owner and host is None else self._labelled(where, host)
+        if len(self._record_labels) >= LEADS_KEPT:
+            self._record_labels.clear()
+        made = self._record_labels[key] = (meta, self._lead if meta is self._meta else _lead(meta))
+        return made
 
     def _record_close(self, raw: RawEvent, head: Any) -> bytes:
         """A record's close (`_close`), from its `eventTime` (kept per value: a file's records share a
@@ -237,7 +325,7 @@ class DatadogEncoder:
         fields = raw.parse_record()
         if fields is not None:
             timestamp = field_time(fields, self._time_fields) or raw.timestamp_ms
-            merged = {**self._meta, **_identity(timestamp, event_id)}
+            merged = {**self._labels_of(raw.head)[0], **_identity(timestamp, event_id)}
             if fields.keys().isdisjoint(RESERVED):
                 merged.update(fields)
             else:
@@ -269,6 +357,11 @@ class DatadogEncoder:
         if not isinstance(fields, dict):
             return None
         return field_time(fields, self._time_fields)
+
+
+def _lead(meta: dict[str, Any]) -> bytes:
+    """What every entry with these labels starts with, up to its id."""
+    return orjson.dumps(meta)[:-1] + b',"forwarder":{"id":'
 
 
 def _identity(timestamp: int | None, event_id: str) -> dict[str, Any]:
