@@ -124,6 +124,15 @@ def _processing(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _resource_tags(env: Mapping[str, str]) -> dict[str, Any]:
+    """Tags from the source's own AWS resource (forwarder.tags): the Datadog Forwarder's names and default TTL."""
+    return {
+        "fetch_s3_tags": _flag(env, "DD_FETCH_S3_TAGS", False),
+        "fetch_log_group_tags": _flag(env, "DD_FETCH_LOG_GROUP_TAGS", False),
+        "tags_cache_ttl_seconds": _integer(env, "DD_TAGS_CACHE_TTL_SECONDS", 300, 1, 7 * 86400),
+    }
+
+
 class OutputFormat(enum.StrEnum):
     """FORWARDER_OUTPUT_FORMAT: what each event becomes."""
 
@@ -227,6 +236,10 @@ class Settings:
     scrubbing_rule: re.Pattern[str] | None = None
     scrubbing_rule_replacement: str = ""
     multiline_pattern: re.Pattern[str] | None = None
+    # Tags from the bucket's or log group's own AWS tags (forwarder.tags); README "Labels and tags".
+    fetch_s3_tags: bool = False
+    fetch_log_group_tags: bool = False
+    tags_cache_ttl_seconds: int = 300
     k8s_audit_policy: str = ""
     """FORWARDER_K8S_AUDIT_POLICY: a Kubernetes audit Policy (YAML or JSON), `ssm:<name>` or `s3://bucket/key`."""
 
@@ -275,6 +288,7 @@ class Settings:
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or default.function_name,
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
             **_processing(env),
+            **_resource_tags(env),
             k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
             # the output's format and a generic intake
             output_format=_choice(env, "FORWARDER_OUTPUT_FORMAT", OutputFormat, default.output_format)
