@@ -41,6 +41,8 @@ class Tally:
     input_errors: int = 0
     scrubbed: int = 0
     """Events a scrubbing rule changed (a tally, not an outcome: a scrubbed event still ends in one)."""
+    tag_fetch_errors: int = 0
+    """Resource tag look-ups that failed (`forwarder.tags`): the events went without those tags."""
     problems: list[str] = field(default_factory=list)
 
     def note_problem(self, description: str) -> None:
@@ -73,6 +75,7 @@ class Tally:
         self.skipped.update(other.skipped)
         self.input_errors += other.input_errors
         self.scrubbed += other.scrubbed
+        self.tag_fetch_errors += other.tag_fetch_errors
         for problem in other.problems:
             self.note_problem(problem)
 
@@ -84,6 +87,7 @@ class Tally:
             "events_scrubbed": self.scrubbed,
             "skipped": {reason.value: count for reason, count in self.skipped.items()},
             "input_errors": self.input_errors,
+            "tag_fetch_errors": self.tag_fetch_errors,
             "by_source": {f"{trigger}/{source}": count for (trigger, source), count in sorted(self.read.items())},
         }
 
@@ -103,5 +107,6 @@ def publish(tally: Tally, service: str) -> None:
     metrics.add_metric(name="EventsScrubbed", unit=MetricUnit.Count, value=tally.scrubbed)
     metrics.add_metric(name="ItemsSkipped", unit=MetricUnit.Count, value=sum(tally.skipped.values()))
     metrics.add_metric(name="InputErrors", unit=MetricUnit.Count, value=tally.input_errors)
+    metrics.add_metric(name="TagFetchErrors", unit=MetricUnit.Count, value=tally.tag_fetch_errors)
     metrics.flush_metrics()
     metrics.clear_metrics()
