@@ -17,7 +17,7 @@ import urllib3.exceptions
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forwarder import formats, runtime, sources
+from forwarder import formats, runtime, sources, tags
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
 from forwarder.formats import Block, Format, multiline
 from forwarder.formats.inline import read_event
@@ -182,6 +182,9 @@ class Pipeline:
             else:
                 opened = self._open(unit.item)
                 if opened is not None:
+                    opened.source = tags.tagged(
+                        opened.source, opened.container, self.settings, self.invoker, self.tally
+                    )
                     for batch, error in self.deliver(self._entries(unit, opened)):
                         self._settle(batch, error, unit)
         except (InputError, DeadlineReached) as exc:
