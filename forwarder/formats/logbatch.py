@@ -1,4 +1,9 @@
-"""CloudWatch Logs: a decoded payload's `logEvents`, messages unchanged, a run at a time."""
+"""CloudWatch Logs: a decoded payload's `logEvents`, messages unchanged, a run at a time.
+
+A trail's log group carries CloudTrail records as messages: given a head reader, each message that is
+one JSON object becomes a structured event, as a record from S3 is, so that one detection rule
+serves both paths; a message that is not goes as text.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Iterator
 
 import msgspec
 
+from forwarder.formats.jsonhead import HeadReader, InvalidRecord
 from forwarder.model import LogBatch, LogEvent, RawEvent
 
 MESSAGE_RUN_EVENTS = 500
@@ -35,8 +41,23 @@ class MessageRun(msgspec.Struct, gc=False):
         return RawEvent.marker(self.position + len(self.log_events) - 1)
 
 
-def read_log_batch(batch: LogBatch) -> Iterator[MessageRun]:
-    """The batch's events in runs of at most `MESSAGE_RUN_EVENTS`."""
+def read_log_batch(batch: LogBatch, records: HeadReader | None = None) -> Iterator[MessageRun | RawEvent]:
+    """The batch's events in runs of at most `MESSAGE_RUN_EVENTS`; with `records`, one by one, each
+    message that is one JSON object as a structured record (`structured_event`)."""
     events = batch.log_events
+    if records is not None:
+        yield from (structured_event(position, event, records) for position, event in enumerate(events))
+        return
     for start in range(0, len(events), MESSAGE_RUN_EVENTS):
         yield MessageRun(start, events[start : start + MESSAGE_RUN_EVENTS])
+
+
+def structured_event(position: int, event: LogEvent, records: HeadReader) -> RawEvent:
+    """The event as a record with its head (its id its `eventID`, else CloudWatch's; its time its own,
+    else CloudWatch's), or as text when its message is not one JSON object."""
+    try:
+        record = event.message.encode()
+        head = records.read(record)
+    except (InvalidRecord, UnicodeEncodeError):  # the last: a lone surrogate, not UTF-8
+        return RawEvent.log_event(position, event)
+    return RawEvent(position, None, record, head, event.timestamp, event.id)

@@ -162,11 +162,11 @@ def labels(
 
 
 def event_id(raw: RawEvent, id_base: str) -> str:
-    """The event's own id (CloudTrail `eventID`, CloudWatch's event id), else a hash of its container
+    """The event's own id (CloudTrail `eventID`, else CloudWatch's event id), else a hash of its container
     (`id_base`) and its position: the same event forwarded twice gets the same id."""
-    own = raw.event_id if raw.head is None else raw.head.eventID
-    if isinstance(own, str) and own:
-        return own
+    for own in (raw.head.eventID if raw.head is not None else None, raw.event_id):
+        if isinstance(own, str) and own:
+            return own
     return hashlib.blake2b(f"{id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
 
 
