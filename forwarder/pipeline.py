@@ -21,6 +21,7 @@ from forwarder import formats, runtime, sources, tags
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
 from forwarder.formats import Block, Format, multiline
 from forwarder.formats.inline import read_event
+from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.logbatch import read_log_batch
 from forwarder.metrics import Label, Outcome, Tally
 from forwarder.model import (
@@ -212,7 +213,8 @@ class Pipeline:
         if isinstance(source, Skip):
             self.skip(source)
             return None
-        return Opened(source, decoded, read_log_batch(decoded))
+        records = HeadReader(self.output().watched) if source.name == sources.CLOUDTRAIL else None
+        return Opened(source, decoded, read_log_batch(decoded, records))
 
     def _open_object(self, item: S3Object) -> Opened | None:
         """An object's blocks, from its checkpoint when it is a continuation (see `continuation`).
