@@ -87,3 +87,30 @@ def test_a_tag_lookup_that_fails_never_holds_back_delivery(
 
     assert summary["events_delivered"] == 2 and summary["tag_fetch_errors"] == 1
     assert len(intake.entries) == 2
+
+
+def test_cloudtrail_through_cloudwatch_arrives_as_structured_as_from_s3(s3: Any, intake: LocalIntake) -> None:
+    records = records_of(cloudtrail_documents()["plaso_aws_cloudtrail.json"])[:5]
+    for index, record in enumerate(records):
+        record["eventID"] = f"event-{index}"
+    key = f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/12/04/{ACCOUNT}_CloudTrail_us-east-1_f.json.gz"
+    put(s3, "trail-bucket", key, orjson.dumps({"Records": records}))
+    handle(s3_event("trail-bucket", key), context(), settings_for(intake.url))
+    from_s3 = {entry["forwarder"]["id"]: entry for entry in intake.entries}
+    seen = len(intake.entries)
+    messages = [orjson.dumps(record).decode() for record in records] + ["not json"]
+    event = awslogs_event("aws-cloudtrail-logs-trail", f"{ACCOUNT}_CloudTrail_us-east-1", messages)
+
+    summary = handle(event, context(), settings_for(intake.url))
+
+    assert summary["events_delivered"] == len(messages)
+    delivered = intake.entries[seen:]
+    from_logs = {entry["forwarder"]["id"]: entry for entry in delivered}
+    for event_id, entry in from_s3.items():
+        same = from_logs[event_id]
+        assert "message" not in same and same["ddsource"] == entry["ddsource"] == "cloudtrail"
+        assert {k: v for k, v in same.items() if k not in ("aws", "host")} == {
+            k: v for k, v in entry.items() if k not in ("aws", "host")
+        }
+    assert [entry["message"] for entry in delivered if "message" in entry] == ["not json"]
+    assert {entry["host"] for entry in delivered} == {"aws-cloudtrail-logs-trail"}

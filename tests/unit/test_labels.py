@@ -7,9 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder.formats.jsonhead import VALIDATOR_MAX_BYTES
+from forwarder.formats.jsonhead import VALIDATOR_MAX_BYTES, HeadReader
+from forwarder.formats.logbatch import read_log_batch
 from forwarder.formats.run import RecordRun
-from forwarder.model import EventBridgeEvent, Invoker, LogBatch, RawEvent, S3Object, Source
+from forwarder.model import EventBridgeEvent, Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
 from forwarder.outputs import datadog
 from forwarder.outputs.datadog import DatadogEncoder, instance_host, owner
 from forwarder.settings import Settings
@@ -198,3 +199,25 @@ def test_a_record_over_the_validator_limit_with_odd_label_types_is_still_read() 
 )
 def test_only_an_instance_profile_session_names_a_host(arn: str | None, host: str | None) -> None:
     assert instance_host(arn) == host
+
+
+def test_cloudtrail_from_cloudwatch_is_read_as_records_and_text_stays_text() -> None:
+    records = HeadReader(datadog.RESERVED)
+    one = orjson.dumps(record(eventID="ct-1", recipientAccountId="444455556666")).decode()
+    events = (
+        LogEvent("cw-1", 5, one),
+        LogEvent("cw-2", 6, '{"eventVersion":"1.08", cut'),  # not JSON: text
+        LogEvent("cw-3", 7, '{"eventVersion":"1.08"}'),  # no eventID: CloudWatch's id
+        LogEvent("cw-4", 8, "[1,2]"),  # JSON, not an object: text
+    )
+    batch = LogBatch("111122223333", "trail", "111122223333_CloudTrail_us-east-2", (), events)
+    read = list(read_log_batch(batch, records))
+    assert [event.record is not None for event in read] == [True, False, True, False]
+    assert [event.message for event in read] == [None, events[1].message, None, "[1,2]"]
+    encoder = DatadogEncoder(CLOUDTRAIL, batch, INVOKER, SETTINGS)
+    bodies = [orjson.loads(block.body) for event in read for block in encoder.entries(event)]
+    assert bodies[0]["eventID"] == bodies[0]["forwarder"]["id"] == "ct-1" and "message" not in bodies[0]
+    assert tags(bodies[0])[-2:] == ["aws_account:444455556666", "region:us-east-2"]
+    assert bodies[0]["timestamp"] == 1733313600000  # its own eventTime
+    assert bodies[1]["message"] == events[1].message and bodies[1]["forwarder"]["id"] == "cw-2"
+    assert bodies[2]["forwarder"]["id"] == "cw-3" and bodies[2]["timestamp"] == 7
