@@ -27,9 +27,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder import runtime
+from forwarder.labels import owner
 from forwarder.metrics import Tally
 from forwarder.model import Container, Invoker, LogBatch, S3Object, Source
-from forwarder.outputs.datadog import owner
 from forwarder.settings import Settings
 
 logger = Logger(service="security-log-forwarder")

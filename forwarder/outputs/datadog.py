@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,7 +40,8 @@ import orjson
 from forwarder.formats import Block
 from forwarder.formats.logbatch import MessageRun
 from forwarder.formats.run import INTERIOR_PREFIX, RecordRun
-from forwarder.model import Container, Entry, EventBridgeEvent, Invoker, LogBatch, RawEvent, S3Object, Source
+from forwarder.labels import ACCOUNT, REGION, instance_host, owner, valid
+from forwarder.model import Container, Entry, Invoker, RawEvent, Source
 from forwarder.outputs import Output
 from forwarder.outputs.batch import json_array
 from forwarder.outputs.http import HttpTransport
@@ -62,18 +62,6 @@ _MESSAGE_JOIN = b'},"message":'
 """Between a text entry's id and its message, in `_text` and `_message_entries` alike."""
 LEADS_KEPT = 4096
 """Leads kept per encoder, one per (account, region, identity) seen; they start over past this."""
-_ACCOUNT = re.compile(r"\d{12}")
-_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
-_LOGS_KEY = re.compile(
-    r"(?:^|/)AWSLogs/(?:o-[a-z0-9]{10,32}/)?(?P<account>\d{12})/[^/]+/(?P<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2}(?=/))?"
-)
-"""The standard key of AWS logs in S3, an organisation trail's (`AWSLogs/<o-org>/<account>/...`) too."""
-_TRAIL_STREAM = re.compile(r"\d{12}_CloudTrail_(?P<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2})(?:_|$)")
-"""A trail's CloudWatch Logs stream, `<account>_CloudTrail_<region>`: the region of its records."""
-_INSTANCE_SESSION = re.compile(
-    r"arn:aws[a-z-]*:sts::.*?:assumed-role/(?P<role>.*?)/(?P<host>i-(?:[0-9a-f]{8}|[0-9a-f]{17}))"
-)
-"""The Datadog Forwarder's HOST_IDENTITY_REGEXP (any partition here): an EC2 instance-profile session."""
 
 
 def transport(settings: Settings, api_key: str, **options: Any) -> HttpTransport:
@@ -93,35 +81,6 @@ def accepts(status: int, headers: Mapping[str, str], text: str) -> bool:
         return isinstance(orjson.loads(text), dict)
     except orjson.JSONDecodeError:
         return False
-
-
-def owner(container: Container, invoker: Invoker) -> tuple[str, str]:
-    """The account and region that own a container's events: the S3 key's `AWSLogs/<account>/<service>/<region>/`,
-    CloudWatch Logs' `owner` (and a trail stream's region), an EventBridge event's own; the forwarder's
-    where the container does not say. A value that is not an account id or a region name is not used."""
-    account: Any = ""
-    region: Any = ""
-    if isinstance(container, S3Object):
-        found = _LOGS_KEY.search(container.key)
-        if found is not None:
-            account, region = found["account"], found["region"]
-    elif isinstance(container, LogBatch):
-        account = container.owner
-        stream = _TRAIL_STREAM.match(container.log_stream)
-        region = stream["region"] if stream is not None else ""
-    elif isinstance(container, EventBridgeEvent):
-        account, region = container.event.get("account"), container.event.get("region")
-    return _valid(account, _ACCOUNT) or invoker.account, _valid(region, _REGION) or invoker.region
-
-
-def _valid(value: Any, pattern: re.Pattern[str]) -> str:
-    return value if isinstance(value, str) and pattern.fullmatch(value) else ""
-
-
-def instance_host(arn: str | None) -> str | None:
-    """The EC2 instance id an instance-profile session's ARN ends with; None for any other ARN."""
-    found = _INSTANCE_SESSION.fullmatch(arn) if arn else None
-    return found["host"] if found is not None else None
 
 
 def labels(
@@ -292,7 +251,7 @@ class DatadogEncoder:
 
     def _new_record_labels(self, key: tuple[Any, Any, Any]) -> tuple[dict[str, Any], bytes]:
         account, region, identity = key
-        where = (_valid(account, _ACCOUNT) or self._owner[0], _valid(region, _REGION) or self._owner[1])
+        where = (valid(account, ACCOUNT) or self._owner[0], valid(region, REGION) or self._owner[1])
         host = instance_host(identity.arn) if identity is not None else None
         meta = self._meta if where == self._owner and host is None else self._labelled(where, host)
         if len(self._record_labels) >= LEADS_KEPT:

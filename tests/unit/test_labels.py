@@ -10,9 +10,10 @@ import pytest
 from forwarder.formats.jsonhead import VALIDATOR_MAX_BYTES, HeadReader
 from forwarder.formats.logbatch import read_log_batch
 from forwarder.formats.run import RecordRun
+from forwarder.labels import instance_host, owner
 from forwarder.model import EventBridgeEvent, Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
 from forwarder.outputs import datadog
-from forwarder.outputs.datadog import DatadogEncoder, instance_host, owner
+from forwarder.outputs.datadog import DatadogEncoder
 from forwarder.settings import Settings
 from tests.support import read_head, split_object
 
