@@ -7,9 +7,12 @@ serves both paths; a message that is not goes as text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
+import orjson
 
 from forwarder.formats.jsonhead import HeadReader, InvalidRecord
 from forwarder.model import LogBatch, LogEvent, RawEvent
@@ -61,3 +64,41 @@ def structured_event(position: int, event: LogEvent, records: HeadReader) -> Raw
     except (InvalidRecord, UnicodeEncodeError):  # the last: a lone surrogate, not UTF-8
         return RawEvent.log_event(position, event)
     return RawEvent(position, None, record, head, event.timestamp, event.id)
+
+
+_STRUCTURE = re.compile(r'["\\{}\[\],]')
+"""The characters that decide where a JSON text's top-level members end."""
+
+
+def readable_prefix(text: str) -> dict[str, Any]:
+    """The complete top-level members of a JSON object cut short (CloudWatch Logs cuts events over its
+    size limit): everything up to the last top-level comma, closed. Strings are followed with their
+    escapes, so no string inside the event changes where a member ends. {} when none is complete."""
+    if not text.startswith("{"):
+        return {}
+    depth, in_string, skip_to, last = 0, False, -1, 0
+    for match in _STRUCTURE.finditer(text):
+        at = match.start()
+        if at < skip_to:
+            continue
+        char = text[at]
+        if in_string:
+            if char == "\\":
+                skip_to = at + 2
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        elif depth == 1:
+            last = at
+    if not last:
+        return {}
+    try:
+        fields = orjson.loads(text[:last] + "}")
+    except orjson.JSONDecodeError:
+        return {}
+    return fields if isinstance(fields, dict) else {}

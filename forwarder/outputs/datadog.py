@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from forwarder.formats import Block
-from forwarder.formats.logbatch import MessageRun
+from forwarder.formats.logbatch import MessageRun, readable_prefix
 from forwarder.formats.run import INTERIOR_PREFIX, RecordRun
 from forwarder.labels import ACCOUNT, REGION, instance_host, owner, valid
 from forwarder.model import Container, Entry, Invoker, RawEvent, Source
@@ -47,7 +47,7 @@ from forwarder.outputs.batch import json_array
 from forwarder.outputs.http import HttpTransport
 from forwarder.outputs.truncate import top_level_fields, truncated_entry
 from forwarder.settings import Settings
-from forwarder.times import field_time, first_time, iso_ms, tail_time
+from forwarder.times import AUDIT_TIME_FIELDS, field_time, first_time, iso_ms, tail_time
 
 RESERVED = frozenset(
     {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "timestamp", "aws", "message"}
@@ -145,6 +145,7 @@ class DatadogEncoder:
         self._event_time_closes: dict[str, bytes] = {}
         self._entry_max = settings.entry_max_bytes
         self._time_fields = source.time_fields
+        self._audit = source.time_fields == AUDIT_TIME_FIELDS
         self._tail_time = tail_time(source.time_fields[0]) if source.time_fields else None
         self._by_block: dict[type, Callable[[Any], list[Entry]]] = {
             RecordRun: self._record_run_entries,
@@ -165,16 +166,39 @@ class DatadogEncoder:
             return self._truncated(raw, event_id, len(self._lead) + own_size)
         if raw.record is not None and raw.head is not None:
             body = self._structured(raw, raw.record, raw.head, event_id)
+        elif self._audit and _cut(raw.message):
+            body = self._cut_entry(raw.message or "", raw.timestamp_ms, event_id)
         else:
             body = self._text(raw.message or "", raw.timestamp_ms, event_id)
         if len(body) > self._entry_max:
             return self._truncated(raw, event_id, len(body))
         return Entry(body)
 
+    def _cut_entry(self, message: str, container_ms: int | None, event_id: str) -> bytes:
+        """An audit event its source cut (CloudWatch Logs' event size limit): sent as it came, in
+        `message`, marked `forwarder.source_truncated`, beside the top-level fields read before the cut
+        (auditID, verb, user, objectRef...), a reserved name among them moved as in `_parsed`."""
+        fields = readable_prefix(message)
+        timestamp = field_time(fields, self._time_fields) or container_ms
+        entry = {**self._meta, **{key: value for key, value in fields.items() if key not in RESERVED}}
+        moved = {key: value for key, value in fields.items() if key in RESERVED}
+        if moved:
+            entry["original_fields"] = moved
+        entry["message"] = message
+        if timestamp is not None:
+            entry["timestamp"] = timestamp
+        entry["forwarder"] = {"id": event_id, "source_truncated": True}
+        try:
+            return orjson.dumps(entry)
+        except orjson.JSONEncodeError:  # fields nested deeper than orjson writes: the message alone
+            return orjson.dumps({**self._meta, "message": message, **_identity(timestamp, event_id)})
+
     def _truncated(self, raw: RawEvent, event_id: str, original_bytes: int) -> Entry:
         """The truncated entry (`outputs.truncate`); `original_bytes` is the whole entry's size, or for
         an event that is itself over the limit, at least that (its own size and the metadata's)."""
         marker = {"id": event_id, "truncated": True, "original_bytes": original_bytes}
+        if raw.record is None and self._audit and _cut(raw.message):
+            marker["source_truncated"] = True
         fields = top_level_fields(raw.record)
         timestamp = field_time(fields, self._time_fields)
         if timestamp is None and raw.message is not None and raw.message.startswith("{") and self._tail_time:
@@ -316,6 +340,18 @@ class DatadogEncoder:
         if not isinstance(fields, dict):
             return None
         return field_time(fields, self._time_fields)
+
+
+def _cut(message: str | None) -> bool:
+    """Whether an audit event's message was cut by its source: it opens a JSON object it never closes
+    validly (a whole audit event is always one JSON object)."""
+    if message is None or not message.startswith("{"):
+        return False
+    try:
+        orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return True
+    return False
 
 
 def _lead(meta: dict[str, Any]) -> bytes:

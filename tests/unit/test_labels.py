@@ -7,14 +7,16 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.fixtures import k8s_audit_lines
 from forwarder.formats.jsonhead import VALIDATOR_MAX_BYTES, HeadReader
-from forwarder.formats.logbatch import read_log_batch
+from forwarder.formats.logbatch import read_log_batch, readable_prefix
 from forwarder.formats.run import RecordRun
 from forwarder.labels import instance_host, owner
 from forwarder.model import EventBridgeEvent, Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
 from forwarder.outputs import datadog
 from forwarder.outputs.datadog import DatadogEncoder
 from forwarder.settings import Settings
+from forwarder.times import AUDIT_TIME_FIELDS
 from tests.support import read_head, split_object
 
 INVOKER = Invoker.from_arn("arn:aws:lambda:eu-west-1:999999999999:function:Forwarder")
@@ -222,3 +224,61 @@ def test_cloudtrail_from_cloudwatch_is_read_as_records_and_text_stays_text() -> 
     assert bodies[0]["timestamp"] == 1733313600000  # its own eventTime
     assert bodies[1]["message"] == events[1].message and bodies[1]["forwarder"]["id"] == "cw-2"
     assert bodies[2]["forwarder"]["id"] == "cw-3" and bodies[2]["timestamp"] == 7
+
+
+AUDIT = Source("kubernetes.audit", "kubernetes.audit", "/aws/eks/prod/cluster", (), AUDIT_TIME_FIELDS)
+
+
+def audit_batch(messages: list[str]) -> LogBatch:
+    events = tuple(LogEvent(f"cw-{n}", 1733313600000 + n, message) for n, message in enumerate(messages))
+    return LogBatch("111122223333", "/aws/eks/prod/cluster", "kube-apiserver-audit-1", (), events)
+
+
+def test_an_audit_event_cloudwatch_cut_is_delivered_marked_with_the_fields_read_before_the_cut() -> None:
+    whole = k8s_audit_lines()[0]
+    fields = orjson.loads(whole)
+    cut = whole[: whole.index('"stageTimestamp"') - 7] + "[Truncated...]"
+    batch = audit_batch([whole, cut])
+    encoder = DatadogEncoder(AUDIT, batch, INVOKER, SETTINGS)
+    run = next(iter(read_log_batch(batch)))
+    entries = [orjson.loads(entry.body) for entry in encoder.entries(run)]
+    assert entries[0]["message"] == whole and "source_truncated" not in entries[0]["forwarder"]
+    marked = entries[1]
+    assert marked["forwarder"] == {"id": "cw-1", "source_truncated": True}
+    assert marked["message"] == cut  # as it came: nothing lost, never sent as if whole
+    for name in ("auditID", "verb", "user", "objectRef", "requestURI"):
+        assert marked[name] == fields[name]
+    assert "stageTimestamp" not in marked
+    assert [encoder.entry(event).body for event in run.events()] == [e.body for e in encoder.entries(run)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '{"a":1,"b":"x\\",\\"c\\":2","d":{"e":[1,{"f":"}"}]},"g":"cu',
+            {"a": 1, "b": 'x","c":2', "d": {"e": [1, {"f": "}"}]}},
+        ),
+        ('{"a":"\\\\","b":2,"c', {"a": "\\", "b": 2}),
+        ('{"a":[1,2,', {}),
+        ("not json", {}),
+        ('{"a":1,}', {"a": 1}),
+    ],
+)
+def test_the_prefix_reader_keeps_only_whole_top_level_members(text: str, expected: dict) -> None:
+    assert readable_prefix(text) == expected
+
+
+def test_a_cut_message_of_another_source_is_text_as_before() -> None:
+    batch = audit_batch(['{"level":"info","msg":"cut'])
+    encoder = DatadogEncoder(Source("lambda", "lambda", "/aws/lambda/f"), batch, INVOKER, SETTINGS)
+    body = orjson.loads(encoder.entries(next(iter(read_log_batch(batch))))[0].body)
+    assert body["message"] == '{"level":"info","msg":"cut' and "source_truncated" not in body["forwarder"]
+
+
+def test_a_cut_audit_event_over_the_entry_limit_stays_marked() -> None:
+    whole = k8s_audit_lines()[0]
+    cut = whole[:-40] + "x" * 2000
+    encoder = DatadogEncoder(AUDIT, audit_batch([cut]), INVOKER, Settings(entry_max_bytes=1024))
+    entry = encoder.entry(RawEvent.log_event(0, LogEvent("cw-0", 5, cut)))
+    assert entry.truncated and orjson.loads(entry.body)["forwarder"]["source_truncated"] is True
