@@ -100,6 +100,8 @@ class Tally:
     input_errors: int = 0
     scrubbed: int = 0
     """Events a scrubbing rule changed (a tally, not an outcome: a scrubbed event still ends in one)."""
+    tag_fetch_errors: int = 0
+    """Resource tag look-ups that failed (`forwarder.tags`): the events went without those tags."""
     problems: list[str] = field(default_factory=list)
     bytes_in: int = 0
     """Bytes read: an object's compressed bytes from S3, a CloudWatch Logs payload's bytes."""
@@ -150,6 +152,7 @@ class Tally:
         self.transport.merge(other.transport)
         for source, lag in other.lag.items():
             self.lag.setdefault(source, Lag()).merge(lag)
+        self.tag_fetch_errors += other.tag_fetch_errors
         for problem in other.problems:
             self.note_problem(problem)
 
@@ -166,6 +169,7 @@ class Tally:
             "requests": self.transport.requests,
             "retries": self.transport.retries,
             "lag_max_ms": max((lag.max_ms for lag in self.lag.values()), default=0),
+            "tag_fetch_errors": self.tag_fetch_errors,
             "by_source": {f"{trigger}/{source}": count for (trigger, source), count in sorted(self.read.items())},
         }
 
@@ -219,6 +223,7 @@ def publish(tally: Tally, service: str) -> None:
         lagged = sum(lag.events for lag in lags) or 1
         metrics.add_metric(name="LagMax", unit=seconds, value=max(lag.max_ms for lag in lags) / 1000)
         metrics.add_metric(name="LagAvg", unit=seconds, value=sum(lag.sum_ms for lag in lags) / lagged / 1000)
+    metrics.add_metric(name="TagFetchErrors", unit=count, value=tally.tag_fetch_errors)
     metrics.flush_metrics()
     metrics.clear_metrics()
 

@@ -17,10 +17,11 @@ from typing import Any
 import urllib3.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forwarder import formats, logs, runtime, sources
+from forwarder import formats, logs, runtime, sources, tags
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
 from forwarder.formats import Block, Format, delimited, multiline
 from forwarder.formats.inline import read_event
+from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.logbatch import read_log_batch
 from forwarder.metrics import Label, Outcome, Tally
 from forwarder.model import (
@@ -183,6 +184,9 @@ class Pipeline:
             else:
                 opened = self._open(unit.item)
                 if opened is not None:
+                    opened.source = tags.tagged(
+                        opened.source, opened.container, self.settings, self.invoker, self.tally
+                    )
                     for batch, error in self.deliver(self._entries(unit, opened)):
                         self._settle(batch, error, unit)
         except (InputError, DeadlineReached) as exc:
@@ -211,7 +215,8 @@ class Pipeline:
         if isinstance(source, Skip):
             self.skip(source)
             return None
-        return Opened(source, decoded, read_log_batch(decoded))
+        records = HeadReader(self.output().watched) if source.name == sources.CLOUDTRAIL else None
+        return Opened(source, decoded, read_log_batch(decoded, records))
 
     def _open_object(self, item: S3Object) -> Opened | None:
         """An object's blocks, from its checkpoint when it is a continuation (see `continuation`).

@@ -131,6 +131,15 @@ def _processing(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _resource_tags(env: Mapping[str, str]) -> dict[str, Any]:
+    """Tags from the source's own AWS resource (forwarder.tags): the Datadog Forwarder's names and default TTL."""
+    return {
+        "fetch_s3_tags": _flag(env, "DD_FETCH_S3_TAGS", False),
+        "fetch_log_group_tags": _flag(env, "DD_FETCH_LOG_GROUP_TAGS", False),
+        "tags_cache_ttl_seconds": _integer(env, "DD_TAGS_CACHE_TTL_SECONDS", 300, 1, 7 * 86400),
+    }
+
+
 class OutputFormat(enum.StrEnum):
     """FORWARDER_OUTPUT_FORMAT: what each event becomes."""
 
@@ -202,6 +211,7 @@ SUPPORTED_DD_VARIABLES = frozenset(
         *("DD_MAX_WORKERS", "DD_FORWARD_LOG", "DD_TAGS", "DD_SOURCE", "DD_LOG_LEVEL", "DD_USE_VPC"),
         *("DD_MULTILINE_LOG_REGEX_PATTERN", "DD_SCRUBBING_RULE", "DD_SCRUBBING_RULE_REPLACEMENT"),
         *("DD_S3_BUCKET_NAME", "DD_STORE_FAILED_EVENTS"),
+        *("DD_FETCH_S3_TAGS", "DD_FETCH_LOG_GROUP_TAGS", "DD_TAGS_CACHE_TTL_SECONDS"),
     }
 )
 """The `DD_*` variables read here; any other in the environment is named in one warning (`forwarder.logs`)."""
@@ -279,6 +289,10 @@ class Settings:
     scrubbing_rule: re.Pattern[str] | None = None
     scrubbing_rule_replacement: str = ""
     multiline_pattern: re.Pattern[str] | None = None
+    # Tags from the bucket's or log group's own AWS tags (forwarder.tags); README "Labels and tags".
+    fetch_s3_tags: bool = False
+    fetch_log_group_tags: bool = False
+    tags_cache_ttl_seconds: int = 300
     k8s_audit_policy: str = ""
     """FORWARDER_K8S_AUDIT_POLICY: a Kubernetes audit Policy (YAML or JSON), `ssm:<name>` or `s3://bucket/key`."""
 
@@ -345,6 +359,7 @@ class Settings:
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or default.function_name,
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
             **_processing(env),
+            **_resource_tags(env),
             k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
             k8s_cluster_key_pattern=_cluster_key_pattern(env),
             # the output's format and a generic intake

@@ -21,13 +21,28 @@ InvalidRecord = orjson.JSONDecodeError
 """What `HeadReader.read` raises for bytes that are not one valid JSON object in UTF-8."""
 
 
+class Identity(msgspec.Struct, frozen=True, gc=False):
+    """A CloudTrail record's `userIdentity`, only its `arn` (an instance-profile session names its host).
+    Frozen, so that a head's labels key (account, region, identity) is hashable."""
+
+    arn: str | None = None
+
+
 class Head(msgspec.Struct, gc=False):
-    """The fields every head decodes; `head_types` adds the watched names after them."""
+    """The fields every head decodes; `head_types` adds the watched names after them.
+
+    `recipientAccountId`, `awsRegion` and `userIdentity` label a CloudTrail record with the account,
+    region and host that own it. They are typed: a record where one has another type is decoded the
+    slow way (`HeadReader._parsed_head`), where the value counts as absent.
+    """
 
     eventID: Any = None
     eventTime: Any = None
     stageTimestamp: Any = None
     requestReceivedTimestamp: Any = None
+    recipientAccountId: str | None = None
+    awsRegion: str | None = None
+    userIdentity: Identity | None = None
 
     def flagged(self) -> bool:
         """Whether the record has a top-level field by one of the watched names."""
@@ -68,6 +83,7 @@ class HeadReader:
         self.record_head, self.run_head = head_types(watched)
         self._watched = watched
         self._decode = msgspec.json.Decoder(self.record_head).decode
+        self._decode_lenient = msgspec.json.Decoder(_lenient(self.record_head)).decode
         self._validator = simdjson.Parser(max_capacity=VALIDATOR_MAX_BYTES)
 
     def read(self, record: bytes) -> Head:
@@ -96,18 +112,57 @@ class HeadReader:
         its values: a record of millions of nested lists costs no more memory than its bytes."""
         try:
             return self._decode(record)
+        except msgspec.ValidationError:  # a labels field of another type, or not an object
+            pass
         except (RecursionError, msgspec.DecodeError) as exc:
             raise InvalidRecord(f"a record must be one JSON object: {exc}", "", 0) from None
+        try:
+            head = self._decode_lenient(record)
+        except (RecursionError, msgspec.DecodeError) as exc:
+            raise InvalidRecord(f"a record must be one JSON object: {exc}", "", 0) from None
+        values = msgspec.structs.asdict(head)
+        values.update((name, _typed(values[name], kind)) for name, kind in _LABEL_TYPES.items())
+        return self.record_head(**values)
 
     def _parsed_head(self, record: bytes) -> Head:
         fields = orjson.loads(record)
         if not isinstance(fields, dict):
             raise InvalidRecord("a record must be a JSON object", record.decode(errors="replace"), 0) from None
         present = {name: Raw(b"null") for name in self._watched if name in fields}
+        identity = fields.get("userIdentity")
+        arn = identity.get("arn") if isinstance(identity, dict) else None
         return self.record_head(
             eventID=fields.get("eventID"),
             eventTime=fields.get("eventTime"),
             stageTimestamp=fields.get("stageTimestamp"),
             requestReceivedTimestamp=fields.get("requestReceivedTimestamp"),
+            recipientAccountId=_text(fields.get("recipientAccountId")),
+            awsRegion=_text(fields.get("awsRegion")),
+            userIdentity=Identity(_text(arn)) if isinstance(identity, dict) else None,
             **present,
         )
+
+
+_LABEL_TYPES: dict[str, Any] = {"recipientAccountId": str, "awsRegion": str, "userIdentity": Identity}
+"""The typed head fields: a big record holding one of another type has it read as absent."""
+
+
+@functools.cache
+def _lenient(record_head: type[Head]) -> type[Head]:
+    """`record_head` with its typed fields kept undecoded (`Raw`), after all the others."""
+    fields = [
+        (field.name, Raw, Raw(b"null")) if field.name in _LABEL_TYPES else (field.name, field.type, field.default)
+        for field in msgspec.structs.fields(record_head)
+    ]
+    return msgspec.defstruct("LenientHead", fields, gc=False)  # type: ignore[return-value]
+
+
+def _typed(raw: Raw, kind: Any) -> Any:
+    try:
+        return msgspec.json.decode(raw, type=kind | None)
+    except (RecursionError, msgspec.DecodeError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

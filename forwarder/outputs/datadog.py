@@ -13,6 +13,11 @@ Every entry carries a deterministic id, `forwarder.id`, so the SIEM can drop dup
 object is forwarded twice: CloudTrail's `eventID` where present, CloudWatch's event `id`, otherwise a
 hash of bucket, key, version or ETag, and the event's position.
 
+Labels name the account and region that own the event, not the forwarder's (`owner`): one forwarder
+in a log-archive account serves a whole organisation. A CloudTrail record's own `recipientAccountId`,
+`awsRegion` and instance-profile session (`host`) decide per record: the encoder keeps a lead per
+(account, region, identity), so the per-record choice is a dict lookup.
+
 Clash rule: the top-level names the forwarder writes (`RESERVED`) are the forwarder's. An event field
 with one of those names is moved, unchanged, into `original_fields.<name>`; nothing is lost, and the
 labels stay right. An entry over the intake's per-entry limit is replaced by a truncated one
@@ -25,6 +30,7 @@ even another 2xx, means the request went somewhere else (`accepts`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,15 +38,16 @@ from typing import Any
 import orjson
 
 from forwarder.formats import Block
-from forwarder.formats.logbatch import MessageRun
+from forwarder.formats.logbatch import MessageRun, readable_prefix
 from forwarder.formats.run import INTERIOR_PREFIX, RecordRun
+from forwarder.labels import ACCOUNT, REGION, instance_host, owner, valid
 from forwarder.model import Container, Entry, Invoker, RawEvent, Source
 from forwarder.outputs import Output
 from forwarder.outputs.batch import json_array
 from forwarder.outputs.http import HttpTransport
 from forwarder.outputs.truncate import top_level_fields, truncated_entry
 from forwarder.settings import Settings
-from forwarder.times import field_time, first_time, iso_ms, line_time, tail_time
+from forwarder.times import AUDIT_TIME_FIELDS, field_time, first_time, iso_ms, line_time, tail_time
 
 RESERVED = frozenset(
     {"ddsource", "ddsourcecategory", "service", "host", "ddtags", "timestamp", "aws", "message"}
@@ -53,6 +60,8 @@ _RUN_JOIN = b"}," + INTERIOR_PREFIX
 """Between an entry's id and a run member: the close of `"forwarder":{...}` and the record's first key."""
 _MESSAGE_JOIN = b'},"message":'
 """Between a text entry's id and its message, in `_text` and `_message_entries` alike."""
+LEADS_KEPT = 4096
+"""Leads kept per encoder, one per (account, region, identity) seen; they start over past this."""
 
 
 def transport(settings: Settings, api_key: str, **options: Any) -> HttpTransport:
@@ -74,35 +83,49 @@ def accepts(status: int, headers: Mapping[str, str], text: str) -> bool:
         return False
 
 
-def labels(source: Source, container: Container, invoker: Invoker, settings: Settings) -> dict[str, Any]:
+def labels(
+    source: Source,
+    container: Container,
+    invoker: Invoker,
+    settings: Settings,
+    where: tuple[str, str] | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
     """The reserved attributes every entry of a container carries (all but its id and time); the
-    OCSF output puts them beside each OCSF event sent to a Datadog intake."""
+    OCSF output puts them beside each OCSF event sent to a Datadog intake.
+
+    `where` (account, region) and `host` are a record's own, when it names them; otherwise the
+    container's (`owner`) and the source's. A source's own `aws_account`/`region` tags (a GuardDuty
+    finding's) replace these.
+    """
+    account, region = where if where is not None else owner(container, invoker)
     tags = [
         *settings.tags,
         f"forwardername:{settings.function_name.lower()}",
         f"forwarder_version:{settings.version}",
     ]
-    if invoker.account:
-        tags.append(f"aws_account:{invoker.account}")
-    if invoker.region:
-        tags.append(f"region:{invoker.region}")
+    named = {tag.partition(":")[0] for tag in source.tags}
+    if account and "aws_account" not in named:
+        tags.append(f"aws_account:{account}")
+    if region and "region" not in named:
+        tags.append(f"region:{region}")
     tags.extend(source.tags)
     return {
         "ddsource": source.name,
         "ddsourcecategory": "aws",
         "service": source.service,
-        "host": source.host,
+        "host": host or source.host,
         "ddtags": ",".join(tags),
         "aws": {**container.metadata(), "invoked_function_arn": invoker.function_arn},
     }
 
 
 def event_id(raw: RawEvent, id_base: str) -> str:
-    """The event's own id (CloudTrail `eventID`, CloudWatch's event id), else a hash of its container
+    """The event's own id (CloudTrail `eventID`, else CloudWatch's event id), else a hash of its container
     (`id_base`) and its position: the same event forwarded twice gets the same id."""
-    own = raw.event_id if raw.head is None else raw.head.eventID
-    if isinstance(own, str) and own:
-        return own
+    for own in (raw.head.eventID if raw.head is not None else None, raw.event_id):
+        if isinstance(own, str) and own:
+            return own
     return hashlib.blake2b(f"{id_base}@{raw.position}".encode(), digest_size=16).hexdigest()
 
 
@@ -113,12 +136,16 @@ class DatadogEncoder:
     """The record names a reader must flag: a record using one is re-serialised with it moved."""
 
     def __init__(self, source: Source, container: Container, invoker: Invoker, settings: Settings) -> None:
-        self._meta = labels(source, container, invoker, settings)
+        self._labelled = functools.partial(labels, source, container, invoker, settings)
+        self._owner = owner(container, invoker)
+        self._meta = self._labelled(self._owner)
         self._id_base = container.id_base
-        self._lead = orjson.dumps(self._meta)[:-1] + b',"forwarder":{"id":'
+        self._lead = _lead(self._meta)
+        self._record_labels: dict[tuple[Any, Any, Any], tuple[dict[str, Any], bytes]] = {}
         self._event_time_closes: dict[str, bytes] = {}
         self._entry_max = settings.entry_max_bytes
         self._time_fields = source.time_fields
+        self._audit = source.time_fields == AUDIT_TIME_FIELDS
         self._tail_time = tail_time(source.time_fields[0]) if source.time_fields else None
         self._line_time = line_time(source.line_format) if source.line_format is not None else None
         self._by_block: dict[type, Callable[[Any], list[Entry]]] = {RecordRun: self._record_run_entries}
@@ -139,22 +166,45 @@ class DatadogEncoder:
             return self._truncated(raw, event_id, len(self._lead) + own_size)
         if raw.record is not None and raw.head is not None:
             body = self._structured(raw, raw.record, raw.head, event_id)
+        elif self._audit and _cut(raw.message):
+            body = self._cut_entry(raw.message or "", raw.timestamp_ms, event_id)
         else:
             body = self._text(raw.message or "", raw.timestamp_ms, event_id)
         if len(body) > self._entry_max:
             return self._truncated(raw, event_id, len(body))
         return Entry(body)
 
+    def _cut_entry(self, message: str, container_ms: int | None, event_id: str) -> bytes:
+        """An audit event its source cut (CloudWatch Logs' event size limit): sent as it came, in
+        `message`, marked `forwarder.source_truncated`, beside the top-level fields read before the cut
+        (auditID, verb, user, objectRef...), a reserved name among them moved as in `_parsed`."""
+        fields = readable_prefix(message)
+        timestamp = field_time(fields, self._time_fields) or container_ms
+        entry = {**self._meta, **{key: value for key, value in fields.items() if key not in RESERVED}}
+        moved = {key: value for key, value in fields.items() if key in RESERVED}
+        if moved:
+            entry["original_fields"] = moved
+        entry["message"] = message
+        if timestamp is not None:
+            entry["timestamp"] = timestamp
+        entry["forwarder"] = {"id": event_id, "source_truncated": True}
+        try:
+            return orjson.dumps(entry)
+        except orjson.JSONEncodeError:  # fields nested deeper than orjson writes: the message alone
+            return orjson.dumps({**self._meta, "message": message, **_identity(timestamp, event_id)})
+
     def _truncated(self, raw: RawEvent, event_id: str, original_bytes: int) -> Entry:
         """The truncated entry (`outputs.truncate`); `original_bytes` is the whole entry's size, or for
         an event that is itself over the limit, at least that (its own size and the metadata's)."""
         marker = {"id": event_id, "truncated": True, "original_bytes": original_bytes}
+        if raw.record is None and self._audit and _cut(raw.message):
+            marker["source_truncated"] = True
         fields = top_level_fields(raw.record)
         timestamp = field_time(fields, self._time_fields)
         if timestamp is None and raw.message is not None and raw.message.startswith("{") and self._tail_time:
             timestamp = self._tail_time(raw.message)
         body = truncated_entry(
-            self._meta, fields, raw, timestamp or raw.timestamp_ms, marker, RESERVED, self._entry_max
+            self._labels_of(raw.head)[0], fields, raw, timestamp or raw.timestamp_ms, marker, RESERVED, self._entry_max
         )
         return Entry(body, True)
 
@@ -165,13 +215,16 @@ class DatadogEncoder:
         """A run's entries joined in one loop. A record with no usable `eventID` or an `eventTime` not
         seen yet or not usable, or an entry to truncate, goes through `entry` on its own. A record
         with a reserved name to move is never in a run (its reader's `RunHead` refuses them)."""
-        lead, closes, dumps, join, limit = self._lead, self._event_time_closes, orjson.dumps, b"".join, self._entry_max
+        closes, dumps, join, limit = self._event_time_closes, orjson.dumps, b"".join, self._entry_max
+        kept, record_labels = self._record_labels.get, self._new_record_labels
         entries: list[Entry] = []
         add = entries.append
         for index, (member, head) in enumerate(zip(run.members, run.heads, strict=True)):
             own, when = head.eventID, head.eventTime
             close = closes.get(when) if type(when) is str else None
             if close is not None and type(own) is str and own:
+                key = (head.recipientAccountId, head.awsRegion, head.userIdentity)
+                lead = (kept(key) or record_labels(key))[1]
                 body = join((lead, dumps(own), _RUN_JOIN, member, close))
                 if len(body) <= limit:
                     add(Entry(body))
@@ -210,7 +263,25 @@ class DatadogEncoder:
         close = self._event_time_closes.get(when) if type(when) is str else None
         if close is None:
             close = self._record_close(raw, head)
-        return b"".join((self._lead, orjson.dumps(event_id), b"},", memoryview(record)[1:-1], close))
+        lead = self._labels_of(head)[1]
+        return b"".join((lead, orjson.dumps(event_id), b"},", memoryview(record)[1:-1], close))
+
+    def _labels_of(self, head: Any) -> tuple[dict[str, Any], bytes]:
+        """A record's labels and lead: its own account, region and host where it names them."""
+        if head is None:
+            return self._meta, self._lead
+        key = (head.recipientAccountId, head.awsRegion, head.userIdentity)
+        return self._record_labels.get(key) or self._new_record_labels(key)
+
+    def _new_record_labels(self, key: tuple[Any, Any, Any]) -> tuple[dict[str, Any], bytes]:
+        account, region, identity = key
+        where = (valid(account, ACCOUNT) or self._owner[0], valid(region, REGION) or self._owner[1])
+        host = instance_host(identity.arn) if identity is not None else None
+        meta = self._meta if where == self._owner and host is None else self._labelled(where, host)
+        if len(self._record_labels) >= LEADS_KEPT:
+            self._record_labels.clear()
+        made = self._record_labels[key] = (meta, self._lead if meta is self._meta else _lead(meta))
+        return made
 
     def _record_close(self, raw: RawEvent, head: Any) -> bytes:
         """A record's close (`_close`), from its `eventTime` (kept per value: a file's records share a
@@ -237,7 +308,7 @@ class DatadogEncoder:
         fields = raw.parse_record()
         if fields is not None:
             timestamp = field_time(fields, self._time_fields) or raw.timestamp_ms
-            merged = {**self._meta, **_identity(timestamp, event_id)}
+            merged = {**self._labels_of(raw.head)[0], **_identity(timestamp, event_id)}
             if fields.keys().isdisjoint(RESERVED):
                 merged.update(fields)
             else:
@@ -270,6 +341,23 @@ class DatadogEncoder:
         if not isinstance(fields, dict):
             return None
         return field_time(fields, self._time_fields)
+
+
+def _cut(message: str | None) -> bool:
+    """Whether an audit event's message was cut by its source: it opens a JSON object it never closes
+    validly (a whole audit event is always one JSON object)."""
+    if message is None or not message.startswith("{"):
+        return False
+    try:
+        orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
+def _lead(meta: dict[str, Any]) -> bytes:
+    """What every entry with these labels starts with, up to its id."""
+    return orjson.dumps(meta)[:-1] + b',"forwarder":{"id":'
 
 
 def _identity(timestamp: int | None, event_id: str) -> dict[str, Any]:

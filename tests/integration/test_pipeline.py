@@ -223,9 +223,11 @@ def test_cloudtrail_delivered_through_cloudwatch_logs_is_labelled_cloudtrail(int
 
     handle(event, context(), settings_for(intake.url))
 
-    assert [entry["message"] for entry in intake.entries] == messages
+    # As structured as CloudTrail from S3: the record's fields at the top level, not a `message`.
+    assert [without_metadata(entry) for entry in intake.entries] == [orjson.loads(m) for m in messages]
     assert {entry["ddsource"] for entry in intake.entries} == {"cloudtrail"}
     assert {entry["host"] for entry in intake.entries} == {payload["logGroup"]}
+    assert {entry["forwarder"]["id"] for entry in intake.entries} == {orjson.loads(m)["eventID"] for m in messages}
 
 
 class DropEveryThird:

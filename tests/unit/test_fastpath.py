@@ -3,8 +3,9 @@
 The fast path streams: it inflates in capped pieces, cuts records out of the `Records` array at
 proposed ends that `read_head` confirms (decoding only the fields an entry needs), and splices the
 metadata in front of each record's own bytes. The reference here does none of that: it parses the
-whole document with orjson, takes `Records`, and builds each entry as a dict, the metadata plus the
-record's fields (a reserved name moved into `original_fields`). Both are compared element for
+whole document with orjson, takes `Records`, and builds each entry as a dict, the metadata (with the
+record's own account, region and instance host, `own_labels`) plus the record's fields (a reserved
+name moved into `original_fields`). Both are compared element for
 element after `orjson.loads`, on every real CloudTrail fixture and on generated documents full of
 strings that look like record boundaries.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,7 +92,7 @@ def reference_entries(document: bytes, actual: list[dict[str, Any]]) -> list[dic
     metadata = static_metadata()
     expected = []
     for index, record in enumerate(orjson.loads(document)["Records"]):
-        entry = dict(metadata)
+        entry = own_labels(metadata, record)
         timestamp = _millis(record.get("eventTime"))
         if timestamp is not None:
             entry["timestamp"] = timestamp
@@ -105,6 +107,30 @@ def reference_entries(document: bytes, actual: list[dict[str, Any]]) -> list[dic
             entry["original_fields"] = moved
         expected.append(entry)
     return expected
+
+
+def own_labels(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The container's metadata with the record's own account, region and instance host in place."""
+    labelled = dict(metadata)
+    tags = metadata["ddtags"].split(",")
+    for name, field, form in (
+        ("aws_account", "recipientAccountId", r"\d{12}"),
+        ("region", "awsRegion", r"[a-z]{2}(-[a-z]+)+-\d{1,2}"),
+    ):
+        value = record.get(field)
+        if isinstance(value, str) and re.fullmatch(form, value):
+            tags = [f"{name}:{value}" if tag.startswith(f"{name}:") else tag for tag in tags]
+    labelled["ddtags"] = ",".join(tags)
+    identity = record.get("userIdentity")
+    arn = identity.get("arn") if isinstance(identity, dict) else None
+    session = (
+        re.fullmatch(r"arn:aws[a-z-]*:sts::.*?:assumed-role/.*?/(i-([0-9a-f]{8}|[0-9a-f]{17}))", arn)
+        if isinstance(arn, str)
+        else None
+    )
+    if session:
+        labelled["host"] = session[1]
+    return labelled
 
 
 def _millis(text: object) -> int | None:
