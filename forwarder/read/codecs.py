@@ -250,13 +250,22 @@ class _Inflate:
                 if stream is None or stream.eof:
                     stream = self.codec.new_stream()
                     if self.boundaries is not None:
-                        self.boundaries.append((self.offset, self.produced))
+                        self._mark_boundary(self.boundaries)
                 try:
                     data = yield from self._member(stream, data)
                 except (ISAL_ERROR, zstandard.ZstdError) as exc:
                     raise self._error(f"corrupt {self.codec.kind} data: {exc}") from exc
         if stream is not None and not stream.eof:
             raise self._error(f"truncated {self.codec.kind} stream")
+
+    def _mark_boundary(self, boundaries: deque[tuple[int, int]]) -> None:
+        """Note where a member starts. One that starts where the last one did in the decompressed
+        stream (the last produced nothing: an empty member) replaces it, being the later, better
+        place to read from: a million empty members cost one entry, not a million."""
+        if boundaries and boundaries[-1][1] == self.produced:
+            boundaries[-1] = (self.offset, self.produced)
+        else:
+            boundaries.append((self.offset, self.produced))
 
     def _error(self, reason: str) -> InputError:
         return InputError(self.origin, f"compressed byte {self.offset}", reason)
