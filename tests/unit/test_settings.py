@@ -199,5 +199,5 @@ def test_the_readmes_unsupported_variables_are_the_ones_warned_about() -> None:
         if row.startswith("| `")
         for name in re.findall(r"`(DD_\w+)`", row.split(" | ")[0])
     }
-    assert len(listed) >= 15
+    assert len(listed) >= 12  # the Datadog Forwarder variables with no effect here, less the tag fetches now read
     assert unsupported_variables(dict.fromkeys(listed, "x")) == sorted(listed)
