@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import gc
 import gzip
+import hashlib
+import json
 import os
 import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import orjson
@@ -28,12 +31,14 @@ from botocore.response import StreamingBody
 from bench.fixtures import cloudtrail_documents, k8s_audit_lines, records_of, s3_event, trail_key
 from forwarder import runtime
 from forwarder.devintake import DROP, Fault, LocalIntake
-from forwarder.errors import IncompleteInvocation
-from forwarder.handler import handle
+from forwarder.errors import ConfigError, DeliveryError, IncompleteInvocation
+from forwarder.handler import handle, lambda_handler
 from forwarder.metrics import Tally
 from forwarder.model import Checkpoint, S3Object
 from forwarder.reliability import continuation
 from forwarder.reliability.idempotency import identity
+from forwarder.reliability.store import FailureStore
+from tests.unit.test_intake import answering, dripping, serving
 
 from .faults import (
     ROWS,
@@ -184,7 +189,7 @@ def test_413_is_not_retried_and_its_batch_is_stored(s3: Any, intake: LocalIntake
     assert intake.requests == 5  # the rejected batch was not sent again
     stored = stored_objects(s3, bucket)
     assert len(stored) == 1
-    document = orjson.loads(gzip.decompress(s3.get_object(Bucket=bucket, Key=next(iter(stored)))["Body"].read()))
+    (document,) = stored_failures(s3, bucket, stored)
     assert document["status"] == 413 and "not retried" in document["reason"]
     accounting = Accounting(event_ids(recs), received_ids(intake), stored_ids(s3, bucket))
     record("413", "413 on one request (store on)", accounting, clock, tally, caplog.records)
@@ -947,3 +952,230 @@ def test_slow_failure_store_writes_stop_at_the_deadline(s3: Any, bucket: str, ca
     fault = f"intake down, each failure-store write 0.5 s, {DEADLINE_TIMEOUT} s timeout"
     note = "batches whose turn came after the deadline are not stored: they fail and the invocation is retried"
     record("slow store", fault, accounting, clock, tally, caplog.records, error=error, note=note)
+
+
+# --- hostile inputs and faults of issue 16 ----------------------------------------------------------
+
+
+def test_a_digest_lookalike_audit_file_is_forwarded_whole(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    """An EKS audit file whose first event creates a ConfigMap with a CloudTrail digest's keys was
+    taken for a digest file and skipped whole: the keys inside an event decide nothing."""
+    lines = [line for line in audit_lines(500) if line]
+    first = orjson.loads(lines[0])
+    first["requestObject"] = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "innocent", "namespace": "default"},
+        "data": {"awsAccountId": "123456789012", "digestStartTime": "2024-12-04T11:00:00Z"},
+    }
+    lines[0] = orjson.dumps(first).decode()
+    key = "eks/audit/2024/12/04/digest-lookalike.log.gz"
+    put(s3, bucket, key, ("\n".join(lines) + "\n").encode())
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert error is None and result["skipped"] == {} and result["events_delivered"] == 500
+    assert lines[0] in {entry["message"] for entry in intake.entries}
+    accounting = Accounting(line_ids(bucket, key, lines), received_ids(intake))
+    assert len(accounting.accepted) == 500 and accounting.duplicated == 0
+    fault = "NDJSON EKS audit file whose first event holds a ConfigMap with `awsAccountId` and `digestStartTime` keys"
+    note = "read as audit lines, not skipped as a CloudTrail digest file"
+    record("digest lookalike", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def test_records_behind_a_file_version_arrive_as_events(s3: Any, intake: LocalIntake, bucket: str, caplog: Any) -> None:
+    """`{"fileVersion":"1.0","Records":[…]}` under a CloudTrail key: a key before `Records` once made
+    the whole file one oversized message instead of 2000 events."""
+    recs = records("fileversion", 2000)
+    key = trail_key("file-version-first")
+    put(s3, bucket, key, orjson.dumps({"fileVersion": "1.0", "Records": recs}))
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert error is None and (result["events_delivered"], result["events_truncated"]) == (2000, 0)
+    assert all(entry["eventName"] == "GetObject" for entry in intake.entries)  # records, not one text message
+    accounting = Accounting(event_ids(recs), received_ids(intake))
+    assert len(accounting.accepted) == 2000 and accounting.duplicated == 0
+    fault = '`{"fileVersion":"1.0","Records":[…]}` with 2000 records under a CloudTrail key'
+    record("file version first", fault, accounting, clock, tally, caplog.records, note="each record its own event")
+
+
+def test_a_record_whose_event_id_fills_the_entry_keeps_its_batch_valid(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    """A 1.1 MB `eventID` left no room in the entry: it came out empty, its batch `[…,,…]`, and the
+    intake refused all 100. It is now cut and marked, its id hashed, and the batch goes through."""
+    recs = records("hugeid", 299)
+    huge_id = "i" * 1_100_000
+    huge = {**records("hugeid", 1, start=299)[0], "eventID": huge_id}
+    recs.insert(150, huge)
+    key = put_trail(s3, bucket, "huge-event-id", recs)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, key), settings_for(intake.url, **MATRIX))
+
+    assert error is None and (result["events_delivered"], result["events_truncated"]) == (299, 1)
+    assert intake.rejected == 0 and intake.requests == 3
+    hashed = hashlib.blake2b(huge_id.encode(), digest_size=16).hexdigest()
+    cut = [entry for entry in intake.entries if entry["forwarder"].get("truncated")]
+    assert [entry["forwarder"]["id"] for entry in cut] == [hashed] and cut[0]["forwarder"]["id_hashed"] is True
+    expected = (event_ids(recs) - {huge_id}) | {hashed}
+    accounting = Accounting(expected, received_ids(intake))
+    assert len(accounting.accepted) == 300 and accounting.duplicated == 0
+    fault = "one record with a 1.1 MB `eventID` among 299"
+    note = "the record cut and marked `forwarder.truncated`, its id hashed (`forwarder.id_hashed`); its batch accepted"
+    record("huge event id", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def recording() -> Any:
+    """An intake handler that keeps each request body as it arrived (gunzipped) in its `bodies` and
+    answers as Datadog does: the local intake parses what it receives, so it cannot show the bytes."""
+
+    class Recording(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        bodies: ClassVar[list[bytes]] = []
+
+        def do_POST(self) -> None:
+            wire = self.rfile.read(int(self.headers["Content-Length"]))
+            gzipped = self.headers.get("Content-Encoding", "") == "gzip"
+            self.bodies.append(gzip.decompress(wire) if gzipped else wire)
+            self.send_response(202)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Recording
+
+
+def test_a_stored_batch_is_replayed_byte_for_byte(s3: Any, bucket: str, caplog: Any) -> None:
+    """Replay parsed the stored entries and wrote them again: 123456789012345678901234567890 became a
+    float and 1E2 became 100.0. The stored bytes are now what the intake receives."""
+    exact = [
+        b'{"n":123456789012345678901234567890,"e":1E2,"forwarder":{"id":"exact-0"}}',
+        b'{\n  "pretty": [1, 2], "z": -0.0,\n  "forwarder": {"id": "exact-1"}\n}',
+        b'{"u":"caf\\u00e9","s":"},{\\"entries\\":[{","forwarder":{"id":"exact-2"}}',
+    ]
+    settings_env = store_env(bucket)
+    handler = recording()
+    clock = Clock()
+    with serving(handler) as url:
+        settings = settings_for(url, **MATRIX, **settings_env)
+        FailureStore(runtime.client("s3"), bucket, settings.store_prefix).keep(exact, DeliveryError("refused", 503))
+        result, error, tally = invoke(clock, {"retry": True}, settings)
+
+    assert error is None and result["events_delivered"] == 3 and stored_objects(s3, bucket) == {}
+    assert handler.bodies == [b"[" + b",".join(exact) + b"]"]
+    delivered = Counter(str(entry["forwarder"]["id"]) for body in handler.bodies for entry in json.loads(body))
+    accounting = Accounting({"exact-0", "exact-1", "exact-2"}, delivered, stored_ids(s3, bucket))
+    fault = "stored batch holding `123456789012345678901234567890`, `1E2`, `-0.0`, an escaped é, pretty-printed JSON"
+    note = "replayed byte for byte: the intake received exactly the stored bytes; the stored object deleted"
+    record("replay exact", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def test_a_url_answering_200_with_a_web_page_never_counts_as_delivered(s3: Any, bucket: str, caplog: Any) -> None:
+    """DD_URL pointing at a web server that answers 200 and an HTML page: batches used to count as
+    delivered and were gone. Only Datadog's own answer (202 and a JSON object) counts."""
+    recs = records("html", 500)
+    key = put_trail(s3, bucket, "html-answer", recs)
+    page = b"<html><body>Welcome to nginx!</body></html>"
+    handler = answering(200, page, "text/html")
+    clock = Clock()
+    with serving(handler) as url:
+        settings = settings_for(url, **MATRIX, **store_env(bucket))
+        result, error, tally = invoke(clock, s3_event(bucket, key), settings)
+
+    assert error is None and (result["events_delivered"], result["events_stored"]) == (0, 500)
+    assert handler.requests == 5  # not retried: the same page would come again
+    stored = stored_objects(s3, bucket)
+    failures = stored_failures(s3, bucket, stored)
+    assert all("not the intake's success answer" in document["reason"] for document in failures)
+    assert all(document["status"] == 200 and document["answer"] == page.decode() for document in failures)
+    accounting = Accounting(event_ids(recs), Counter(), stored_ids(s3, bucket))
+    fault = "`DD_URL` answering 200 with an HTML page (store on)"
+    note = 'each batch stored with status 200, the page as its answer, reason "… not the intake\'s success answer …"'
+    record("html 200", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+def stored_failures(s3: Any, bucket: str, stored: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each stored object's record of its failure: reason, status and the intake's answer."""
+    return [orjson.loads(gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) for key in stored]
+
+
+def test_zero_padded_gzip_and_text_like_a_zlib_header_are_read_whole(
+    s3: Any, intake: LocalIntake, bucket: str, caplog: Any
+) -> None:
+    """A gzip file padded with zeros (as some copy tools leave it) lost its last record; text starting
+    with `x^` (0x78 0x5e, a zlib header) was taken for zlib and failed. Both are read whole now."""
+    padded_lines = [line for line in audit_lines(300) if line]
+    padded_key = "eks/audit/zero-padded.log.gz"
+    put(s3, bucket, padded_key, gzip.compress(("\n".join(padded_lines) + "\n").encode()) + b"\x00" * 70_000,
+        compress=False)  # fmt: skip
+    text_lines = [f"x^{n} + y^2 = z^2" for n in range(200)]
+    text_key = "logs/formula.log"
+    put(s3, bucket, text_key, ("\n".join(text_lines) + "\n").encode(), compress=False)
+    clock = Clock()
+
+    result, error, tally = invoke(clock, s3_event(bucket, padded_key, text_key), settings_for(intake.url, **MATRIX))
+
+    assert error is None and result["events_delivered"] == 500
+    messages = {entry["message"] for entry in intake.entries}
+    assert padded_lines[-1] in messages and set(text_lines) <= messages
+    expected = line_ids(bucket, padded_key, padded_lines) | line_ids(bucket, text_key, text_lines)
+    accounting = Accounting(expected, received_ids(intake))
+    assert accounting.duplicated == 0
+    fault = "gzip followed by 70 kB of zero padding (300 lines), and a text object starting with `x^` (200 lines)"
+    note = "the padded file's last line delivered; the `x^` text read as plain text"
+    record("zero padding, x^", fault, accounting, clock, tally, caplog.records, note=note)
+
+
+DRIP_TIMEOUT = 1.5
+
+
+def test_an_intake_dripping_its_answer_stops_within_the_deadline(s3: Any, bucket: str, caplog: Any) -> None:
+    """An intake answering one byte every 0.2 s: the HTTP timeout bounded each socket read, not the
+    request, so one request could outlast the function. It is cut at the timeout (0.5 s) and the
+    invocation returns before its 1.5 s deadline, the object failed for AWS to retry."""
+    recs = records("drip", 300)
+    key = put_trail(s3, bucket, "drip", recs)
+    env = {**DEADLINE_ENV, "FORWARDER_HTTP_TIMEOUT_SECONDS": "0.5", "FORWARDER_MAX_ATTEMPTS": "2"}
+    clock = Clock()
+    with serving(dripping(0.2, "body")) as url:
+        _, error, tally = invoke(clock, s3_event(bucket, key), settings_for(url, **env), DRIP_TIMEOUT)
+
+    (taken, timeout), *_ = clock.runs
+    # One dripped answer takes 8 s; the margin past the deadline is for a loaded machine only.
+    assert taken < timeout + 1.0, f"the invocation took {taken:.2f} s of its {timeout} s"
+    assert isinstance(error, IncompleteInvocation) and "no answer from the intake within" in str(error)
+    accounting = Accounting(event_ids(recs), Counter(), reported=event_ids(recs))
+    fault = f"intake dripping its answer one byte every 0.2 s, HTTP timeout 0.5 s, function timeout {DRIP_TIMEOUT} s"
+    note = f"returned after {taken:.2f} s of its {timeout} s; the answers that never finished count as not delivered"
+    record("dripping answer", fault, accounting, clock, tally, caplog.records, error=error, note=note)
+
+
+def test_a_mistyped_url_with_a_password_fails_without_showing_it(
+    s3: Any, bucket: str, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DD_URL=htps://user:PASSWORD@host/…: the error quoted the URL, password and all, into the logs.
+    The Lambda now fails at start naming DD_URL and never the password; the object is retried."""
+    recs = records("badurl", 100)
+    key = put_trail(s3, bucket, "bad-url", recs)
+    monkeypatch.setenv("DD_URL", "htps://user:PASSWORD@intake.example/api/v2/logs")
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    clock = Clock()
+
+    _, error = clock.call(60.0, lambda: lambda_handler(s3_event(bucket, key), context()))
+
+    assert isinstance(error, ConfigError) and "DD_URL" in str(error)
+    shown = " ".join([str(error), repr(error), str(error.__cause__), str(error.__context__), caplog.text])
+    assert "PASSWORD" not in shown
+    accounting = Accounting(event_ids(recs), Counter(), reported=event_ids(recs))
+    fault = "`DD_URL=htps://user:PASSWORD@host/…` (mistyped scheme, credentials in the URL)"
+    note = "the invocation fails before reading anything, so AWS retries the object; no password in the error or logs"
+    record("url with password", fault, accounting, clock, Tally(), caplog.records, error=error, note=note)
