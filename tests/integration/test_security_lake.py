@@ -15,8 +15,18 @@ from bench.fixtures import s3_event
 from forwarder.devintake import LocalIntake
 from forwarder.errors import IncompleteInvocation
 from forwarder.handler import handle
+from forwarder.metrics import Tally
 
+from .faults import Clock
 from .helpers import ACCOUNT, FIXTURES, context, eventbridge_event, put, settings_for, sqs_event, without_metadata
+from .test_faults import (
+    DEADLINE_ENV,
+    DEADLINE_TIMEOUT,
+    continuation_queue,
+    drain_continuations,
+    invoke,
+    slow_intake,  # noqa: F401  (the fixture: an intake answering in 0.1 s)
+)
 
 SAMPLES = FIXTURES / "securitylake"
 BUCKET = "aws-security-data-lake-us-east-1-forwardertest"
@@ -130,3 +140,31 @@ def test_a_corrupt_parquet_object_fails_naming_it(s3: Any, intake: LocalIntake) 
 
     assert f"s3://{BUCKET}/{key}" in str(raised.value) and "not a readable Parquet file" in str(raised.value)
     assert intake.entries == []
+
+
+def test_a_parquet_object_past_the_deadline_continues_from_its_row_group_and_sends_each_row_once(
+    s3: Any,
+    moto_endpoint: str,
+    slow_intake: LocalIntake,  # noqa: F811
+) -> None:
+    rows = [{"time": 1700000000000 + index, "class_uid": 6003, "n": index} for index in range(4000)]
+    body = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), body, row_group_size=300)
+    key = lake_key("EKS_AUDIT", "2.0", "continued.parquet")
+    put(s3, BUCKET, key, body.getvalue(), compress=False)
+    sqs, queue = continuation_queue(moto_endpoint)
+    settings = settings_for(slow_intake.url, **DEADLINE_ENV, FORWARDER_CONTINUATION_QUEUE_URL=queue)
+    clock, tally = Clock(), Tally()
+
+    result, error, _ = invoke(clock, s3_event(BUCKET, key), settings, DEADLINE_TIMEOUT, tally)
+    assert error is None and result["skipped"] == {"continued_later": 1}
+    bodies = drain_continuations(sqs, queue, clock, settings, tally)
+
+    assert sorted(without_metadata(entry)["n"] for entry in slow_intake.entries) == list(range(4000))
+    checkpoints = [body["checkpoint"] for body in bodies]
+    assert all(c["format"] == c["codec"] == "parquet" for c in checkpoints)
+    assert all(
+        c["offset"] * 300 + c.get("skip_bytes", 0) == c["position"] == body["resume_at"]
+        for c, body in zip(checkpoints, bodies, strict=True)
+    )
+    assert max(taken / timeout for taken, timeout in clock.runs) < 1.0, clock.runs
