@@ -2,9 +2,10 @@
 
 A row becomes one JSON object with the OCSF field names as written: structs are objects, lists
 arrays, maps objects, timestamps RFC 3339 text, binary base64. Its `time` (OCSF: epoch
-milliseconds) is the event's own time. A row group is read as a whole by pyarrow (its column chunks,
-compressed), but turned into Python objects `SLICE_ROWS` rows at a time, so memory follows the
-largest row group, never the object.
+milliseconds) is the event's own time. pyarrow reads a row group's column chunks page by page
+through a buffer of `COLUMN_BUFFER_BYTES` per column, never a chunk whole, and the rows become
+Python objects `SLICE_ROWS` at a time: memory follows the slice and the buffers, not the object
+or its row groups.
 
 A checkpoint names a row group and the rows of it already handled (`model.Checkpoint`: `offset` is
 the row group's index, `skip_bytes` the rows of it to skip, `decompressed` and `position` the rows
@@ -37,6 +38,9 @@ CODEC = "parquet"
 MAGIC = b"PAR1"
 SLICE_ROWS = 1024
 """Rows turned into Python objects at once: a few MB for OCSF rows of a few KB."""
+COLUMN_BUFFER_BYTES = 1 << 20
+"""Column chunks are read through a buffer of this size, page by page, never whole: a Security Lake
+row group may be 256 MB compressed, more than a small function's memory."""
 MISSING = (
     "this object is Parquet (Amazon Security Lake) and reading it needs pyarrow, which is not installed: "
     "pip install 'security-log-forwarder[parquet]', or in Lambda deploy with EnableParquet=true "
@@ -57,7 +61,7 @@ def read_parquet(
     parquet = _pyarrow_parquet(origin)
     errors = _arrow_errors()
     try:
-        reader = parquet.ParquetFile(file)
+        reader = parquet.ParquetFile(file, buffer_size=COLUMN_BUFFER_BYTES, pre_buffer=False)
         sizes = [reader.metadata.row_group(index).num_rows for index in range(reader.metadata.num_row_groups)]
     except errors as exc:
         raise InputError(origin, "the footer", f"not a readable Parquet file: {exc}") from exc
