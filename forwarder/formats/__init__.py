@@ -62,7 +62,7 @@ class Format(enum.Enum):
 
 
 def sniff(head: bytes, whole: bool = False) -> Format:
-    """Recognise a CloudTrail log file or digest file from its first bytes.
+    """Recognise a Parquet object (its `PAR1` magic), a CloudTrail log file or digest file from its first bytes.
 
     A CloudTrail file is one JSON object with a top-level "Records" member, wherever it stands among
     the others. NDJSON (a first line that is a whole JSON value, with more after it) is lines, even
