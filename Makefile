@@ -7,7 +7,7 @@ VERSION_OF = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 PYTHON_VERSION := $(shell $(PYTHON) $(VERSION_OF) 2>/dev/null)
 STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 
-.PHONY: install lint test unit integration demo bench package deploy clean
+.PHONY: install lint test unit integration demo bench package layer deploy clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON_VERSION)" || { echo "$(PYTHON) not found or does not run; set PYTHON=python3.x"; exit 1; }
@@ -39,8 +39,13 @@ clean:
 # its Architecture names. ARCHS=arm64 make package builds one.
 ARCH ?= arm64
 ARCHS ?= arm64 x86_64
-package: $(STAMP)
+package: $(STAMP) layer
 	@for arch in $(ARCHS); do $(PY) scripts/package.py --arch $$arch --output dist/forwarder-$$arch.zip || exit 1; done
+
+# The pyarrow layer for Parquet (Amazon Security Lake), dist/parquet-layer-<arch>.zip: the template's
+# EnableParquet adds it to the function.
+layer: $(STAMP)
+	@for arch in $(ARCHS); do $(PY) scripts/package.py --arch $$arch --layer parquet || exit 1; done
 
 # Interactive first deployment; later ones reuse samconfig.toml. Never run by the tests.
 # The variable turns on SAM CLI's own Fn::ForEach handling (off by default; older CLIs ignore it).

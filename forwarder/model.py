@@ -55,7 +55,9 @@ class Checkpoint:
     records (CLOUDTRAIL) or lines (LINES) before it, so positions and position-based ids carry on;
     `format` and `codec` are recorded because a stream entered mid-way cannot be sniffed. `etag` is
     the ETag of the object the first invocation read: the continuation reads with IfMatch, so a
-    replaced object is reported rather than read from the middle.
+    replaced object is reported rather than read from the middle. A Parquet object (`format` and
+    `codec` "parquet") is read by row group instead: `offset` is the row group's index, `skip_bytes`
+    its rows already handled, and `decompressed` and `position` the rows before the next event.
     """
 
     offset: int

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder import formats, logs, runtime, sources, tags
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
-from forwarder.formats import Block, Format, delimited, multiline
+from forwarder.formats import Block, Format, delimited, multiline, parquet
 from forwarder.formats.inline import read_event
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.logbatch import read_log_batch
@@ -45,6 +45,7 @@ from forwarder.outputs.batch import Batch, batches
 from forwarder.outputs.deliver import deliver
 from forwarder.process import Processor, apply
 from forwarder.read import awslogs, codecs, s3
+from forwarder.read.ranged import RangedFile
 from forwarder.reliability import continuation
 from forwarder.reliability.idempotency import ObjectGuard, Verdict
 from forwarder.reliability.replay import replay
@@ -225,12 +226,14 @@ class Pipeline:
         sniffed from the first bytes. A continuation's format is its checkpoint's.
         """
         start = item.checkpoint
-        form = Format(start.format) if start is not None else None
+        form = Format(start.format) if start is not None else formats.by_key(item.key)
         decided = sources.for_object(item, self.settings, form)
         if isinstance(decided, Skip):
             self.skip(decided)
             return None
         tracker = s3.Tracker(start)
+        if form is Format.PARQUET and isinstance(decided, Source):
+            return self._open_parquet(item, decided, tracker)
         body = _counted(s3.open_object(runtime.client("s3"), item, self.settings.read_chunk_bytes, tracker), self.tally)
         chunks = codecs.decompress(body, item.origin, tracker)
         if tracker.skip_bytes:
@@ -238,6 +241,9 @@ class Pipeline:
         if form is None:
             form, chunks = formats.sniffed(chunks)
             decided = sources.for_object(item, self.settings, form)
+        if form is Format.PARQUET and isinstance(decided, Source):
+            _close(chunks)
+            return self._open_parquet(item, decided, tracker)
         if not isinstance(decided, Source):
             _close(chunks)  # releases the S3 body now, not at garbage collection
             assert decided is not None, "every rule can decide once the content is known"
@@ -250,6 +256,14 @@ class Pipeline:
         if form is Format.LINES and self.settings.multiline_pattern is not None:
             blocks = multiline.join_lines(blocks, self.settings.multiline_pattern, start)
         return Opened(decided, item, blocks, continuation.Progress(tracker, form), item.resume_at, start)
+
+    def _open_parquet(self, item: S3Object, source: Source, tracker: s3.Tracker) -> Opened:
+        """A Parquet object's rows, read by ranged GETs (`formats.parquet`); no stream is open."""
+        tracker.codec = parquet.CODEC
+        file = RangedFile(runtime.client("s3"), item, tracker)
+        blocks = parquet.read_parquet(file, item.origin, self.output().watched, tracker, item.checkpoint)
+        progress = continuation.Progress(tracker, Format.PARQUET)
+        return Opened(source, item, blocks, progress, item.resume_at, item.checkpoint)
 
     def _entries(self, unit: Unit, opened: Opened) -> Iterator[Entry]:
         """The unit's events as entries, counted as read; stops early when the deadline nears.

@@ -157,8 +157,36 @@ AWS_LOG_GROUP_RULES = (
 )  # fmt: skip
 """Log groups by name (the Datadog Forwarder's prefixes, stream tests and words, in its order)."""
 
+# Amazon Security Lake: `aws/<source name>/<version>/region=<region>/accountId=<account>/...`, Parquet of
+# OCSF rows (the preview had no version segment). The source name says what the rows are; OCSF's `time`
+# is epoch milliseconds, which the Parquet reader gives each event, so no text time field is looked for.
+SECURITY_LAKE_SOURCES = {
+    "EKS_AUDIT": "kubernetes.audit",
+    "CLOUD_TRAIL_MGMT": CLOUDTRAIL,
+    "CLOUD_TRAIL": CLOUDTRAIL,
+    "LAMBDA_EXECUTION": "lambda",
+    "S3_DATA": "s3",
+    "VPC_FLOW": "vpc",
+    "ROUTE53": "route53",
+    "SH_FINDINGS": "securityhub",
+    "WAF": "waf",
+}
+_SECURITY_LAKE_TAGS = ("aws_account:{account}", "region:{region}")
+
+
+def _security_lake_key(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(?:^|/)aws/{name}/(?:\d+\.\d+/)?region=(?P<region>[a-z0-9-]+)/accountId=(?P<account>[A-Za-z0-9_-]+)/"
+    )
+
+
+SECURITY_LAKE_RULES = tuple(
+    Rule(source, key=_security_lake_key(name), tags=_SECURITY_LAKE_TAGS, time_fields=())
+    for name, source in SECURITY_LAKE_SOURCES.items()
+)
 
 S3_RULES = (
+    *SECURITY_LAKE_RULES,
     Rule("cloudtrail_digest", key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail-Digest/"),
          skip=SkipReason.CLOUDTRAIL_DIGEST),
     Rule("cloudtrail_digest", content=Format.DIGEST, skip=SkipReason.CLOUDTRAIL_DIGEST),

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import orjson
 
+from forwarder.errors import InputError
 from forwarder.formats.jsonhead import HeadReader
 from forwarder.formats.lines import BOM, read_lines
 from forwarder.formats.outline import PAST, outline
@@ -36,6 +37,8 @@ _NON_WS = re.compile(rb"[^ \t\r\n]")
 _DIGEST_FIELDS = ("awsAccountId", "digestStartTime", "digestEndTime", "logFiles")
 """Top-level fields every digest has (CloudTrail's digest file structure)."""
 _DIGEST_KEYS = tuple(f'"{name}"'.encode() for name in _DIGEST_FIELDS)
+_PARQUET_MAGIC = b"PAR1"
+_PARQUET_SUFFIX = ".parquet"
 
 
 class Block(Protocol):
@@ -56,10 +59,12 @@ class Format(enum.Enum):
     LINES = "lines"
     K8S_AUDIT = "k8s_audit"
     """Lines (NDJSON) whose first is a Kubernetes audit event: an API server's `--audit-log-path` file."""
+    PARQUET = "parquet"
+    """Read by random access from the object itself (`formats.parquet`), never from a stream."""
 
 
 def sniff(head: bytes, whole: bool = False) -> Format:
-    """Recognise a CloudTrail log file or digest file from its first bytes.
+    """Recognise a Parquet object (its `PAR1` magic), a CloudTrail log file or digest file from its first bytes.
 
     A CloudTrail file is one JSON object with a top-level "Records" member, wherever it stands among
     the others. NDJSON (a first line that is a whole JSON value, with more after it) is lines, even
@@ -73,11 +78,19 @@ def sniff(head: bytes, whole: bool = False) -> Format:
     (`whole`: `head` is all of it): those names in a line of NDJSON, which anyone who can write a log
     line controls (a Kubernetes ConfigMap in an audit log), must never hide the file.
     """
+    if head.startswith(_PARQUET_MAGIC):
+        return Format.PARQUET
     text = head.removeprefix(BOM).lstrip(_WS)
     decided = _decide(text, whole)
     if decided is None or decided is Format.LINES:
         return Format.K8S_AUDIT if _audit_event(text) else Format.LINES
     return decided
+
+
+def by_key(key: str) -> Format | None:
+    """A format the key alone proves: a `.parquet` object (Security Lake's `.gz.parquet` too) is
+    read by random access without a first GET to sniff it; None when the content must say."""
+    return Format.PARQUET if key.endswith(_PARQUET_SUFFIX) else None
 
 
 def sniffed(chunks: Iterable[bytes]) -> tuple[Format, Iterator[bytes]]:
@@ -106,6 +119,10 @@ def read_object(
         return RecordCutter(chunks, origin, HeadReader(watched), max_event_bytes, offset, before).blocks()
     if form is Format.LINES or form is Format.K8S_AUDIT:
         return read_lines(chunks, origin, max_event_bytes, offset, before)
+    if form is Format.PARQUET:
+        raise InputError(
+            origin, "byte 0", "a Parquet object is read from a seekable file (formats.parquet), not a stream"
+        )
     raise ValueError(f"a {form.value} object has no events to read")
 
 
@@ -187,7 +204,10 @@ def _gather_head(stream: Iterator[bytes]) -> tuple[bytes, bool]:
         size += len(chunk)
         if size >= max(SNIFF_BYTES, 2 * looked_at):
             looked_at = size
-            text = b"".join(parts).removeprefix(BOM).lstrip(_WS)
-            if len(text) >= SNIFF_BYTES and _decide(text, whole=False) is not None:
+            joined = b"".join(parts)
+            text = joined.removeprefix(BOM).lstrip(_WS)
+            if joined.startswith(_PARQUET_MAGIC) or (
+                len(text) >= SNIFF_BYTES and _decide(text, whole=False) is not None
+            ):
                 break
     return b"".join(parts), False

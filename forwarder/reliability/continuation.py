@@ -18,12 +18,15 @@ import orjson
 
 from forwarder.errors import HandOffError
 from forwarder.formats import Format
+from forwarder.formats.parquet import CODEC as PARQUET_CODEC
 from forwarder.model import Checkpoint, RawEvent, S3Object
 from forwarder.read.s3 import PLAIN, Tracker
 
 MESSAGE_KEY = "forwarder_continuation"
-FORMATS = frozenset({Format.CLOUDTRAIL.value, Format.LINES.value, Format.K8S_AUDIT.value})
-CODECS = frozenset({"gzip", "zstd", "zlib", PLAIN})
+FORMATS = frozenset({Format.CLOUDTRAIL.value, Format.LINES.value, Format.K8S_AUDIT.value, Format.PARQUET.value})
+CODECS = frozenset({"gzip", "zstd", "zlib", PLAIN, PARQUET_CODEC})
+_COUNTED = frozenset({Format.CLOUDTRAIL, Format.PARQUET})
+"""Formats whose events are numbered from 0, where `position` is exactly the events handled."""
 _COUNTS = ("offset", "skip_bytes", "decompressed", "position")
 
 
@@ -42,7 +45,7 @@ class Progress:
             skip_bytes=skip_bytes,
             decompressed=last.end_offset,
             # records are numbered from 0, lines from 1: either way, how many come before the next event
-            position=last.position + 1 if self.form is Format.CLOUDTRAIL else last.position,
+            position=last.position + 1 if self.form in _COUNTED else last.position,
             format=self.form.value,
             codec=self.tracker.codec or PLAIN,
             etag=self.tracker.etag,
@@ -103,7 +106,9 @@ def _checkpoint(fields: Any, resume_at: int) -> Checkpoint:
         raise ValueError("checkpoint.position is 0 or checkpoint.skip_bytes exceeds checkpoint.decompressed")
     if codec == PLAIN and (offset, skip_bytes) != (decompressed, 0):
         raise ValueError("an uncompressed object's checkpoint starts at its decompressed offset")
-    if (form == Format.CLOUDTRAIL.value and position != resume_at) or position < resume_at:
+    if (codec == PARQUET_CODEC) != (form == Format.PARQUET.value):
+        raise ValueError("the parquet codec goes with the parquet format, and only it")
+    if (Format(form) in _COUNTED and position != resume_at) or position < resume_at:
         raise ValueError(f"checkpoint.position {position} does not match resume_at {resume_at}")
     return Checkpoint(offset, skip_bytes, decompressed, position, form, codec, etag)
 

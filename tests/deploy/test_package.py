@@ -149,3 +149,13 @@ def test_handler_imports_from_the_package_alone(built):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_parquet_layer_holds_the_parquet_extra_where_the_template_looks():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["parquet"]
+    assert package.extra_requirements("parquet") == declared
+    assert any(package.requirement_name(d) == "pyarrow" for d in declared)
+    assert package.layer_path("parquet", "arm64") == ROOT / "dist" / "parquet-layer-arm64.zip"
+    assert "dist/parquet-layer-${Architecture}.zip" in (ROOT / "template.yaml").read_text()
+    with pytest.raises(package.PackageError, match="no layer extra 'dev'"):
+        package.extra_requirements("dev")

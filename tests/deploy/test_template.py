@@ -68,6 +68,8 @@ ORG_ID = "o-a1b2c3d4e5"
 LOG_ARCHIVE = "210987654321"
 EXISTING_QUEUE = f"arn:aws:sqs:{REGION}:{LOG_ARCHIVE}:org-trail-notifications"
 TRAIL_TOPIC = f"arn:aws:sns:eu-west-1:{LOG_ARCHIVE}:org-trail"
+SECURITY_LAKE_QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:AmazonSecurityLake-0f1e2d3c-Main-Queue"
+CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
 # KMS keys decrypt only on behalf of the services the forwarder reads through.
 VIA_SERVICES = [f"{service}.{REGION}.amazonaws.com" for service in ("s3", "secretsmanager", "ssm", "sqs")]
 
@@ -96,6 +98,7 @@ def sam_transform(template: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     expanded["Transform"] = remaining[0] if len(remaining) == 1 else remaining
     # `sam package` uploads CodeUri and puts its S3 location in its place.
     expanded["Resources"]["ForwarderFunction"]["Properties"]["CodeUri"] = "s3://artifacts/forwarder.zip"
+    expanded["Resources"]["ParquetLayer"]["Properties"]["ContentUri"] = "s3://artifacts/parquet-layer.zip"
 
     class NoManagedPolicies:  # the template names none; never ask IAM
         def load(self) -> dict[str, str]:
@@ -128,6 +131,10 @@ TRANSFORM_CASES = {
         "VpcSecurityGroupIds": "sg-0a1b2c3d4e5f60718",
         "HttpsProxy": "http://proxy.internal:3128",
         "NoProxy": ".amazonaws.com",
+        "GuardDutyFindings": "true",
+        "GuardDutyMinSeverity": "7",
+        "SecurityLakeQueueArn": SECURITY_LAKE_QUEUE,
+        "EnableParquet": "true",
     },
     "store-in-a-new-bucket": {
         **KEY_SOURCES["value"],
@@ -148,7 +155,12 @@ TRANSFORM_CASES = {
         "S3Delivery": "S3Notification",
         "UseQueue": "false",
     },
-    "rule-no-queue": {**KEY_SOURCES["secret"], "S3BucketNames": "org-trail-logs", "UseQueue": "false"},
+    "rule-no-queue": {
+        **KEY_SOURCES["secret"],
+        "S3BucketNames": "org-trail-logs",
+        "UseQueue": "false",
+        "GuardDutyFindings": "true",
+    },
     "organization": {
         **KEY_SOURCES["secret"],
         "S3BucketNames": "org-trail-logs,eks-audit.archive",
@@ -213,7 +225,13 @@ def test_transformed_template_lints_and_keeps_the_explicit_role(template, case):
     assert roles == {"ForwarderRole"}
     # Every resource of the template survives the transform under its own name (conditions are
     # CloudFormation's to apply), and SAM adds none of its own: no permission, no policy, no queue.
-    assert set(resources) == set(Stack(template, TRANSFORM_CASES[case]).expanded["Resources"])
+    # A layer is the exception SAM makes: its name gains a hash of its content, a new version per change.
+    kept = {re.sub(r"^ParquetLayer[0-9a-f]{10}$", "ParquetLayer", name) for name in resources}
+    assert kept == set(Stack(template, TRANSFORM_CASES[case]).expanded["Resources"])
+    layers = [name for name in resources if name.startswith("ParquetLayer")]
+    assert props.get("Layers", {"Fn::If": ["ParquetEnabled", [{"Ref": layers[0]}], {"Ref": "AWS::NoValue"}]}) == {
+        "Fn::If": ["ParquetEnabled", [{"Ref": layers[0]}], {"Ref": "AWS::NoValue"}]
+    }
 
 
 @pytest.mark.skipif(shutil.which("sam") is None, reason="SAM CLI not installed (pip install aws-sam-cli)")
@@ -274,6 +292,10 @@ class Inputs:
     topic: str = ""
     prefix: str = ""
     function_name: str = ""
+    guardduty_severity: str = ""
+    """The GuardDutyMinSeverity of a stack with GuardDutyFindings on; "" for off."""
+    security_lake_queue: str = ""
+    parquet: bool = False
 
     @property
     def only_this_account(self) -> bool:
@@ -292,6 +314,10 @@ class Inputs:
             "CloudTrailTopicArn": self.topic,
             "S3KeyPrefix": self.prefix,
             "FunctionName": self.function_name,
+            "GuardDutyFindings": str(bool(self.guardduty_severity)).lower(),
+            "GuardDutyMinSeverity": self.guardduty_severity or "4",
+            "SecurityLakeQueueArn": self.security_lake_queue,
+            "EnableParquet": str(self.parquet).lower(),
         }
 
 
@@ -367,6 +393,10 @@ def expected_resources(c: Combo) -> set[str]:
     names |= {"ExistingQueueEventSource", "ExistingQueueAgeAlarm"} if i.existing_queue else set()
     names |= {"CloudTrailTopicSubscription"} if i.topic else set()
     names |= {"CloudTrailTopicPermission"} if i.topic and not c.queued else set()
+    names |= {"GuardDutyFindingsRule"} if i.guardduty_severity else set()
+    names |= {"GuardDutyFindingsRulePermission"} if i.guardduty_severity and not c.queued else set()
+    names |= {"SecurityLakeQueueEventSource"} if i.security_lake_queue else set()
+    names |= {"ParquetLayer"} if i.parquet else set()
     r = c.reliability
     names |= {"EventsStoredAlarm"} if r.store_on else set()
     names |= {"FailedEventsBucket", "FailedEventsBucketPolicy"} if r.store == "created" else set()
@@ -423,9 +453,8 @@ def expected_grants(c: Combo) -> set[tuple[str, str]]:
     # No bucket named and no ReadAnyBucket (an EKS-only stack): no S3 read at all.
     objects = [f"arn:aws:s3:::{b}/*" for b in c.buckets] or (["arn:aws:s3:::*/*"] if c.inputs.read_any else [])
     pairs |= {(action, arn) for action in ("s3:GetObject", "s3:GetObjectVersion") for arn in objects}
-    if c.inputs.existing_queue:
-        consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
-        pairs |= {(a, c.inputs.existing_queue) for a in consume}
+    for queue in (c.inputs.existing_queue, c.inputs.security_lake_queue):
+        pairs |= {(a, queue) for a in CONSUME if queue}
     pairs |= store_grants(c)
     if c.reliability.continuation:
         send_and_consume = ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
@@ -463,14 +492,12 @@ def check_wiring(stack: Stack, c: Combo) -> None:
         (spec,) = rule["Targets"]
         assert spec["DeadLetterConfig"] == {"Arn": _getatt("DeadLetterQueue")}
         assert spec["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    check_guardduty(stack, c)
     dlq_senders = resources["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     allowed = [s for s in dlq_senders if s["Effect"] == "Allow"]
-    if "ObjectCreatedRule" in resources:
-        (sender,) = allowed
-        assert sender["Principal"] == {"Service": "events.amazonaws.com"}
-        assert sender["Condition"] == {"ArnEquals": {"aws:SourceArn": _getatt("ObjectCreatedRule")}}
-    else:
-        assert not allowed
+    rules = [name for name in ("ObjectCreatedRule", "GuardDutyFindingsRule") if name in resources]
+    assert [s["Condition"] for s in allowed] == [{"ArnEquals": {"aws:SourceArn": _getatt(rule)}} for rule in rules]
+    assert all(s["Principal"] == {"Service": "events.amazonaws.com"} for s in allowed)
     assert resources["DeadLetterQueue"]["DeletionPolicy"] == "Retain"
     assert resources["DeadLetterQueue"]["UpdateReplacePolicy"] == "Retain"
     if "ObjectCreatedRulePermission" in resources:
@@ -495,11 +522,16 @@ def check_wiring(stack: Stack, c: Combo) -> None:
         assert mapping["EventSourceArn"] == _getatt("Queue")
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         statements = resources["QueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
-        senders = {s["Principal"]["Service"]: s for s in statements if s["Effect"] == "Allow"}
+        others = [s for s in statements if s["Effect"] == "Allow" and s.get("Sid") != "GuardDutyFindingsRule"]
+        senders = {s["Principal"]["Service"]: s for s in others}
         want = {"s3.amazonaws.com"} if c.delivery == "S3Notification" else set()
         want |= {"events.amazonaws.com"} if "ObjectCreatedRule" in resources else set()
         want |= {"sns.amazonaws.com"} if i.topic else set()
         assert set(senders) == want
+        rules = [s["Condition"] for s in statements if s.get("Sid") == "GuardDutyFindingsRule"]
+        assert rules == (
+            [{"ArnEquals": {"aws:SourceArn": _getatt("GuardDutyFindingsRule")}}] if i.guardduty_severity else []
+        )
         if "s3.amazonaws.com" in senders:
             if i.org:
                 who: dict[str, Any] = {"aws:SourceOrgID": i.org}
@@ -534,6 +566,16 @@ def check_wiring(stack: Stack, c: Combo) -> None:
         mapping = resources["ExistingQueueEventSource"]["Properties"]
         assert mapping["EventSourceArn"] == i.existing_queue
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    if i.security_lake_queue:
+        mapping = resources["SecurityLakeQueueEventSource"]["Properties"]
+        assert mapping["EventSourceArn"] == i.security_lake_queue
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    layers = {"Ref": "ParquetLayer"}
+    assert function.get("Layers") == ([layers] if i.parquet else None)
+    if i.parquet:
+        layer = resources["ParquetLayer"]["Properties"]
+        assert layer["ContentUri"] == "dist/parquet-layer-arm64.zip"
+        assert (layer["CompatibleRuntimes"], layer["CompatibleArchitectures"]) == ([function["Runtime"]], ["arm64"])
     if i.topic:
         subscription = resources["CloudTrailTopicSubscription"]["Properties"]
         assert (subscription["TopicArn"], subscription["Region"]) == (i.topic, i.topic.split(":")[3])
@@ -548,6 +590,30 @@ def check_wiring(stack: Stack, c: Combo) -> None:
     assert ("ApiKeySecretArn" in outputs) == (c.key == "value")
     assert {"FunctionArn", "FunctionName", "DeadLetterQueueUrl", "RoleArn"} <= outputs
     check_reliability(stack, c)
+
+
+def check_guardduty(stack: Stack, c: Combo) -> None:
+    """The findings rule: its severity floor a number in the pattern, delivered as new objects are."""
+    resources = stack.resources
+    if not c.inputs.guardduty_severity:
+        return
+    rule = resources["GuardDutyFindingsRule"]["Properties"]
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern == {
+        "source": ["aws.guardduty"],
+        "detail-type": ["GuardDuty Finding"],
+        "detail": {"severity": [{"numeric": [">=", float(c.inputs.guardduty_severity)]}]},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == (_getatt("Queue") if c.queued else _getatt("ForwarderFunction"))
+    assert target["DeadLetterConfig"] == {"Arn": _getatt("DeadLetterQueue")}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    if not c.queued:
+        permission = resources["GuardDutyFindingsRulePermission"]["Properties"]
+        assert (permission["Principal"], permission["SourceArn"]) == (
+            "events.amazonaws.com",
+            _getatt("GuardDutyFindingsRule"),
+        )
 
 
 def check_reliability(stack: Stack, c: Combo) -> None:
@@ -663,6 +729,9 @@ INPUTS = [
     Inputs(accounts=(LOG_ARCHIVE,), prefix="AWSLogs/"),
     Inputs(accounts=(LOG_ARCHIVE, "333344445555"), topic=TRAIL_TOPIC),
     Inputs(org=ORG_ID, existing_queue=EXISTING_QUEUE, topic=TRAIL_TOPIC, function_name="org-forwarder"),
+    Inputs(guardduty_severity="7"),
+    Inputs(guardduty_severity="0", security_lake_queue=SECURITY_LAKE_QUEUE, parquet=True),
+    Inputs(existing_queue=EXISTING_QUEUE, security_lake_queue=SECURITY_LAKE_QUEUE, guardduty_severity="8.5"),
 ]
 # The input options meet the sources' wiring and the store's prefix: each is crossed with every
 # representative base (reading any bucket only where no bucket is named: the Rules refuse both).
