@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.filters import SuppressFilter
 
+from forwarder.envvalues import log_level, unsupported_variables
 from forwarder.errors import ConfigError
-from forwarder.settings import Settings, log_level, unsupported_variables
+from forwarder.settings import Settings
 
 DEFAULT_SERVICE = "security-log-forwarder"
 PACKAGE = "forwarder"

@@ -8,245 +8,36 @@ key is a clear error at the first invocation instead of a crash at import.
 
 from __future__ import annotations
 
-import enum
 import functools
-import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from forwarder import __version__, apikey
+from forwarder.envvalues import (
+    HEADER_NAME,
+    IntakeAuth,
+    IntakeFormat,
+    OutputFormat,
+    choice,
+    cluster_key_pattern,
+    flag,
+    headers,
+    integer,
+    number,
+    operations,
+    processing,
+    resource_tags,
+    shown,
+    tag_list,
+)
 from forwarder.errors import ConfigError
 
 K8S_AUDIT_POLICY = "FORWARDER_K8S_AUDIT_POLICY"
 K8S_AUDIT_POLICY_MAX_BYTES = 1 << 20
 """A policy in S3 larger than this is refused rather than read into memory."""
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)
-
-
-def _shown(raw: str) -> str:
-    """A setting's value as errors and reprs may show it: any credentials (everything up to the
-    last `@`) and any query or fragment (tokens) redacted, whether or not the value parses as a URL."""
-    text = _USERINFO.sub(r"\1[redacted]@", raw)
-    for mark in "?#":
-        head, found, _ = text.partition(mark)
-        text = head + (f"{mark}[redacted]" if found else "")
-    return text
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {_shown(raw)!r}")
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if math.isnan(value):  # raised here, not in the handler, so float's error (quoting raw) is not chained
-        raise ConfigError(f"{name} must be a number, got {_shown(raw)!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {_shown(raw)!r}")
-    return value
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = _number(env, name, default, low, high)
-    if value != int(value):
-        raise ConfigError(f"{name} must be a whole number, got {_shown(env[name])!r}")
-    return int(value)
-
-
-def _tags(raw: str) -> tuple[str, ...]:
-    return tuple(tag.strip() for tag in raw.split(",") if tag.strip())
-
-
-def _pattern(env: Mapping[str, str], name: str) -> re.Pattern[str] | None:
-    """A Python regular expression, or None when unset or blank. The error gives re's reason and
-    position, not the pattern: a scrubbing rule may spell out the very value it is there to hide."""
-    raw = env.get(name, "")
-    if not raw.strip():
-        return None
-    try:
-        return re.compile(raw)
-    except re.error as exc:
-        reason, position = exc.msg, exc.pos
-    raise ConfigError(f"{name} is not a valid Python regular expression: {reason} at position {position}")
-
-
-def _replacement(env: Mapping[str, str], rule: re.Pattern[str] | None) -> str:
-    """DD_SCRUBBING_RULE_REPLACEMENT, a `re.sub` template as in the Datadog Forwarder (so `\\1` works),
-    checked now against the rule's groups: a bad group reference would otherwise fail every event."""
-    replacement = env.get("DD_SCRUBBING_RULE_REPLACEMENT", "")
-    if rule is None:
-        return replacement
-    try:  # the rule with an empty alternative matches "" and has the rule's groups; the newline ends a (?x) comment
-        probe = re.compile(rule.pattern + "\n|", rule.flags).match("")
-        if probe is not None:
-            probe.expand(replacement)
-    except (re.error, IndexError) as exc:
-        reason = exc.msg if isinstance(exc, re.error) else str(exc)
-    else:
-        return replacement
-    raise ConfigError(f"DD_SCRUBBING_RULE_REPLACEMENT is not a valid replacement for DD_SCRUBBING_RULE: {reason}")
-
-
-def _cluster_key_pattern(env: Mapping[str, str]) -> re.Pattern[str] | None:
-    """FORWARDER_K8S_CLUSTER_KEY_PATTERN, checked now for its `cluster` group: without one it could
-    never name a cluster, and every audit file would go unlabelled without a word."""
-    name = "FORWARDER_K8S_CLUSTER_KEY_PATTERN"
-    pattern = _pattern(env, name)
-    if pattern is not None and "cluster" not in pattern.groupindex:
-        raise ConfigError(f"{name} must have a named group `cluster`, as in ^k8s-audit/(?P<cluster>[^/]+)/")
-    return pattern
-
-
-def _processing(env: Mapping[str, str]) -> dict[str, Any]:
-    """The filtering, scrubbing and multiline settings, each pattern compiled (and so checked) here."""
-    rule = _pattern(env, "DD_SCRUBBING_RULE")
-    return {
-        "include_at_match": _pattern(env, "INCLUDE_AT_MATCH"),
-        "exclude_at_match": _pattern(env, "EXCLUDE_AT_MATCH"),
-        "redact_ip": _flag(env, "REDACT_IP", False),
-        "redact_email": _flag(env, "REDACT_EMAIL", False),
-        "scrubbing_rule": rule,
-        "scrubbing_rule_replacement": _replacement(env, rule),
-        "multiline_pattern": _pattern(env, "DD_MULTILINE_LOG_REGEX_PATTERN"),
-    }
-
-
-def _resource_tags(env: Mapping[str, str]) -> dict[str, Any]:
-    """Tags from the source's own AWS resource (forwarder.tags): the Datadog Forwarder's names and default TTL."""
-    return {
-        "fetch_s3_tags": _flag(env, "DD_FETCH_S3_TAGS", False),
-        "fetch_log_group_tags": _flag(env, "DD_FETCH_LOG_GROUP_TAGS", False),
-        "tags_cache_ttl_seconds": _integer(env, "DD_TAGS_CACHE_TTL_SECONDS", 300, 1, 7 * 86400),
-    }
-
-
-class OutputFormat(enum.StrEnum):
-    """FORWARDER_OUTPUT_FORMAT: what each event becomes."""
-
-    DATADOG = "datadog"
-    OCSF = "ocsf"
-
-
-class IntakeFormat(enum.StrEnum):
-    """FORWARDER_INTAKE_FORMAT: how entries travel to the intake."""
-
-    DATADOG = "datadog"
-    JSON = "json"
-    NDJSON = "ndjson"
-    SPLUNK_HEC = "splunk-hec"
-
-
-class IntakeAuth(enum.StrEnum):
-    """FORWARDER_INTAKE_AUTH: how a generic intake's secret (the DD_API_KEY settings) is sent."""
-
-    NONE = "none"
-    BEARER = "bearer"
-    BASIC = "basic"
-    SPLUNK = "splunk"
-    HEADER = "header"
-
-
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HEADERS_OWNED = frozenset({"content-type", "content-encoding", "content-length", "host", "user-agent", "dd-api-key"})
-
-
-_Choice = TypeVar("_Choice", bound=enum.StrEnum)
-
-
-def _choice(env: Mapping[str, str], name: str, kind: type[_Choice], default: _Choice | None) -> _Choice | None:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ConfigError(f"{name} must be one of {allowed}, got {_shown(raw)!r}") from None
-
-
-def _headers(raw: str) -> tuple[tuple[str, str], ...]:
-    """FORWARDER_INTAKE_HEADERS: `Name: value` pairs, one per line or separated by `;`. Errors name the
-    header, never its value, which may be a token."""
-    found: list[tuple[str, str]] = []
-    for part in re.split(r"[;\n]", raw):
-        if not part.strip():
-            continue
-        name, colon, value = part.partition(":")
-        name, value = name.strip(), value.strip()
-        if not colon or not _HEADER_NAME.match(name):
-            raise ConfigError("FORWARDER_INTAKE_HEADERS must be `Name: value` pairs separated by `;` or new lines")
-        if name.lower() in _HEADERS_OWNED:
-            raise ConfigError(f"FORWARDER_INTAKE_HEADERS: the forwarder sets {name} itself")
-        if not value.isascii() or not value.isprintable():
-            raise ConfigError(f"FORWARDER_INTAKE_HEADERS: the value of {name} has characters not allowed in a header")
-        found.append((name, value))
-    return tuple(found)
-
-
-_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
-SUPPORTED_DD_VARIABLES = frozenset(
-    {
-        *("DD_API_KEY", "DD_API_KEY_SECRET_ARN", "DD_API_KEY_SSM_NAME", "DD_KMS_API_KEY", "DD_SITE", "DD_URL"),
-        *("DD_PORT", "DD_NO_SSL", "DD_SKIP_SSL_VALIDATION", "DD_USE_COMPRESSION", "DD_COMPRESSION_LEVEL"),
-        *("DD_MAX_WORKERS", "DD_FORWARD_LOG", "DD_TAGS", "DD_SOURCE", "DD_LOG_LEVEL", "DD_USE_VPC"),
-        *("DD_MULTILINE_LOG_REGEX_PATTERN", "DD_SCRUBBING_RULE", "DD_SCRUBBING_RULE_REPLACEMENT"),
-        *("DD_S3_BUCKET_NAME", "DD_STORE_FAILED_EVENTS"),
-        *("DD_FETCH_S3_TAGS", "DD_FETCH_LOG_GROUP_TAGS", "DD_TAGS_CACHE_TTL_SECONDS"),
-    }
-)
-"""The `DD_*` variables read here; any other in the environment is named in one warning (`forwarder.logs`)."""
-
-
-def log_level(env: Mapping[str, str]) -> str:
-    """DD_LOG_LEVEL as a `logging` level name (WARN is WARNING); "" when unset."""
-    raw = env.get("DD_LOG_LEVEL", "").strip().upper()
-    if raw and raw not in _LOG_LEVELS:
-        raise ConfigError(f"DD_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {_shown(raw)!r}")
-    return _LOG_LEVELS.get(raw, "")
-
-
-def unsupported_variables(env: Mapping[str, str]) -> list[str]:
-    """The `DD_*` variables set that this forwarder does not read (README lists each with why)."""
-    return sorted(name for name in env if name.startswith("DD_") and name not in SUPPORTED_DD_VARIABLES)
-
-
-def _store_prefix(env: Mapping[str, str]) -> str:
-    raw = env.get("FORWARDER_STORE_PREFIX", "").strip().strip("/")
-    if raw and (not raw.isprintable() or ".." in raw.split("/")):
-        raise ConfigError(f"FORWARDER_STORE_PREFIX must be an S3 key prefix, got {_shown(raw)!r}")
-    return f"{raw}/" if raw else ""
-
-
-def _operations(env: Mapping[str, str]) -> dict[str, Any]:
-    """The Datadog Forwarder's operational settings and the failure store's prefix."""
-    return {
-        "kms_api_key": env.get("DD_KMS_API_KEY", "").strip(),
-        "log_level": log_level(env),
-        "no_ssl": _flag(env, "DD_NO_SSL", False),
-        "use_vpc": _flag(env, "DD_USE_VPC", False),
-        "forward_log": _flag(env, "DD_FORWARD_LOG", True),
-        "store_prefix_setting": _store_prefix(env),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,48 +120,48 @@ class Settings:
         settings = cls(
             site=env.get("DD_SITE", "").strip() or default.site,
             url=env.get("DD_URL", "").strip(),
-            port=_integer(env, "DD_PORT", default.port, 1, 65535),
+            port=integer(env, "DD_PORT", default.port, 1, 65535),
             api_key=env.get("DD_API_KEY", "").strip(),
             api_key_secret_arn=env.get("DD_API_KEY_SECRET_ARN", "").strip(),
             api_key_ssm_name=env.get("DD_API_KEY_SSM_NAME", "").strip(),
-            tags=_tags(env.get("DD_TAGS", "")),
+            tags=tag_list(env.get("DD_TAGS", "")),
             source_override=env.get("DD_SOURCE", "").strip(),
-            use_compression=_flag(env, "DD_USE_COMPRESSION", default.use_compression),
-            compression_level=_integer(env, "DD_COMPRESSION_LEVEL", default.compression_level, 0, 9),
-            skip_ssl_validation=_flag(env, "DD_SKIP_SSL_VALIDATION", default.skip_ssl_validation),
-            max_workers=_integer(env, "DD_MAX_WORKERS", default.max_workers, 1, 64),
-            http_timeout_seconds=_number(env, "FORWARDER_HTTP_TIMEOUT_SECONDS", default.http_timeout_seconds, 0.1, 900),
-            max_attempts=_integer(env, "FORWARDER_MAX_ATTEMPTS", default.max_attempts, 1, 100),
-            deadline_margin_seconds=_number(
+            use_compression=flag(env, "DD_USE_COMPRESSION", default.use_compression),
+            compression_level=integer(env, "DD_COMPRESSION_LEVEL", default.compression_level, 0, 9),
+            skip_ssl_validation=flag(env, "DD_SKIP_SSL_VALIDATION", default.skip_ssl_validation),
+            max_workers=integer(env, "DD_MAX_WORKERS", default.max_workers, 1, 64),
+            http_timeout_seconds=number(env, "FORWARDER_HTTP_TIMEOUT_SECONDS", default.http_timeout_seconds, 0.1, 900),
+            max_attempts=integer(env, "FORWARDER_MAX_ATTEMPTS", default.max_attempts, 1, 100),
+            deadline_margin_seconds=number(
                 env, "FORWARDER_DEADLINE_MARGIN_SECONDS", default.deadline_margin_seconds, 0, 900
             ),
-            batch_max_entries=_integer(env, "FORWARDER_BATCH_MAX_ENTRIES", default.batch_max_entries, 1, 1000),
-            batch_max_bytes=_integer(env, "FORWARDER_BATCH_MAX_BYTES", default.batch_max_bytes, 1024, 5_000_000),
-            entry_max_bytes=_integer(env, "FORWARDER_ENTRY_MAX_BYTES", default.entry_max_bytes, 1024, 1_000_000),
-            read_chunk_bytes=_integer(env, "FORWARDER_READ_CHUNK_BYTES", default.read_chunk_bytes, 4096, 64 << 20),
-            keep_freed_memory=_flag(env, "FORWARDER_KEEP_FREED_MEMORY", default.keep_freed_memory),
-            store_failed_events=_flag(env, "DD_STORE_FAILED_EVENTS", default.store_failed_events),
+            batch_max_entries=integer(env, "FORWARDER_BATCH_MAX_ENTRIES", default.batch_max_entries, 1, 1000),
+            batch_max_bytes=integer(env, "FORWARDER_BATCH_MAX_BYTES", default.batch_max_bytes, 1024, 5_000_000),
+            entry_max_bytes=integer(env, "FORWARDER_ENTRY_MAX_BYTES", default.entry_max_bytes, 1024, 1_000_000),
+            read_chunk_bytes=integer(env, "FORWARDER_READ_CHUNK_BYTES", default.read_chunk_bytes, 4096, 64 << 20),
+            keep_freed_memory=flag(env, "FORWARDER_KEEP_FREED_MEMORY", default.keep_freed_memory),
+            store_failed_events=flag(env, "DD_STORE_FAILED_EVENTS", default.store_failed_events),
             store_bucket=env.get("DD_S3_BUCKET_NAME", "").strip(),
             continuation_queue_url=env.get("FORWARDER_CONTINUATION_QUEUE_URL", "").strip(),
             idempotency_table=env.get("FORWARDER_IDEMPOTENCY_TABLE", "").strip(),
-            idempotency_expiry_seconds=_integer(
+            idempotency_expiry_seconds=integer(
                 env, "FORWARDER_IDEMPOTENCY_EXPIRY_SECONDS", default.idempotency_expiry_seconds, 60, 30 * 86400
             ),
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip() or default.function_name,
             region=env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip(),
-            **_processing(env),
-            **_resource_tags(env),
+            **processing(env),
+            **resource_tags(env),
             k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
-            k8s_cluster_key_pattern=_cluster_key_pattern(env),
+            k8s_cluster_key_pattern=cluster_key_pattern(env),
             # the output's format and a generic intake
-            output_format=_choice(env, "FORWARDER_OUTPUT_FORMAT", OutputFormat, default.output_format)
+            output_format=choice(env, "FORWARDER_OUTPUT_FORMAT", OutputFormat, default.output_format)
             or default.output_format,
-            intake_format=_choice(env, "FORWARDER_INTAKE_FORMAT", IntakeFormat, default.intake_format)
+            intake_format=choice(env, "FORWARDER_INTAKE_FORMAT", IntakeFormat, default.intake_format)
             or default.intake_format,
-            intake_headers=_headers(env.get("FORWARDER_INTAKE_HEADERS", "")),
-            intake_auth=_choice(env, "FORWARDER_INTAKE_AUTH", IntakeAuth, None),
+            intake_headers=headers(env.get("FORWARDER_INTAKE_HEADERS", "")),
+            intake_auth=choice(env, "FORWARDER_INTAKE_AUTH", IntakeAuth, None),
             intake_auth_header=env.get("FORWARDER_INTAKE_AUTH_HEADER", "").strip() or default.intake_auth_header,
-            **_operations(env),
+            **operations(env),
         )
         settings._check_generic_intake()
         settings._check_intake_url()
@@ -405,7 +196,7 @@ class Settings:
     def __repr__(self) -> str:
         """The dataclass's repr, less the API key, with DD_URL's credentials and query redacted."""
         shown_fields = (
-            f"{item.name}={_shown(self.url) if item.name == 'url' else getattr(self, item.name)!r}"
+            f"{item.name}={shown(self.url) if item.name == 'url' else getattr(self, item.name)!r}"
             for item in fields(self)
             if item.repr
         )
@@ -421,7 +212,7 @@ class Settings:
         except ValueError:
             valid = False
         if not valid:
-            raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {_shown(self.url)!r}")
+            raise ConfigError(f"DD_URL must be an http(s) URL or a host name, got {shown(self.url)!r}")
 
     # FORWARDER_K8S_AUDIT_POLICY: checked here when inline; fetched (SSM, S3) once per container.
 
@@ -472,7 +263,7 @@ class Settings:
             raise ConfigError(
                 f"FORWARDER_INTAKE_FORMAT={self.intake_format.value} needs DD_URL to be a full http(s) URL"
             )
-        if self.intake_auth is IntakeAuth.HEADER and not _HEADER_NAME.match(self.intake_auth_header):
+        if self.intake_auth is IntakeAuth.HEADER and not HEADER_NAME.match(self.intake_auth_header):
             raise ConfigError("FORWARDER_INTAKE_AUTH_HEADER must be an HTTP header name")
 
     @property

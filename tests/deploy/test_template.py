@@ -1028,7 +1028,7 @@ _ENV_READS = (
     r'\benv(?:iron)?\.get\(\s*"([A-Z][A-Z0-9_]+)"',
     r'\benviron\[\s*"([A-Z][A-Z0-9_]+)"\s*\]',
     r'\bgetenv\(\s*"([A-Z][A-Z0-9_]+)"',
-    r'\b_(?:flag|number|integer|pattern|choice)\(\s*env\s*,\s*"([A-Z][A-Z0-9_]+)"',
+    r'\b_?(?:flag|number|integer|pattern|choice)\(\s*env\s*,\s*"([A-Z][A-Z0-9_]+)"',
 )
 
 

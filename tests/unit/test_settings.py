@@ -152,7 +152,7 @@ def test_store_prefix(env: dict[str, str], prefix: str) -> None:
 
 
 def test_unsupported_dd_variables_are_the_ones_not_read() -> None:
-    from forwarder.settings import unsupported_variables
+    from forwarder.envvalues import unsupported_variables
 
     env = {"DD_API_KEY": "k", "DD_FETCH_LAMBDA_TAGS": "true", "DD_TRACE_ENABLED": "false", "OTHER": "x"}
     assert unsupported_variables(env) == ["DD_FETCH_LAMBDA_TAGS", "DD_TRACE_ENABLED"]
@@ -189,7 +189,7 @@ def test_the_readmes_unsupported_variables_are_the_ones_warned_about() -> None:
     import re
     from pathlib import Path
 
-    from forwarder.settings import unsupported_variables
+    from forwarder.envvalues import unsupported_variables
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme.split("### Switching from the Datadog Forwarder", 1)[1].split("\n#", 1)[0]
