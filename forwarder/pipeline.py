@@ -12,40 +12,31 @@ import enum
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import urllib3.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forwarder import formats, logs, runtime, sources, tags
+from forwarder import logs, runtime, tags
 from forwarder.errors import DeadlineReached, DeliveryError, HandOffError, InputError, StoreError
-from forwarder.formats import Block, Format, delimited, multiline, parquet
-from forwarder.formats.inline import read_event
-from forwarder.formats.jsonhead import HeadReader
-from forwarder.formats.logbatch import read_log_batch
+from forwarder.formats import Block
 from forwarder.metrics import Label, Outcome, Tally
 from forwarder.model import (
-    AwsLogs,
     Checkpoint,
-    Container,
     Deadline,
     Entry,
-    EventBridgeEvent,
     Invoker,
     RawEvent,
     Replay,
     S3Object,
     Skip,
     SkipReason,
-    Source,
     WorkItem,
 )
+from forwarder.opening import Opened, close_stream, open_item
 from forwarder.outputs import Output
 from forwarder.outputs.batch import Batch, batches
 from forwarder.outputs.deliver import deliver
 from forwarder.process import Processor, apply
-from forwarder.read import awslogs, codecs, s3
-from forwarder.read.ranged import RangedFile
 from forwarder.reliability import continuation
 from forwarder.reliability.idempotency import ObjectGuard, Verdict
 from forwarder.reliability.replay import replay
@@ -87,21 +78,6 @@ class Unit:
     """Where the first event not handled starts, when reading stopped."""
     failure: FailureKind = FailureKind.TEMPORARY
     """Why it failed, when it did: permanent only when every failure recorded was the input's own."""
-
-
-@dataclass
-class Opened:
-    """A work item opened for reading: what it is, its blocks, and how to checkpoint after a block."""
-
-    source: Source
-    container: Container
-    blocks: Iterator[Block]
-    progress: continuation.Progress | None = None
-    """None for a container that cannot be resumed part-way (a CloudWatch Logs payload)."""
-    resume_at: int = 0
-    """Events an earlier invocation handled: the blocks start after them."""
-    start: Checkpoint | None = None
-    """Where the blocks start, for a continuation."""
 
 
 class Pipeline:
@@ -183,7 +159,7 @@ class Pipeline:
             if self.time_to_stop():
                 unit.stopped_at = unit.item.resume_at
             else:
-                opened = self._open(unit.item)
+                opened = open_item(self, unit.item)
                 if opened is not None:
                     opened.source = tags.tagged(
                         opened.source, opened.container, self.settings, self.invoker, self.tally
@@ -194,76 +170,6 @@ class Pipeline:
             self._unreadable(unit, exc)
         if unit.stopped_at is not None and not unit.failed:
             self._hand_over(unit)
-
-    def _open(self, item: WorkItem) -> Opened | None:
-        """The source and blocks of a work item, or None when it is skipped (and counted)."""
-        if isinstance(item, AwsLogs):
-            return self._open_log_batch(item)
-        if isinstance(item, EventBridgeEvent):
-            decided = sources.for_event(item, self.settings)
-            blocks = read_event(item, decided.shape, decided.times, self.output().watched)
-            return Opened(decided.source, item, blocks)
-        assert isinstance(item, S3Object), "a replay is not read"
-        return self._open_object(item)
-
-    def _open_log_batch(self, item: AwsLogs) -> Opened | None:
-        self.tally.bytes_in += len(item.data)
-        decoded = awslogs.decode_awslogs(item.data)
-        if isinstance(decoded, Skip):
-            self.skip(decoded)
-            return None
-        source = sources.for_log_batch(decoded, self.settings)
-        if isinstance(source, Skip):
-            self.skip(source)
-            return None
-        records = HeadReader(self.output().watched) if source.name == sources.CLOUDTRAIL else None
-        return Opened(source, decoded, read_log_batch(decoded, records))
-
-    def _open_object(self, item: S3Object) -> Opened | None:
-        """An object's blocks, from its checkpoint when it is a continuation (see `continuation`).
-
-        Rules that need only the key decide before anything is read; the others see the format
-        sniffed from the first bytes. A continuation's format is its checkpoint's.
-        """
-        start = item.checkpoint
-        form = Format(start.format) if start is not None else formats.by_key(item.key)
-        decided = sources.for_object(item, self.settings, form)
-        if isinstance(decided, Skip):
-            self.skip(decided)
-            return None
-        tracker = s3.Tracker(start)
-        if form is Format.PARQUET and isinstance(decided, Source):
-            return self._open_parquet(item, decided, tracker)
-        body = _counted(s3.open_object(runtime.client("s3"), item, self.settings.read_chunk_bytes, tracker), self.tally)
-        chunks = codecs.decompress(body, item.origin, tracker)
-        if tracker.skip_bytes:
-            chunks = codecs.discard(chunks, tracker, item.origin, self.time_to_stop)
-        if form is None:
-            form, chunks = formats.sniffed(chunks)
-            decided = sources.for_object(item, self.settings, form)
-        if form is Format.PARQUET and isinstance(decided, Source):
-            _close(chunks)
-            return self._open_parquet(item, decided, tracker)
-        if not isinstance(decided, Source):
-            _close(chunks)  # releases the S3 body now, not at garbage collection
-            assert decided is not None, "every rule can decide once the content is known"
-            self.skip(decided)
-            return None
-        watched = self.output().watched
-        blocks = formats.read_object(chunks, item.origin, form, watched, start=start)
-        if decided.line_format is not None:  # a delimited AWS log: its header lines are not events
-            blocks = delimited.headed(blocks, decided.line_format, start)
-        if form is Format.LINES and self.settings.multiline_pattern is not None:
-            blocks = multiline.join_lines(blocks, self.settings.multiline_pattern, start)
-        return Opened(decided, item, blocks, continuation.Progress(tracker, form), item.resume_at, start)
-
-    def _open_parquet(self, item: S3Object, source: Source, tracker: s3.Tracker) -> Opened:
-        """A Parquet object's rows, read by ranged GETs (`formats.parquet`); no stream is open."""
-        tracker.codec = parquet.CODEC
-        file = RangedFile(runtime.client("s3"), item, tracker)
-        blocks = parquet.read_parquet(file, item.origin, self.output().watched, tracker, item.checkpoint)
-        progress = continuation.Progress(tracker, Format.PARQUET)
-        return Opened(source, item, blocks, progress, item.resume_at, item.checkpoint)
 
     def _entries(self, unit: Unit, opened: Opened) -> Iterator[Entry]:
         """The unit's events as entries, counted as read; stops early when the deadline nears.
@@ -309,7 +215,7 @@ class Pipeline:
             self._unreadable(unit, exc)
         finally:
             self.tally.count_read(label, read_here)
-            _close(opened.blocks)  # stopping early would leave the S3 body open until garbage collection
+            close_stream(opened.blocks)  # stopping early would leave the S3 body open until garbage collection
 
     def _settle(self, batch: Batch, error: DeliveryError | None, unit: Unit) -> None:
         """Count a batch's events: delivered, or else stored for replay, or else failed."""
@@ -420,20 +326,3 @@ def failure_kind(exc: InputError | DeadlineReached) -> FailureKind:
     if isinstance(cause, BotoCoreError | urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
         return FailureKind.TEMPORARY
     return FailureKind.PERMANENT
-
-
-def _counted(chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
-    """The chunks as read from S3, their bytes counted as they pass (`Tally.bytes_in`)."""
-    try:
-        for chunk in chunks:
-            tally.bytes_in += len(chunk)
-            yield chunk
-    finally:
-        _close(chunks)
-
-
-def _close(stream: Iterator[Any]) -> None:
-    """Close a chain of generators (and the S3 body at its root) without waiting for garbage collection."""
-    close = getattr(stream, "close", None)
-    if close is not None:
-        close()
