@@ -99,22 +99,32 @@ def colon(data: bytes, at: int) -> int:
     return space(data, at + 1)
 
 
+def close_scan(data: bytes, at: int, depth: int) -> tuple[int, int, int]:
+    """Brackets counted from `at` with `depth` already open: `(end, at, depth)`, `end` just past the
+    bracket that brings the depth to 0, or -1 when the data ends first; then `at` is where to scan
+    again once more data has come (a string that runs past the data starts over) and `depth` the
+    depth there."""
+    for token in TOKEN.finditer(data, at):
+        first = data[token.start()]
+        if first == QUOTE:
+            if token.end() - token.start() == 1:
+                return -1, token.start(), depth
+        elif first in OPEN:
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return token.end(), token.end(), 0
+    return -1, len(data), depth
+
+
 def value_end(data: bytes, at: int) -> int:
     """The end of the JSON value starting at `at`."""
     if data[at] in OPEN:
-        depth = 0
-        for token in TOKEN.finditer(data, at):
-            first = data[token.start()]
-            if first == QUOTE:
-                if token.end() - token.start() == 1:
-                    break
-            elif first in OPEN:
-                depth += 1
-            else:
-                depth -= 1
-                if depth == 0:
-                    return token.end()
-        raise Past
+        end, _, _ = close_scan(data, at, 0)
+        if end < 0:
+            raise Past
+        return end
     if data[at] == QUOTE:
         found = STRING.match(data, at)
     else:

@@ -27,13 +27,11 @@ import simdjson
 from forwarder.errors import InputError
 from forwarder.formats.jsonhead import Head, HeadReader, InvalidRecord
 from forwarder.formats.outline import (
-    OPEN,
-    QUOTE,
     RECORDS,
-    TOKEN,
     NotJson,
     Past,
     after_value,
+    close_scan,
     colon,
     member_name,
     value_end,
@@ -312,20 +310,9 @@ class RecordCutter:
         depth = 0
         at = start
         while True:
-            for token in TOKEN.finditer(self.data, at):
-                first = self.data[token.start()]
-                if first == QUOTE:
-                    if token.end() - token.start() == 1:
-                        at = token.start()
-                        break
-                elif first in OPEN:
-                    depth += 1
-                else:
-                    depth -= 1
-                    if depth == 0:
-                        return start, token.end()
-            else:
-                at = len(self.data)
+            end, at, depth = close_scan(self.data, at, depth)
+            if end >= 0:
+                return start, end
             if self.eof:
                 raise self._error(index, start, "document ends inside a record, before the Records array closes")
             if len(self.data) - start > self.max_event_bytes:
