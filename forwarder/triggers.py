@@ -12,6 +12,8 @@ Shapes, outermost first (the trigger name each gets is in brackets):
     {"awslogs": {"data": ...}}                           CloudWatch Logs subscription  ["cloudwatch"]
     {"retry": true}  (or "true", as Datadog's schedule)  replay the failure store      ["replay"]
     SQS body {"forwarder_continuation": {...}}           the rest of an object         ["sqs/continuation"]
+    SQS body {"awslogs": {"data": ...}}                  a CloudWatch Logs payload     ["sqs/cloudwatch"]
+                                                         moved from the dead-letter queue
 
 A payload carried by SNS or SQS is an S3 notification, an s3:TestEvent, an EventBridge event, or the
 `{"s3Bucket", "s3ObjectKey": [...]}` message CloudTrail itself publishes to SNS; SQS may also carry an SNS
@@ -138,6 +140,8 @@ def _carried(text: Any, what: str, wrappers: tuple[str, ...]) -> tuple[str, Item
         return _carried(decoded["Message"], "SNS Message inside the SQS body", wrappers=("sqs", "sns"))
     if wrappers == ("sqs",) and continuation.MESSAGE_KEY in decoded:
         return "sqs/continuation", (_continuation(decoded[continuation.MESSAGE_KEY]),)
+    if wrappers == ("sqs",) and "awslogs" in decoded:
+        return "sqs/cloudwatch", (_awslogs(decoded["awslogs"]),)
     payload = _payload(decoded, wrappers)
     if payload is None:
         raise _BadShape(f"{what} has an unknown shape ({_describe(decoded)})")

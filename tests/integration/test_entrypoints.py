@@ -25,6 +25,7 @@ from forwarder.settings import load_settings
 from .helpers import (
     API_KEY,
     FIXTURES,
+    awslogs_event,
     context,
     put,
     settings_for,
@@ -153,6 +154,23 @@ def test_an_unexpected_failure_fails_only_its_own_sqs_message(
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
     assert len(intake.entries) == len(records_of(DOCUMENT))
+
+
+def test_a_cloudwatch_logs_payload_moved_from_the_dead_letter_queue_through_the_queue_is_forwarded(
+    intake: LocalIntake,
+) -> None:
+    """The body of a failed asynchronous invocation's dead letter is the event Lambda received; moved to the
+    stack's queue, it arrives as an SQS message whose body is that CloudWatch Logs payload."""
+    audit = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a-1", "stage": "ResponseComplete",
+             "verb": "get", "requestURI": "/api/v1/namespaces/default/pods", "user": {"username": "alice"},
+             "stageTimestamp": "2024-12-04T12:00:00.000000Z"}  # fmt: skip
+    payload = awslogs_event("/aws/eks/prod/cluster", "kube-apiserver-audit-0123", [json.dumps(audit)] * 3)
+
+    result = handler.handle(sqs_event(payload), context(), settings_for(intake.url))
+
+    assert result == {"batchItemFailures": []}
+    assert [entry["ddsource"] for entry in intake.entries] == ["kubernetes.audit"] * 3
+    assert all(json.loads(entry["message"])["auditID"] == "a-1" for entry in intake.entries), intake.entries[0]
 
 
 def test_an_unreadable_stored_batch_fails_the_replay_after_the_rest_is_replayed(s3: Any, intake: LocalIntake) -> None:

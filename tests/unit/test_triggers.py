@@ -338,6 +338,16 @@ def test_cloudwatch_logs_subscription_routes_to_awslogs() -> None:
     assert parse_event(event) == Invocation((Message(None, "cloudwatch", (AwsLogs(event["awslogs"]["data"]),)),))
 
 
+def test_a_cloudwatch_logs_payload_moved_from_the_dead_letter_queue_to_the_queue_is_forwarded() -> None:
+    """Lambda writes a failed asynchronous invocation's event as the dead-letter message's body; once an operator
+    moves it to the stack's queue (`aws sqs start-message-move-task --destination-arn`), the body is the payload."""
+    event = load("cloudwatch-logs/powertools_cloudWatchLogEvent.json")
+    invocation = parse_event(sqs_event(json.dumps(event), '{"awslogs": {"data": 42}}'))
+    moved, broken = invocation.messages
+    assert moved == Message("m-1", "sqs/cloudwatch", (AwsLogs(event["awslogs"]["data"]),))
+    assert (broken.items, broken.error) == ((), "SQS message m-2: awslogs.data is not a string")
+
+
 @pytest.mark.parametrize(
     ("event", "says"),
     [
