@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -104,6 +105,19 @@ def cluster_key_pattern(env: Mapping[str, str]) -> re.Pattern[str] | None:
     if found is not None and "cluster" not in found.groupindex:
         raise ConfigError(f"{name} must have a named group `cluster`, as in ^k8s-audit/(?P<cluster>[^/]+)/")
     return found
+
+
+MEMORY_SHARE_FOR_A_ROW_GROUP = 0.4
+"""pyarrow holds a decoded row group at about 1.3 times its uncompressed size: 40% leaves half the memory free."""
+
+
+def parquet_max_row_group_bytes(env: Mapping[str, str]) -> int:
+    """FORWARDER_PARQUET_MAX_ROW_GROUP_BYTES, by default a share of the function's memory (Lambda's
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE, in MB) or, outside Lambda, of the machine's."""
+    memory_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
+    memory = int(memory_mb) << 20 if memory_mb.isdigit() else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    default = int(memory * MEMORY_SHARE_FOR_A_ROW_GROUP)
+    return integer(env, "FORWARDER_PARQUET_MAX_ROW_GROUP_BYTES", default, 1 << 20, 1 << 40)
 
 
 def processing(env: Mapping[str, str]) -> dict[str, Any]:

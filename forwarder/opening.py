@@ -108,7 +108,14 @@ def _open_parquet(run: Pipeline, item: S3Object, source: Source, tracker: s3.Tra
     """A Parquet object's rows, read by ranged GETs (`formats.parquet`); no stream is open."""
     tracker.codec = parquet.CODEC
     file = RangedFile(runtime.client("s3"), item, tracker)
-    blocks = parquet.read_parquet(file, item.origin, run.output().watched, tracker, item.checkpoint)
+    blocks = parquet.read_parquet(
+        file,
+        item.origin,
+        run.output().watched,
+        tracker,
+        item.checkpoint,
+        max_row_group_bytes=run.settings.parquet_max_row_group_bytes,
+    )
     progress = continuation.Progress(tracker, Format.PARQUET)
     return Opened(source, item, blocks, progress, item.resume_at, item.checkpoint)
 

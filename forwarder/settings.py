@@ -28,6 +28,7 @@ from forwarder.envvalues import (
     integer,
     number,
     operations,
+    parquet_max_row_group_bytes,
     processing,
     resource_tags,
     shown,
@@ -89,6 +90,7 @@ class Settings:
 
     # Kubernetes audit files in S3 (forwarder.sources): the cluster a key names.
     k8s_cluster_key_pattern: re.Pattern[str] | None = None
+    parquet_max_row_group_bytes: int = 1 << 30
     """FORWARDER_K8S_CLUSTER_KEY_PATTERN: a regex searched in the key, its group `cluster` the cluster's name."""
 
     # The output's format and a generic intake (docs/ocsf.md, README "Other intakes").
@@ -153,6 +155,7 @@ class Settings:
             **resource_tags(env),
             k8s_audit_policy=env.get(K8S_AUDIT_POLICY, "").strip(),
             k8s_cluster_key_pattern=cluster_key_pattern(env),
+            parquet_max_row_group_bytes=parquet_max_row_group_bytes(env),
             # the output's format and a generic intake
             output_format=choice(env, "FORWARDER_OUTPUT_FORMAT", OutputFormat, default.output_format)
             or default.output_format,

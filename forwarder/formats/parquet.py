@@ -6,7 +6,11 @@ milliseconds) is the event's own time. Memory follows the largest row group, nev
 pyarrow decodes a row group's columns whole (measured: about 1.3x its uncompressed size, 120 MB
 for a 90 MB row group, whatever the batch size), reading their pages through a buffer of
 `COLUMN_BUFFER_BYTES` rather than each compressed column chunk at once; the rows become Python
-objects `SLICE_ROWS` at a time.
+objects `SLICE_ROWS` at a time. A row group larger uncompressed than the function can decode refuses
+the object at its footer, before any row is forwarded. Values stored once in a dictionary page are
+materialised a slice at a time, so a slice's memory follows its rows' sizes: real events keep it to a
+few MB; a hand-made file of huge repeated values could still outgrow it (Security Lake writes these
+objects itself).
 
 A checkpoint names a row group and the rows of it already handled (`model.Checkpoint`: `offset` is
 the row group's index, `skip_bytes` the rows of it to skip, `decompressed` and `position` the rows
@@ -57,15 +61,23 @@ def read_parquet(
     start: Checkpoint | None = None,
     max_event_bytes: int = MAX_EVENT_BYTES,
     slice_rows: int = SLICE_ROWS,
+    max_row_group_bytes: int | None = None,
 ) -> Iterator[RawEvent]:
-    """The object's rows as structured events, from `start` when given; `file` is seekable (`RangedFile`)."""
+    """The object's rows as structured events, from `start` when given; `file` is seekable (`RangedFile`).
+
+    A row group over `max_row_group_bytes` uncompressed refuses the object at its footer, before any row
+    is forwarded, rather than decode it past the function's memory.
+    """
     parquet = _pyarrow_parquet(origin)
     errors = _arrow_errors()
     try:
         reader = parquet.ParquetFile(file, buffer_size=COLUMN_BUFFER_BYTES, pre_buffer=False)
-        sizes = [reader.metadata.row_group(index).num_rows for index in range(reader.metadata.num_row_groups)]
+        groups = [reader.metadata.row_group(index) for index in range(reader.metadata.num_row_groups)]
     except errors as exc:
         raise InputError(origin, "the footer", f"not a readable Parquet file: {exc}") from exc
+    sizes = [group.num_rows for group in groups]
+    if max_row_group_bytes is not None:
+        _refuse_oversized(origin, [group.total_byte_size for group in groups], max_row_group_bytes)
     group, skip = _resume(sizes, start, origin)
     first_row = sum(sizes[:group])
     heads = HeadReader(watched)
@@ -82,6 +94,19 @@ def read_parquet(
             raise InputError(origin, f"row group {index} (row {row})", f"not a readable Parquet row: {exc}") from exc
         first_row += sizes[index]
         skip = 0
+
+
+def _refuse_oversized(origin: str, uncompressed: list[int], limit: int) -> None:
+    """Name the first row group larger than `limit` bytes uncompressed, as an input error."""
+    for index, size in enumerate(uncompressed):
+        if size > limit:
+            raise InputError(
+                origin,
+                f"the footer, row group {index}",
+                f"row group {index} is {size} bytes uncompressed, over the {limit} this function can decode "
+                "(FORWARDER_PARQUET_MAX_ROW_GROUP_BYTES; by default 40% of the function's memory): give the "
+                "function more memory",
+            )
 
 
 def _pyarrow_parquet(origin: str) -> Any:

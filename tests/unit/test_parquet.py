@@ -94,6 +94,25 @@ def test_a_checkpoint_that_does_not_match_the_row_groups_is_an_input_error(s3: A
         read(s3, stored, Tracker(wrong), start=wrong)
 
 
+def test_a_row_group_too_large_to_decode_refuses_the_object_before_any_row_is_read(s3: Any) -> None:
+    """pyarrow decodes a row group whole: one larger than the function can hold must not be started, and the
+    object must not be half-forwarded first (the check is on the footer, before the first row)."""
+    rows = [{"time": 1700000000000, "text": f"{index:04d}" * 2500} for index in range(40)]
+    if BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="wide.parquet", Body=parquet_bytes(rows[:4] + rows, 4))
+    obj = S3Object(BUCKET, "wide.parquet")
+    largest = max(
+        pq.ParquetFile(io.BytesIO(parquet_bytes(rows[:4] + rows, 4))).metadata.row_group(index).total_byte_size
+        for index in range(11)
+    )
+
+    with pytest.raises(InputError, match=r"row group \d+ is \d+ bytes uncompressed") as refused:
+        next(read_parquet(RangedFile(s3, obj, Tracker()), obj.origin, frozenset(), Tracker(), max_row_group_bytes=1000))
+    assert refused.value.position.startswith("the footer, row group ")
+    assert len(read(s3, obj, Tracker(), max_row_group_bytes=largest)) == 44
+
+
 def test_a_parquet_checkpoint_message_names_a_parquet_codec(stored: S3Object) -> None:
     body = {"bucket": BUCKET, "key": "k", "resume_at": 4}
     checkpoint = {"offset": 1, "skip_bytes": 1, "decompressed": 4, "position": 4, "format": "parquet"}

@@ -201,3 +201,16 @@ def test_the_readmes_unsupported_variables_are_the_ones_warned_about() -> None:
     }
     assert len(listed) >= 12  # the Datadog Forwarder variables with no effect here, less the tag fetches now read
     assert unsupported_variables(dict.fromkeys(listed, "x")) == sorted(listed)
+
+
+def test_parquet_row_group_limit_follows_the_functions_memory() -> None:
+    in_lambda = Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
+    given = Settings.from_env(
+        {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "FORWARDER_PARQUET_MAX_ROW_GROUP_BYTES": "5000000"}
+    )
+
+    assert in_lambda.parquet_max_row_group_bytes == int(0.4 * (1024 << 20))
+    assert given.parquet_max_row_group_bytes == 5_000_000
+    assert Settings.from_env({}).parquet_max_row_group_bytes > 0
+    with pytest.raises(ConfigError, match="FORWARDER_PARQUET_MAX_ROW_GROUP_BYTES"):
+        Settings.from_env({"FORWARDER_PARQUET_MAX_ROW_GROUP_BYTES": "lots"})
