@@ -26,14 +26,23 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check forwarder bench tests scripts
 	$(VENV)/bin/mypy
 
-test: lint
-	$(PY) -m pytest -q
+# The SAM CLI checks the template (`sam validate --lint`) from a venv of its own: its pins are not ours.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+$(SAM_STAMP):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.170'
+	@touch $(SAM_STAMP)
+
+test: lint $(SAM_STAMP)
+	SAM_CLI=$(abspath $(SAM_VENV))/bin/sam $(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 # One Lambda zip per architecture, dist/forwarder-<arch>.zip; the template's CodeUri picks the one
 # its Architecture names. ARCHS=arm64 make package builds one.
