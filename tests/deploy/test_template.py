@@ -238,7 +238,7 @@ SAM_CLI = os.environ.get("SAM_CLI") or shutil.which("sam")
 """`make test` installs the SAM CLI in a venv of its own (its pins are not ours) and names it in SAM_CLI."""
 
 
-@pytest.mark.skipif(SAM_CLI is None, reason="SAM CLI not installed: `make test` installs it, or pip install aws-sam-cli")
+@pytest.mark.skipif(SAM_CLI is None, reason="no SAM CLI: `make test` installs one, or pip install aws-sam-cli")
 def test_sam_validate_lint():
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": REGION}
     result = subprocess.run(
