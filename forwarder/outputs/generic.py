@@ -118,6 +118,10 @@ class HecEncoder:
         self.watched = inner.watched
         self._lead = lead
 
+    @property
+    def unmappable(self) -> int:
+        return self._inner.unmappable
+
     def entries(self, block: Block) -> list[Entry]:
         return [self._wrapped(entry) for entry in self._inner.entries(block)]
 

@@ -148,6 +148,7 @@ class _Deep:
     """An encoder whose entry is nested deeper than orjson reads back."""
 
     watched: frozenset[str] = frozenset()
+    unmappable = 0
 
     def entries(self, block: object) -> list[Entry]:
         return [Entry(b'{"a":' + b"[" * 1100 + b"]" * 1100 + b"}")]
