@@ -6,7 +6,8 @@ record's shape, so CloudTrail delivered through CloudWatch Logs or renamed with 
 too. Every other event passes as a minimal OCSF Base Event (class_uid 0) that says so in
 `unmapped["forwarder.ocsf"]` = `passthrough`; a CloudTrail or audit record that lacks what a
 required attribute comes from is delivered the same way, marked `unmappable` with the reason in
-`unmapped["forwarder.ocsf_reason"]`, and logged. Every object keeps the original event as `raw_data`.
+`unmapped["forwarder.ocsf_reason"]`, logged and counted (the encoder's `unmappable`, which the
+pipeline adds to the tally). Every object keeps the original event as `raw_data`.
 
 To a Datadog intake each OCSF object travels as a Datadog entry: under `ocsf`, beside the reserved
 attributes (`ddsource`, `service`, `host`, `ddtags`, `aws`), `timestamp` (the OCSF `time`) and
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 
 from forwarder.formats import Block
+from forwarder.metrics import EntryTime, member_time
 from forwarder.model import Container, Entry, Invoker, LogBatch, RawEvent, Source
 from forwarder.outputs import ocsf_audit, ocsf_map
 from forwarder.outputs.datadog import event_id, labels
@@ -42,6 +44,8 @@ _MAPPED_SOURCES = frozenset({"cloudtrail", "kubernetes.audit"})
 """Sources whose every event should map: one that does not is unmappable, not passed through."""
 _BULKY = (("raw_data",), ("api", "request", "data"), ("api", "response", "data"))
 """What is dropped first from an entry over the per-entry limit: each is also in `raw_data`."""
+entry_time_ms: EntryTime = member_time("time")
+"""The OCSF object alone carries its time as `time`, in epoch ms (in a Datadog entry, `timestamp`)."""
 
 
 def is_cloudtrail(fields: dict[str, Any]) -> bool:
