@@ -154,10 +154,9 @@ def test_unmappable_events_are_counted_apart_from_the_outcomes(
 ) -> None:
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     tally = Tally()
-    tally.count_read(("s3", "cloudtrail"), 5)
-    tally.count_outcome(("s3", "cloudtrail"), Outcome.DELIVERED, 5)
-    tally.count_read(("s3", "vpc"), 2)
-    tally.count_outcome(("s3", "vpc"), Outcome.DELIVERED, 2)
+    for label, events in ((("s3", "cloudtrail"), 5), (("s3", "vpc"), 2)):
+        tally.count_read(label, events)
+        tally.count_outcome(label, Outcome.DELIVERED, events)
     other = Tally()
     other.count_unmappable(("s3", "cloudtrail"), 2)
     other.count_unmappable(("s3", "vpc"), 0)
