@@ -4,7 +4,8 @@ Invariant: every event read ends in exactly one outcome — delivered, truncated
 truncation), filtered (by a rule the user set), stored (kept in the failure store for replay) or
 failed — so `read == delivered + truncated + filtered + stored + failed`. Things that are not events
 (digest files, control messages, test events, duplicate notifications) are counted apart, as skips
-with their reason.
+with their reason. Events an output could not map to its format (OCSF) are delivered, marked, and
+counted apart too (`unmappable`): an extra count, never an outcome.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import enum
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from forwarder.model import SkipReason
 
@@ -24,6 +27,8 @@ MAX_PROBLEMS = 3
 
 Label = tuple[str, str]
 """(trigger, source name): what the reads and outcomes are counted by."""
+EntryTime = Callable[[bytes], int | None]
+"""Reads the epoch-ms time an entry carries (each output knows where its entries carry it)."""
 
 
 class Outcome(enum.StrEnum):
@@ -108,6 +113,9 @@ class Tally:
     transport: TransportStats = field(default_factory=TransportStats)
     lag: dict[str, Lag] = field(default_factory=dict)
     """Per source name."""
+    unmappable: Counter[Label] = field(default_factory=Counter)
+    """Events the output could not map to its format (OCSF): delivered, marked, and counted here
+    besides their outcome (a tally, not an outcome)."""
 
     def note_problem(self, description: str) -> None:
         """Keep the first few failures' descriptions for the invocation's error message."""
@@ -123,9 +131,15 @@ class Tally:
     def count_skip(self, reason: SkipReason, items: int = 1) -> None:
         self.skipped[reason] += items
 
-    def count_lag(self, source: str, entries: Sequence[Any]) -> None:
-        """The lag of a delivered batch's entries (`Entry`), from the times its first and last carry."""
-        times = [when for when in (entry_time_ms(entries[0].body), entry_time_ms(entries[-1].body)) if when]
+    def count_unmappable(self, label: Label, events: int) -> None:
+        if events:
+            self.unmappable[label] += events
+
+    def count_lag(self, source: str, entries: Sequence[Any], entry_time: EntryTime | None = None) -> None:
+        """The lag of a delivered batch's entries (`Entry`), from the times its first and last carry,
+        read by the output's `entry_time` (Datadog entries' `timestamp` when not given)."""
+        read = entry_time or entry_time_ms
+        times = [when for when in (read(entries[0].body), read(entries[-1].body)) if when]
         if not times:
             return
         now = int(time.time() * 1000)
@@ -153,6 +167,7 @@ class Tally:
         for source, lag in other.lag.items():
             self.lag.setdefault(source, Lag()).merge(lag)
         self.tag_fetch_errors += other.tag_fetch_errors
+        self.unmappable.update(other.unmappable)
         for problem in other.problems:
             self.note_problem(problem)
 
@@ -162,6 +177,7 @@ class Tally:
             "events_read": self.events_read,
             **{f"events_{outcome.value}": self.total(outcome) for outcome in Outcome},
             "events_scrubbed": self.scrubbed,
+            "events_unmappable": sum(self.unmappable.values()),
             "skipped": {reason.value: count for reason, count in self.skipped.items()},
             "input_errors": self.input_errors,
             "bytes_in": self.bytes_in,
@@ -177,15 +193,36 @@ class Tally:
 _TIMESTAMP = b'"timestamp":'
 
 
+def member_time(name: str, ms_per_unit: float = 1.0) -> EntryTime:
+    """A reader of the time an entry carries in its top-level member `name` (epoch ms; with
+    `ms_per_unit` 1000, epoch seconds); None when it has none, or the entry is not a JSON object.
+    msgspec skips every other member without building it: a few µs for an entry of a few KB, and
+    it runs twice per batch, never per event."""
+    decoder = msgspec.json.Decoder(msgspec.defstruct("Timed", [(name, float | None, None)]))
+
+    def read(body: bytes) -> int | None:
+        try:
+            when = getattr(decoder.decode(body), name)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        return round(when * ms_per_unit) if when is not None and when > 0 else None
+
+    return read
+
+
+_timestamp_member = member_time("timestamp")
+
+
 def entry_time_ms(body: bytes) -> int | None:
-    """The epoch-ms `timestamp` an entry ends with (Datadog entries, and the JSON intakes' that carry
-    them), looked for only in its last bytes; None for entries that end otherwise."""
+    """The epoch-ms `timestamp` of a Datadog entry (also what the JSON intakes carry, and an OCSF
+    object's Datadog entry). Most end with it, so the last bytes are looked at first; an entry
+    written whole (a record with a reserved name, a cut audit event, OCSF) is read for it."""
     tail = body[-32:]
     at = tail.rfind(_TIMESTAMP)
-    if at < 0:
-        return None
-    digits = tail[at + len(_TIMESTAMP) :].rstrip(b"}")
-    return int(digits) if digits.isdigit() else None
+    rest = tail[at + len(_TIMESTAMP) : -1] if at >= 0 else b""
+    if rest.isdigit() and tail.endswith(b"}"):  # one brace after it: a member of the entry, not of a nested object
+        return int(rest)
+    return _timestamp_member(body)
 
 
 def publish(tally: Tally, service: str) -> None:
@@ -206,6 +243,7 @@ def publish(tally: Tally, service: str) -> None:
     replayed = sum(n for (trigger, _, name), n in tally.outcomes.items() if trigger == "replay" and name == "delivered")
     metrics.add_metric(name="EventsReplayed", unit=count, value=replayed)
     metrics.add_metric(name="EventsScrubbed", unit=count, value=tally.scrubbed)
+    metrics.add_metric(name="EventsUnmappable", unit=count, value=sum(tally.unmappable.values()))
     metrics.add_metric(name="ItemsSkipped", unit=count, value=sum(tally.skipped.values()))
     for reason, skipped in sorted(tally.skipped.items()):
         metrics.add_metric(name=f"Skipped_{reason}", unit=count, value=skipped)
@@ -242,6 +280,9 @@ def _publish_by_source(tally: Tally, service: str) -> None:
         for outcome in (Outcome.DELIVERED, Outcome.FAILED):
             done = sum(n for (_, name, what), n in tally.outcomes.items() if name == source and what == outcome)
             metrics.add_metric(name=f"Events{outcome.value.title()}", unit=MetricUnit.Count, value=done)
+        unmappable = sum(n for (_, name), n in tally.unmappable.items() if name == source)
+        if unmappable:  # only where an output had some: a metric per source costs, and most have none
+            metrics.add_metric(name="EventsUnmappable", unit=MetricUnit.Count, value=unmappable)
         lag = tally.lag.get(source)
         if lag is not None:
             metrics.add_metric(name="LagMax", unit=MetricUnit.Seconds, value=lag.max_ms / 1000)

@@ -215,6 +215,7 @@ class Pipeline:
             self._unreadable(unit, exc)
         finally:
             self.tally.count_read(label, read_here)
+            self.tally.count_unmappable(label, encoder.unmappable)
             close_stream(opened.blocks)  # stopping early would leave the S3 body open until garbage collection
 
     def _settle(self, batch: Batch, error: DeliveryError | None, unit: Unit) -> None:
@@ -223,7 +224,7 @@ class Pipeline:
             truncated = sum(entry.truncated for entry in batch.entries)
             self.tally.count_outcome(unit.label, Outcome.TRUNCATED, truncated)
             self.tally.count_outcome(unit.label, Outcome.DELIVERED, len(batch.entries) - truncated)
-            self.tally.count_lag(unit.label[1], batch.entries)
+            self.tally.count_lag(unit.label[1], batch.entries, self.output().entry_time)
             return
         logger.error(
             "batch not delivered",

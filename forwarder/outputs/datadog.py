@@ -134,6 +134,8 @@ class DatadogEncoder:
 
     watched = RESERVED
     """The record names a reader must flag: a record using one is re-serialised with it moved."""
+    unmappable = 0
+    """A Datadog entry carries any event as it is: none is unmappable."""
 
     def __init__(self, source: Source, container: Container, invoker: Invoker, settings: Settings) -> None:
         self._labelled = functools.partial(labels, source, container, invoker, settings)

@@ -11,7 +11,7 @@ secret is set (DD_API_KEY, DD_API_KEY_SECRET_ARN or DD_API_KEY_SSM_NAME), an aut
   `{"text":"Success","code":0}`.
 
 Batching limits, retries, the deadline, the failure store and replay are the Datadog intake's: only
-the framing, the headers and the success answer differ.
+the framing, the headers, the success answer and where an entry carries its time differ.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import orjson
 
 from forwarder.errors import ConfigError
 from forwarder.formats import Block
+from forwarder.metrics import EntryTime, entry_time_ms, member_time
 from forwarder.model import Container, Entry, Invoker, Source
-from forwarder.outputs import Encoder, Output, datadog
+from forwarder.outputs import Encoder, Output, datadog, ocsf
 from forwarder.outputs.batch import json_array, ndjson
 from forwarder.outputs.http import HttpTransport, any_2xx
 from forwarder.outputs.ocsf import OcsfEncoder
@@ -36,20 +37,22 @@ EncoderFactory = Callable[[Source, Container, Invoker], Encoder]
 HEC_SOURCETYPE = "_json"
 """Splunk's built-in sourcetype for JSON events: fields are extracted at search time."""
 _AUTH_SCHEMES = {IntakeAuth.BEARER: "Bearer", IntakeAuth.BASIC: "Basic", IntakeAuth.SPLUNK: "Splunk"}
+hec_entry_time: EntryTime = member_time("time", ms_per_unit=1000)
+"""HEC's envelope carries the entry's time as `time`, in epoch seconds."""
 
 
 def output(settings: Settings, secret: str, **options: Any) -> Output:
     """The output for `settings`; `secret` is the resolved key ("" for an intake that needs none)
     and `options` (retry policy, clock) go to the transport, for tests."""
     make, watched = _encoders(settings)
-    if settings.intake_format is IntakeFormat.DATADOG:
+    if settings.intake_format is IntakeFormat.DATADOG:  # OCSF too travels in a Datadog entry, with its `timestamp`
         return Output(make, watched, json_array, datadog.transport(settings, secret, **options))
     transport = intake_transport(settings, secret, **options)
-    if settings.intake_format is IntakeFormat.JSON:
-        return Output(make, watched, json_array, transport)
-    if settings.intake_format is IntakeFormat.NDJSON:
-        return Output(make, watched, ndjson, transport)
-    return Output(hec_encoders(make, settings), watched, ndjson, transport)
+    if settings.intake_format is IntakeFormat.SPLUNK_HEC:
+        return Output(hec_encoders(make, settings), watched, ndjson, transport, hec_entry_time)
+    entry_time = ocsf.entry_time_ms if settings.output_format is OutputFormat.OCSF else entry_time_ms
+    frame = json_array if settings.intake_format is IntakeFormat.JSON else ndjson
+    return Output(make, watched, frame, transport, entry_time)
 
 
 def _encoders(settings: Settings) -> tuple[Callable[..., Encoder], frozenset[str]]:
@@ -57,10 +60,10 @@ def _encoders(settings: Settings) -> tuple[Callable[..., Encoder], frozenset[str
     if settings.output_format is OutputFormat.OCSF:
         datadog_intake = settings.intake_format is IntakeFormat.DATADOG
 
-        def ocsf(source: Source, container: Container, invoker: Invoker, own: Settings = settings) -> Encoder:
+        def to_ocsf(source: Source, container: Container, invoker: Invoker, own: Settings = settings) -> Encoder:
             return OcsfEncoder(source, container, invoker, own, datadog=datadog_intake)
 
-        return ocsf, OcsfEncoder.watched
+        return to_ocsf, OcsfEncoder.watched
 
     def plain(source: Source, container: Container, invoker: Invoker, own: Settings = settings) -> Encoder:
         return datadog.DatadogEncoder(source, container, invoker, own)
@@ -117,6 +120,10 @@ class HecEncoder:
         self._inner = inner
         self.watched = inner.watched
         self._lead = lead
+
+    @property
+    def unmappable(self) -> int:
+        return self._inner.unmappable
 
     def entries(self, block: Block) -> list[Entry]:
         return [self._wrapped(entry) for entry in self._inner.entries(block)]

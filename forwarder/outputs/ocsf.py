@@ -6,7 +6,9 @@ record's shape, so CloudTrail delivered through CloudWatch Logs or renamed with 
 too. Every other event passes as a minimal OCSF Base Event (class_uid 0) that says so in
 `unmapped["forwarder.ocsf"]` = `passthrough`; a CloudTrail or audit record that lacks what a
 required attribute comes from is delivered the same way, marked `unmappable` with the reason in
-`unmapped["forwarder.ocsf_reason"]`, and logged. Every object keeps the original event as `raw_data`.
+`unmapped["forwarder.ocsf_reason"]`, logged and counted (the encoder's `unmappable`, which the
+pipeline adds to the tally). Every object keeps the original event as `raw_data`. Amazon Security
+Lake's rows are OCSF already: they pass as the events they are, their own class and all.
 
 To a Datadog intake each OCSF object travels as a Datadog entry: under `ocsf`, beside the reserved
 attributes (`ddsource`, `service`, `host`, `ddtags`, `aws`), `timestamp` (the OCSF `time`) and
@@ -24,11 +26,13 @@ from typing import Any
 import orjson
 
 from forwarder.formats import Block
-from forwarder.model import Container, Entry, Invoker, LogBatch, RawEvent, Source
+from forwarder.metrics import EntryTime, member_time
+from forwarder.model import Container, Entry, Invoker, LogBatch, RawEvent, S3Object, Source
 from forwarder.outputs import ocsf_audit, ocsf_map
 from forwarder.outputs.datadog import event_id, labels
 from forwarder.outputs.ocsf_map import OCSF_VERSION, PROFILES, Unmappable, Where
 from forwarder.settings import Settings
+from forwarder.sources import SECURITY_LAKE_RULES
 from forwarder.times import field_time
 
 logger = logging.getLogger(__name__)
@@ -42,10 +46,28 @@ _MAPPED_SOURCES = frozenset({"cloudtrail", "kubernetes.audit"})
 """Sources whose every event should map: one that does not is unmappable, not passed through."""
 _BULKY = (("raw_data",), ("api", "request", "data"), ("api", "response", "data"))
 """What is dropped first from an entry over the per-entry limit: each is also in `raw_data`."""
+entry_time_ms: EntryTime = member_time("time")
+"""The OCSF object alone carries its time as `time`, in epoch ms (in a Datadog entry, `timestamp`)."""
 
 
 def is_cloudtrail(fields: dict[str, Any]) -> bool:
     return "eventVersion" in fields or ("eventSource" in fields and "eventName" in fields)
+
+
+def is_ocsf(fields: dict[str, Any]) -> bool:
+    """Already an OCSF event: a class, a time and metadata, as every OCSF class requires."""
+    return (
+        type(fields.get("class_uid")) is int
+        and type(fields.get("time")) is int
+        and isinstance(fields.get("metadata"), dict)
+    )
+
+
+def is_security_lake(container: Container) -> bool:
+    """An object where Amazon Security Lake keeps a source, as the source rules recognise it."""
+    return isinstance(container, S3Object) and any(
+        rule.key is not None and rule.key.search(container.key) for rule in SECURITY_LAKE_RULES
+    )
 
 
 def is_audit(fields: dict[str, Any]) -> bool:
@@ -57,7 +79,8 @@ def is_audit(fields: dict[str, Any]) -> bool:
 
 class OcsfEncoder:
     """Turns one container's events into OCSF entries. `unmappable` counts the records of a mapped
-    kind that could not be mapped (each is also logged)."""
+    kind that could not be mapped (each is also logged). In a Security Lake object, a row that is
+    OCSF already is sent as it is."""
 
     watched: frozenset[str] = frozenset()
     """Every record is parsed in full, so the reader need flag no name."""
@@ -82,6 +105,7 @@ class OcsfEncoder:
             self._lead = orjson.dumps(meta)[:-1]
         self.unmappable = 0
         self._told_passthrough = False
+        self._security_lake = is_security_lake(container)
 
     def entries(self, block: Block) -> list[Entry]:
         return [self.entry(event) for event in block.events()]
@@ -89,19 +113,24 @@ class OcsfEncoder:
     def entry(self, raw: RawEvent) -> Entry:
         uid = event_id(raw, self._id_base)
         text = raw.message if raw.message is not None else (raw.record or b"").decode("utf-8", "replace")
-        event = self.event(raw, text, uid)
+        fields = raw.parse_record() if raw.record is not None else _parsed_message(text)
+        written: bytes | None = None
+        if self._security_lake and fields is not None and is_ocsf(fields):
+            event, written = fields, raw.record  # OCSF already: as read, its own class and all
+        else:
+            event = self.event(raw, fields, text, uid)
         try:
-            body = self._body(event, uid)
+            body = self._body(event, uid, written)
         except orjson.JSONEncodeError:  # nested deeper than orjson writes: the original stays as text
             event = self._base(text, uid, raw.timestamp_ms, self._unmappable(raw, "nested too deeply to write"))
             body = self._body(event, uid)
         if len(body) <= self._limit:
             return Entry(body)
-        return Entry(self._shrunk(event, uid, len(body)), True)
+        return Entry(self._shrunk(event, uid, len(body), text), True)
 
-    def event(self, raw: RawEvent, text: str, uid: str) -> dict[str, Any]:
-        """The OCSF object for one event: API Activity, or a marked Base Event."""
-        fields = raw.parse_record() if raw.record is not None else _parsed_message(text)
+    def event(self, raw: RawEvent, fields: dict[str, Any] | None, text: str, uid: str) -> dict[str, Any]:
+        """The OCSF object for one event (`fields`, parsed from `text` if it is a JSON object): API
+        Activity, or a marked Base Event."""
         where = Where(self._account, self._region, uid, raw.timestamp_ms, self._from_eks)
         mapper = _mapper(fields) if fields is not None else None
         if mapper is None:
@@ -118,12 +147,14 @@ class OcsfEncoder:
         event["raw_data"] = text
         return event
 
-    def _body(self, event: dict[str, Any], uid: str) -> bytes:
-        """The OCSF object alone, or inside a Datadog entry beside its reserved attributes."""
+    def _body(self, event: dict[str, Any], uid: str, written: bytes | None = None) -> bytes:
+        """The OCSF object alone, or inside a Datadog entry beside its reserved attributes;
+        `written` is the object as JSON already, when it was read so."""
+        ocsf = orjson.dumps(event) if written is None else written
         if self._lead is None:
-            return orjson.dumps(event)
+            return ocsf
         identity = orjson.dumps({"timestamp": event["time"], "forwarder": {"id": uid}})[1:-1]
-        return b"".join((self._lead, b",", identity, b',"ocsf":', orjson.dumps(event), b"}"))
+        return b"".join((self._lead, b",", identity, b',"ocsf":', ocsf, b"}"))
 
     def _own_time(self, fields: dict[str, Any] | None, raw: RawEvent) -> int | None:
         return (field_time(fields, self._source.time_fields) if fields else None) or raw.timestamp_ms
@@ -170,16 +201,15 @@ class OcsfEncoder:
         )
         return {MARKER: UNMAPPABLE, REASON: reason}
 
-    def _shrunk(self, event: dict[str, Any], uid: str, original_bytes: int) -> bytes:
+    def _shrunk(self, event: dict[str, Any], uid: str, original_bytes: int, text: str) -> bytes:
         """An entry over the limit: without the parts `raw_data` repeats (and `raw_data` itself), or
-        failing that a Base Event with the start of `raw_data`. Marked truncated either way."""
-        text = event.get("raw_data", "")
+        failing that a Base Event with the start of the original `text`. Marked truncated either way."""
         smaller = orjson.loads(orjson.dumps(event))
         for path in _BULKY:
             _drop(smaller, path)
-        smaller.setdefault("unmapped", {}).update(
-            {"forwarder.truncated": "true", "forwarder.original_bytes": str(original_bytes)}
-        )
+        if not isinstance(smaller.get("unmapped"), dict):  # a Security Lake row's may be null
+            smaller["unmapped"] = {}
+        smaller["unmapped"].update({"forwarder.truncated": "true", "forwarder.original_bytes": str(original_bytes)})
         body = self._body(smaller, uid)
         if len(body) <= self._limit:
             return body

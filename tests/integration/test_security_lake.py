@@ -27,6 +27,7 @@ from .test_faults import (
     invoke,
     slow_intake,  # noqa: F401  (the fixture: an intake answering in 0.1 s)
 )
+from .test_generic_intake import Recorder
 
 SAMPLES = FIXTURES / "securitylake"
 BUCKET = "aws-security-data-lake-us-east-1-forwardertest"
@@ -113,6 +114,46 @@ def test_security_lake_version_1_objects_are_read_and_named_by_their_source(
     assert summary["by_source"] == {f"s3/{source}": 1}
     assert entry["ddsource"] == source and entry["timestamp"] == row["time"]
     assert without_metadata(entry)["metadata"]["product"] == orjson.loads(orjson.dumps(row["metadata"]["product"]))
+
+
+@pytest.mark.parametrize(
+    ("sample", "lake_source", "version", "source", "class_uid"),
+    [
+        ("eks_audit-1.1.0.parquet", "EKS_AUDIT", "2.0", "kubernetes.audit", 6003),
+        ("cloud_trail-consolelogin-1.0.0-rc.2.gz.parquet", "CLOUD_TRAIL_MGMT", "1.0", "cloudtrail", 3002),
+        ("vpc_flow-1.0.0-rc.2.gz.parquet", "VPC_FLOW", "1.0", "vpc", 4001),
+    ],
+)
+def test_under_the_ocsf_output_security_lake_rows_pass_as_the_ocsf_events_they_are(
+    s3: Any, intake: LocalIntake, sample: str, lake_source: str, version: str, source: str, class_uid: int
+) -> None:
+    key = lake_key(lake_source, version, f"ocsf-{sample}")
+    put(s3, BUCKET, key, (SAMPLES / sample).read_bytes(), compress=False)
+    tally = Tally()
+
+    summary = handle(s3_event(BUCKET, key), context(), settings_for(intake.url, FORWARDER_OUTPUT_FORMAT="ocsf"), tally)
+
+    (entry,) = intake.entries
+    (row,) = rows_of(SAMPLES / sample)
+    assert entry["ocsf"] == orjson.loads(orjson.dumps(row)) and entry["ocsf"]["class_uid"] == class_uid
+    assert (entry["ddsource"], entry["timestamp"]) == (source, row["time"])
+    assert {"output_format:ocsf", f"aws_account:{ACCOUNT}", "region:us-east-1"} <= set(tags(entry))
+    assert (summary["events_delivered"], summary["events_unmappable"], dict(tally.unmappable)) == (1, 0, {})
+    assert summary["lag_max_ms"] > 0
+
+
+def test_to_a_json_intake_a_security_lake_row_is_sent_as_it_is(s3: Any) -> None:
+    sample = SAMPLES / "eks_audit-1.1.0.parquet"
+    key = lake_key("EKS_AUDIT", "2.0", "ocsf-json.parquet")
+    put(s3, BUCKET, key, sample.read_bytes(), compress=False)
+
+    with Recorder("json") as recorder:
+        env = {"DD_API_KEY": "", "FORWARDER_INTAKE_FORMAT": "json", "FORWARDER_OUTPUT_FORMAT": "ocsf"}
+        summary = handle(s3_event(BUCKET, key), context(), settings_for(recorder.url, **env))
+        received = recorder.entries
+
+    assert received == [orjson.loads(orjson.dumps(row)) for row in rows_of(sample)]
+    assert summary["events_unmappable"] == 0 and summary["lag_max_ms"] > 0
 
 
 def test_every_row_of_every_row_group_is_sent_once_in_order(s3: Any, intake: LocalIntake) -> None:

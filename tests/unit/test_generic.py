@@ -148,6 +148,7 @@ class _Deep:
     """An encoder whose entry is nested deeper than orjson reads back."""
 
     watched: frozenset[str] = frozenset()
+    unmappable = 0
 
     def entries(self, block: object) -> list[Entry]:
         return [Entry(b'{"a":' + b"[" * 1100 + b"]" * 1100 + b"}")]
@@ -156,3 +157,35 @@ class _Deep:
 def test_hec_sends_an_entry_it_cannot_read_back_without_a_time() -> None:
     (entry,) = generic.HecEncoder(_Deep(), b'"host":"h"').entries(RawEvent(0))
     assert entry.body.startswith(b'{"host":"h","event":{"a":[[[')
+
+
+TRAIL_TIME = 1733313600250
+TRAIL_RECORDS = (
+    {"eventVersion": "1.08", "eventTime": "2024-12-04T12:00:00.250Z", "eventID": "e", "eventName": "ListBuckets"},
+    {"eventVersion": "1.08", "eventTime": "2024-12-04T12:00:00.250Z", "eventID": "f", "service": "reserved"},
+)
+"""A record spliced as read, and one with a reserved name (re-serialised, its timestamp not last)."""
+
+
+@pytest.mark.parametrize("output_format", ["datadog", "ocsf"])
+@pytest.mark.parametrize("intake_format", ["datadog", "json", "ndjson", "splunk-hec"])
+def test_every_output_reads_back_the_time_its_entries_carry(output_format: str, intake_format: str) -> None:
+    """What the lag is measured from: each output's `entry_time` on its own entries."""
+    env = {"FORWARDER_OUTPUT_FORMAT": output_format, "FORWARDER_INTAKE_FORMAT": intake_format, "DD_API_KEY": "k"}
+    with generic.output(settings(**env), "k") as out:
+        coder = out.encoder(Source("cloudtrail", "cloudtrail", "b"), S3Object("b", "k"), Invoker())
+        for record in TRAIL_RECORDS:
+            body = orjson.dumps(record)
+            (entry,) = coder.entries(RawEvent.structured(0, body, read_head(body)))
+            assert out.entry_time(entry.body) == TRAIL_TIME, entry.body
+
+
+def test_hec_counts_the_unmappable_events_of_the_ocsf_encoder_it_wraps() -> None:
+    found = settings(FORWARDER_INTAKE_FORMAT="splunk-hec", FORWARDER_OUTPUT_FORMAT="ocsf")
+    coder = generic.hec_encoders(generic._encoders(found)[0], found)(
+        Source("cloudtrail", "cloudtrail", "b"), S3Object("b", "k"), Invoker()
+    )
+    insight = orjson.dumps({"eventVersion": "1.08", "eventTime": "2024-12-04T12:00:00Z", "eventCategory": "Insight"})
+    (entry,) = coder.entries(RawEvent.structured(0, insight, read_head(insight)))
+    assert orjson.loads(entry.body)["event"]["unmapped"]["forwarder.ocsf"] == "unmappable"
+    assert coder.unmappable == 1

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from forwarder.metrics import NAMESPACE, Lag, Outcome, Tally, TransportStats, entry_time_ms, publish
+from forwarder.metrics import NAMESPACE, Lag, Outcome, Tally, TransportStats, entry_time_ms, member_time, publish
 from forwarder.model import Deadline, Entry, SkipReason
 from forwarder.outputs.http import Answer, HttpTransport
 from forwarder.outputs.retry import RetryPolicy
@@ -112,9 +112,65 @@ def test_lag_is_read_from_a_batch_s_first_and_last_entries() -> None:
     tally.count_lag("cloudtrail", entries)
     tally.count_lag("ocsf", [Entry(b'{"time":1}')])
     lag = tally.lag["cloudtrail"]
-    assert set(tally.lag) == {"cloudtrail"}, "entries without a trailing timestamp are not measured"
+    assert set(tally.lag) == {"cloudtrail"}, "a Datadog entry's time is its `timestamp`, not `time`"
     assert lag.events == 3 and 120_000 <= lag.max_ms < 125_000 and 90_000 <= lag.mean_ms < 95_000
     assert entry_time_ms(b'{"timestamp":"x"}') is None
+
+
+def test_lag_is_read_with_the_output_s_own_reader() -> None:
+    now = int(time.time() * 1000)
+    tally = Tally()
+    tally.count_lag("vpc", [Entry(b'{"class_uid":4001,"time":%d,"metadata":{}}' % (now - 30_000))], member_time("time"))
+    assert tally.lag["vpc"].events == 1 and 30_000 <= tally.lag["vpc"].max_ms < 35_000
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (b'{"ddsource":"s3","message":"x","timestamp":1733313600000}', 1733313600000),
+        (b'{"ddsource":"s3","timestamp":1733313600000,"forwarder":{"id":"a"},"host":"h","message":"' + b"x" * 64, None),
+        (b'{"ddsource":"s3","timestamp":1733313600000,"forwarder":{"id":"a"},"ocsf":{"time":1}}', 1733313600000),
+        (b'{"message":"x","timestamp":true}', None),
+        (b'{"message":"x","nested":{"timestamp":1733313600000}}', None),
+        (b"[1733313600000]", None),
+    ],
+)
+def test_a_datadog_entry_s_timestamp_is_found_wherever_it_is_written(body: bytes, found: int | None) -> None:
+    """Most entries end with it; one written whole (reserved names moved, a cut audit event, OCSF)
+    has it before other members. A member of a nested object is not the entry's."""
+    assert entry_time_ms(body) == found
+
+
+def test_a_time_member_in_seconds_or_ms_is_read_and_anything_else_is_none() -> None:
+    seconds, ms = member_time("time", ms_per_unit=1000), member_time("time")
+    assert seconds(b'{"time":1733313600.25,"event":{"time":1}}') == 1733313600250
+    assert ms(b'{"class_uid":6003,"time":1733313600000}') == 1733313600000
+    deep = b'{"a":' + b"[" * 1100 + b"]" * 1100 + b',"time":1733313600000}'
+    assert [ms(body) for body in (b'{"time":"1733313600000"}', b'{"time":0}', b"not json", deep)] == [None] * 4
+
+
+def test_unmappable_events_are_counted_apart_from_the_outcomes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    tally = Tally()
+    for label, events in ((("s3", "cloudtrail"), 5), (("s3", "vpc"), 2)):
+        tally.count_read(label, events)
+        tally.count_outcome(label, Outcome.DELIVERED, events)
+    other = Tally()
+    other.count_unmappable(("s3", "cloudtrail"), 2)
+    other.count_unmappable(("s3", "vpc"), 0)
+    tally.merge(other)
+
+    assert tally.balanced(), "an unmappable event is delivered: an extra count, not an outcome"
+    assert tally.summary()["events_unmappable"] == 2 and set(tally.unmappable) == {("s3", "cloudtrail")}
+    publish(tally, "forwarder-test")
+
+    lines = _emf_lines(capsys)
+    main = next(line for line in lines if "source" not in line)
+    by_source = {line["source"]: line for line in lines if "source" in line}
+    assert main["EventsUnmappable"] == [2] and by_source["cloudtrail"]["EventsUnmappable"] == [2]
+    assert "EventsUnmappable" not in by_source["vpc"], "per source only where there were some"
 
 
 def test_the_transport_counts_each_attempt_from_several_threads() -> None:

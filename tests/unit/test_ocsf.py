@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -12,10 +13,12 @@ from bench.fixtures import cloudtrail_documents, k8s_audit_lines
 from forwarder import formats
 from forwarder.formats import Format
 from forwarder.formats.jsonhead import HeadReader
+from forwarder.formats.parquet import read_parquet
 from forwarder.model import Invoker, LogBatch, LogEvent, RawEvent, S3Object, Source
 from forwarder.outputs.ocsf import MARKER, REASON, OcsfEncoder
 from forwarder.outputs.ocsf_audit import KUBERNETES_VERBS
 from forwarder.outputs.ocsf_map import Activity, cloudtrail_activity
+from forwarder.read.s3 import Tracker
 from forwarder.settings import Settings
 from forwarder.times import AUDIT_TIME_FIELDS
 from tests.integration.helpers import FIXTURES
@@ -278,3 +281,60 @@ def test_an_entry_over_the_limit_is_shrunk_marked_and_still_valid(size: int) -> 
     assert entry.truncated and len(entry.body) <= 16_384
     assert body["ocsf"]["unmapped"]["forwarder.truncated"] == "true" and problems(body["ocsf"]) == []
     assert body["ocsf"]["time"] == 1733313600000 and body["ddsource"] == "cloudtrail"
+
+
+LAKE_SAMPLES = [
+    ("eks_audit-1.1.0.parquet", "EKS_AUDIT/2.0", AUDIT, 6003),
+    ("cloud_trail-consolelogin-1.0.0-rc.2.gz.parquet", "CLOUD_TRAIL_MGMT/1.0", TRAIL, 3002),
+    ("vpc_flow-1.0.0-rc.2.gz.parquet", "VPC_FLOW/1.0", Source("vpc", "vpc", "lake"), 4001),
+]
+
+
+def lake_object(path: str) -> S3Object:
+    return S3Object("aws-security-data-lake-us-east-1-x", f"aws/{path}/region=us-east-1/accountId={OWNER}/a.parquet")
+
+
+def lake_rows(sample: str) -> list[RawEvent]:
+    data = (FIXTURES / "securitylake" / sample).read_bytes()
+    return list(read_parquet(io.BytesIO(data), sample, OcsfEncoder.watched, Tracker()))
+
+
+@pytest.mark.parametrize(("sample", "path", "source", "class_uid"), LAKE_SAMPLES)
+def test_security_lake_rows_pass_as_the_ocsf_events_they_are(
+    sample: str, path: str, source: Source, class_uid: int
+) -> None:
+    (row,) = lake_rows(sample)
+    coder = encoder(source, lake_object(path))
+    (entry,) = coder.entries(row)
+    assert entry.body == row.record and not entry.truncated, "the row as read: not wrapped, not rewritten"
+    assert orjson.loads(entry.body)["class_uid"] == class_uid and coder.unmappable == 0
+
+
+def test_to_a_datadog_intake_a_security_lake_row_is_the_ocsf_object_as_read() -> None:
+    (row,) = lake_rows("eks_audit-1.1.0.parquet")
+    (entry,) = encoder(AUDIT, lake_object("EKS_AUDIT/2.0"), datadog=True).entries(row)
+    body = orjson.loads(entry.body)
+    assert body["ocsf"] == orjson.loads(row.record or b"") and body["timestamp"] == body["ocsf"]["time"]
+    assert body["ddsource"] == "kubernetes.audit" and "output_format:ocsf" in body["ddtags"].split(",")
+
+
+def test_only_a_security_lake_object_s_ocsf_rows_pass_as_they_are() -> None:
+    """Elsewhere an OCSF-looking record is not trusted as OCSF; in a lake object, a row that is not
+    OCSF is treated as any record of its source (here, unmappable in an audit source)."""
+    (row,) = lake_rows("eks_audit-1.1.0.parquet")
+    (elsewhere,) = ocsf_of(encoder(AUDIT, S3Object("bucket", "exports/eks.parquet")), [row])
+    assert (elsewhere["class_uid"], elsewhere["unmapped"][MARKER]) == (0, "unmappable")
+    not_ocsf = RawEvent(0, record=orjson.dumps({"time": 1700000000000, "metadata": {}, "class_uid": "6003"}))
+    coder = encoder(AUDIT, lake_object("EKS_AUDIT/2.0"))
+    (event,) = ocsf_of(coder, [not_ocsf])
+    assert event["class_uid"] == 0 and coder.unmappable == 1
+
+
+def test_a_security_lake_row_over_the_limit_is_shrunk_and_marked_even_with_a_null_unmapped() -> None:
+    row = {"class_uid": 4001, "time": 1700000000000, "metadata": {"version": "1.1.0"}, "unmapped": None}
+    row["raw_data"] = "r" * 30_000
+    coder = encoder(Source("vpc", "vpc", "lake"), lake_object("VPC_FLOW/2.0"), settings=Settings(entry_max_bytes=4096))
+    (entry,) = coder.entries(RawEvent(0, record=orjson.dumps(row)))
+    event = orjson.loads(entry.body)
+    assert entry.truncated and len(entry.body) <= 4096 and event["class_uid"] == 4001
+    assert event["unmapped"] == {"forwarder.truncated": "true", "forwarder.original_bytes": str(len(orjson.dumps(row)))}
