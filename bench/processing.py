@@ -107,9 +107,9 @@ def measure_processing(cloudtrail: Input, audit: Input, repeat: int) -> tuple[li
         for setting, env in RULES[found.kind].items()
     ]
     policies = [
-        measure_setting(audit, setting, {"FORWARDER_K8S_AUDIT_POLICY": (POLICIES / file).read_text()}, repeat)
-        if file
-        else measure_setting(audit, setting, {}, repeat)
+        measure_setting(
+            audit, setting, {"FORWARDER_K8S_AUDIT_POLICY": (POLICIES / file).read_text()} if file else {}, repeat
+        )
         for setting, file in POLICY_SETTINGS.items()
     ]
     return rules, policies
