@@ -63,7 +63,8 @@ deploy: $(STAMP)
 	SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 sam deploy --guided --template-file template.yaml --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 		--parameter-overrides Architecture=$(ARCH)
 
-# Throughput, peak RSS and cold start beside the raw limit; writes docs/performance.md.
+# Throughput, peak RSS and cold start beside the raw limit, and what processing costs and saves
+# (in-process, 10 MB inputs; BENCH_PROCESSING_MB=0 skips it); writes docs/performance.md.
 # BENCH_SIZES=10,100 make bench skips the 1 GB input; BENCH_ARGS=--profile adds a py-spy profile;
 # BENCH_REPEAT=1 measures each once instead of the best of 3; BENCH_BASELINE=<checkout of an earlier
 # commit> runs its forwarder too, beside this one, for a before/after in one run.

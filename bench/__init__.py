@@ -8,6 +8,7 @@ Inputs are generated deterministically and cached under `.bench/` (`bench.inputs
   backslashes, unicode, `\\u` escapes). They are written streaming, so 1 GB never sits in memory.
 - EKS audit CloudWatch Logs subscription events (base64 of gzip of a DATA_MESSAGE of about 1 MB of
   audit lines built from the k8s-audit fixtures), as many as make up the size.
+- for the processing tables, the same of a busy cluster's mix of audit events (`bench.auditmix`).
 
 For each size, in one run:
 
@@ -26,6 +27,11 @@ For each size, in one run:
   `lambda_function.py` and what it imports (a checkout of aws/logs_monitoring; nothing of it is
   part of this project), its `lambda_handler` runs the same way (`bench.datadog`), for a side-by-side
   table, on inputs up to 100 MB (`BENCH_DATADOG_PYTHON` picks its interpreter).
+
+Once, after the sizes, the processing tables (`bench.processing`), in this process on 10 MB inputs
+(`--processing-mb`, `BENCH_PROCESSING_MB`; 0 for none), on the current code only: the filtering and
+scrubbing rules on CloudTrail and the EKS audit mix against the plain run, and the Kubernetes audit
+policy on the mix against none, with the events and bytes in and out of each.
 
 Sizes are MB of uncompressed input (10^6 bytes): `BENCH_SIZES=10,100 make bench` or
 `--sizes 10,100`; the default is 10,100,1000. Each measurement is the best of `--repeat` runs
@@ -48,3 +54,5 @@ BUCKET = "bench-cloudtrail-bucket"
 API_KEY = "bench-api-key-0000000000000000000"
 DATADOG_API_KEY = "0123456789abcdef0123456789abcdef"  # the Datadog Forwarder insists on 32 characters
 MB = 1_000_000
+PROCESSING_MB = 10
+"""The size of the inputs of the processing tables (`bench.processing`, `--processing-mb`; 0 for none)."""

@@ -1,4 +1,5 @@
-"""The bench's command line: `python -m bench [--sizes 10,100] [--repeat N] [--profile] [--baseline DIR] [--no-doc]`."""
+"""The bench's command line:
+`python -m bench [--sizes 10,100] [--repeat N] [--profile] [--baseline DIR] [--processing-mb N] [--no-doc]`."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from isal import isal_zlib
 
 import bench
-from bench import BUCKET
+from bench import BUCKET, PROCESSING_MB
 from bench.fixtures import trail_key
-from bench.inputs import Input, cloudtrail_input, eks_audit_input
+from bench.inputs import Input, cloudtrail_input, eks_audit_input, eks_audit_mix_input
 from bench.measure import WARM_UP, Harness, Row, measure
 from bench.processes import Spawner, import_time_ms, machine, start_services, worker_env
 from bench.report import render, write_table
+
+if TYPE_CHECKING:
+    from bench.processing import Processed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +37,31 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_BASELINE") or None,
         help="a checkout of an earlier commit of this project whose forwarder also runs, for a before/after",
     )
+    parser.add_argument(
+        "--processing-mb",
+        type=int,
+        default=int(os.environ.get("BENCH_PROCESSING_MB", str(PROCESSING_MB))),
+        help="the size of the inputs of the processing tables, in-process; 0 for none",
+    )
     parser.add_argument("--no-doc", action="store_true", help="print the table only; leave docs/ alone")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     baseline = Path(args.baseline).resolve() if args.baseline else None
     if baseline is not None and not (baseline / "forwarder" / "handler.py").is_file():
         parser.error(f"--baseline {baseline}: no forwarder/handler.py there")
-    return run(sizes, args.profile, not args.no_doc, max(1, args.repeat), baseline)
+    return run(sizes, args.profile, not args.no_doc, max(1, args.repeat), baseline, max(0, args.processing_mb))
 
 
-def run(sizes: list[int], profile: bool, write_doc: bool, repeat: int, baseline: Path | None = None) -> int:
-    """Generate the inputs, start moto and the intake, measure every input, then print and write the table."""
+def run(
+    sizes: list[int],
+    profile: bool,
+    write_doc: bool,
+    repeat: int,
+    baseline: Path | None = None,
+    processing_mb: int = PROCESSING_MB,
+) -> int:
+    """Generate the inputs, start moto and the intake, measure every input, then the processing settings
+    in-process (current code only), then print and write the tables."""
     spawner = Spawner()  # first, while this process is small
     import boto3
 
@@ -71,7 +90,14 @@ def run(sizes: list[int], profile: bool, write_doc: bool, repeat: int, baseline:
         for process in (moto, intake):
             process.terminate()
             process.wait(10)
-    table = render(rows, imports, (describe(baseline), baseline_imports) if baseline is not None else None)
+    processing: tuple[list[Processed], list[Processed]] | None = None
+    if processing_mb:
+        from bench.processing import measure_processing  # the forwarder's modules: after the spawner started
+
+        audit_mix = eks_audit_mix_input(processing_mb)
+        processing = measure_processing(cloudtrail_input(processing_mb), audit_mix, repeat)
+    labelled = (describe(baseline), baseline_imports) if baseline is not None else None
+    table = render(rows, imports, labelled, processing)
     print()
     print(table)
     if write_doc:

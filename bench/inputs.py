@@ -7,7 +7,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import orjson
 from isal import igzip
 
 from bench import ACCOUNT, CACHE, FIXTURES, MB
+from bench.auditmix import mix_events
 from bench.fixtures import cloudtrail_documents, k8s_audit_lines, records_of
 
 GENERATOR_VERSION = 4
@@ -69,7 +70,7 @@ class Input:
     """A generated input file and what it holds."""
 
     kind: str
-    size_mb: int
+    size_mb: float
     path: str
     events: int
     raw_bytes: int
@@ -100,7 +101,7 @@ def cloudtrail_templates() -> list[dict[str, Any]]:
     return templates
 
 
-def cloudtrail_records(count_bytes: int, seed: int) -> Iterator[bytes]:
+def cloudtrail_records(count_bytes: float, seed: float) -> Iterator[bytes]:
     """Serialised records, deterministic for a seed, until about `count_bytes` have been yielded."""
     rng = random.Random(seed)
     templates = cloudtrail_templates()
@@ -126,7 +127,7 @@ def _cached(path: Path) -> Input | None:
     meta = path.with_suffix(".meta.json")
     if meta.exists() and path.exists():
         return Input(**json.loads(meta.read_text()))
-    CACHE.mkdir(exist_ok=True)
+    path.parent.mkdir(exist_ok=True)
     return None
 
 
@@ -138,9 +139,9 @@ def _keep(partial: Path, found: Input) -> Input:
     return found
 
 
-def cloudtrail_input(size_mb: int) -> Input:
+def cloudtrail_input(size_mb: float, directory: Path = CACHE) -> Input:
     """The CloudTrail file of `size_mb` uncompressed MB, generated (streaming) unless cached."""
-    path = CACHE / f"cloudtrail-{size_mb}mb-v{GENERATOR_VERSION}.json.gz"
+    path = directory / f"cloudtrail-{size_mb}mb-v{GENERATOR_VERSION}.json.gz"
     if (cached := _cached(path)) is not None:
         return cached
     partial = path.with_suffix(".partial")
@@ -166,33 +167,48 @@ def cloudtrail_input(size_mb: int) -> Input:
     return _keep(partial, Input("cloudtrail", size_mb, str(path), events, raw, partial.stat().st_size))
 
 
-def eks_audit_input(size_mb: int) -> Input:
-    """CloudWatch Logs subscription events of EKS audit lines, `size_mb` MB of messages in all."""
-    path = CACHE / f"eks-audit-{size_mb}mb-v{GENERATOR_VERSION}.ndjson"
+def eks_audit_input(size_mb: float, directory: Path = CACHE) -> Input:
+    """CloudWatch Logs subscription events of EKS audit lines, `size_mb` MB of messages in all: the
+    fixtures' events (falco's, audit2rbac's) in equal shares, for throughput."""
+    rng = random.Random(size_mb)
+    templates = [orjson.loads(line) for line in k8s_audit_lines()]
+    return _eks_input("eks-audit", size_mb, directory, rng, lambda: dict(rng.choice(templates)))
+
+
+def eks_audit_mix_input(size_mb: float, directory: Path = CACHE) -> Input:
+    """The same, of a busy cluster's mix of events (`bench.auditmix.MIX`), for the processing figures."""
+    rng = random.Random(size_mb)
+    return _eks_input("eks-audit-mix", size_mb, directory, rng, mix_events(rng))
+
+
+def _eks_input(
+    kind: str, size_mb: float, directory: Path, rng: random.Random, next_event: Callable[[], dict[str, Any]]
+) -> Input:
+    path = directory / f"{kind}-{size_mb}mb-v{GENERATOR_VERSION}.ndjson"
     if (cached := _cached(path)) is not None:
         return cached
     events = raw = wire = 0
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
-        for data, message_bytes, count in _audit_payloads(size_mb):
+        for data, message_bytes, count in _audit_payloads(size_mb, rng, next_event):
             out.write(b'{"awslogs":{"data":"' + data + b'"}}\n')
             events += count
             raw += message_bytes
             wire += len(data)
-    return _keep(partial, Input("eks-audit", size_mb, str(path), events, raw, wire))
+    return _keep(partial, Input(kind, size_mb, str(path), events, raw, wire))
 
 
-def _audit_payloads(size_mb: int) -> Iterator[tuple[bytes, int, int]]:
+def _audit_payloads(
+    size_mb: float, rng: random.Random, next_event: Callable[[], dict[str, Any]]
+) -> Iterator[tuple[bytes, int, int]]:
     """Each subscription payload's base64 data, its messages' bytes and their count; deterministic for a size."""
-    rng = random.Random(size_mb)
-    templates = [orjson.loads(line) for line in k8s_audit_lines()]
     events = raw = 0
     stamp = 1733313600000
     while raw < size_mb * MB:
         log_events = []
         batch_bytes = 0
         while batch_bytes < AWSLOGS_BATCH_BYTES and raw + batch_bytes < size_mb * MB:
-            audit = dict(rng.choice(templates))
+            audit = next_event()
             stamp += rng.randrange(20)
             moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp // 1000)) + f".{stamp % 1000:03d}000Z"
             audit["auditID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))

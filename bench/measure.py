@@ -173,8 +173,9 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest wall and CPU times of repeated runs (others on the box only ever slow a run down),
     and the largest memory figures."""
     best = dict(runs[0])
-    for measured in ("seconds", "cpu_seconds"):
-        best[measured] = min(run[measured] for run in runs)
+    for measured in ("seconds", "cpu_seconds", "processors_cpu_seconds"):
+        if measured in best:
+            best[measured] = min(run[measured] for run in runs)
     for measured in ("peak_mb", "imports_mb", "warm_mb", "vmhwm_mb"):
         if measured in best:
             best[measured] = max(run[measured] for run in runs)

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import ROOT
+from bench import MB, ROOT
 from bench.processes import IMPORT_RUNS
 
 if TYPE_CHECKING:
     from bench.measure import Row
+    from bench.processing import Processed
 
 DOC = ROOT / "docs" / "performance.md"
 TABLE_START = "<!-- bench:start -->"
 TABLE_END = "<!-- bench:end -->"
 
 
-def render(rows: list[Row], import_ms: float, baseline: tuple[str, float] | None = None) -> str:
+def render(
+    rows: list[Row],
+    import_ms: float,
+    baseline: tuple[str, float] | None = None,
+    processing: tuple[list[Processed], list[Processed]] | None = None,
+) -> str:
     """The table of every row, the cold start, and the side-by-side tables: the baseline's (`baseline` is its
-    label and cold start) and the Datadog Forwarder's, when they ran."""
+    label and cold start) and the Datadog Forwarder's, when they ran; then the processing tables (the rules'
+    rows and the audit policy's), when measured."""
     lines = _main_table(rows)
     lines.append("")
     lines.append(f"Cold start, `import forwarder.handler` in a fresh interpreter: {import_ms:.0f} ms")
@@ -30,6 +38,8 @@ def render(rows: list[Row], import_ms: float, baseline: tuple[str, float] | None
     if baseline is not None:
         lines += _baseline_table(rows, baseline[0])
     lines += _datadog_table(rows)
+    if processing is not None:
+        lines += _processing_tables(*processing, current_only=baseline is not None)
     return "\n".join(lines)
 
 
@@ -99,6 +109,66 @@ def _datadog_table(rows: list[Row]) -> list[str]:
             f"| {row.peak_mb:.0f} |"
         )
     return lines
+
+
+def _processing_tables(rules: list[Processed], policies: list[Processed], current_only: bool) -> list[str]:
+    """The rules against the plain run on each input, and the audit policies against none."""
+    lead = (
+        "Processing, in-process (`bench.processing`: reading, processors, entries and request bodies, without "
+        "gzip or HTTP"
+        + ("; the current code only, not the baseline" if current_only else "")
+        + "). MB out is the request bodies' bytes, uncompressed, metadata included."
+    )
+    rule_columns = ("MB per CPU-s", "µs per event", "of which processors", "CPU vs plain")
+    policy_columns = (
+        "events out vs none",
+        "bytes out vs none",
+        "µs per event",
+        "µs per event applying the policy",
+        "CPU ms",
+    )
+    return [
+        "",
+        lead,
+        *_compared(rules, "rules", rule_columns, _rule_cells),
+        *_compared(policies, "audit policy", policy_columns, _policy_cells),
+    ]
+
+
+def _compared(
+    rows: list[Processed],
+    setting: str,
+    columns: tuple[str, ...],
+    cells: Callable[[Processed, Processed], tuple[str, ...]],
+) -> list[str]:
+    """A table of processing rows, each beside its input's first row (plain, no policy)."""
+    head = ("input", setting, "events in", "events out", "MB in", "MB out", *columns)
+    lines = ["", f"| {' | '.join(head)} |", "|---|---|" + "---:|" * (len(head) - 2)]
+    first: dict[str, Processed] = {}
+    for row in rows:
+        base = first.setdefault(row.input, row)
+        flow = (f"{row.events_in:,}", f"{row.events_out:,}", f"{row.bytes_in / MB:.2f}", f"{row.bytes_out / MB:.2f}")
+        lines.append(f"| {' | '.join((row.input, row.setting, *flow, *cells(row, base)))} |")
+    return lines
+
+
+def _rule_cells(row: Processed, plain: Processed) -> tuple[str, ...]:
+    return (
+        f"{row.mb_per_cpu_second:.1f}",
+        f"{row.us_per_event(row.cpu_seconds):.1f}",
+        f"{row.us_per_event(row.processors_cpu_seconds):.1f}",
+        f"{row.cpu_seconds / plain.cpu_seconds:.2f}",
+    )
+
+
+def _policy_cells(row: Processed, none: Processed) -> tuple[str, ...]:
+    return (
+        f"{row.events_out / none.events_out:.2f}",
+        f"{row.bytes_out / none.bytes_out:.2f}",
+        f"{row.us_per_event(row.cpu_seconds):.1f}",
+        f"{row.us_per_event(row.processors_cpu_seconds):.1f}",
+        f"{row.cpu_seconds * 1000:.0f}",
+    )
 
 
 def write_table(table: str, sizes: list[int], repeat: int, machine: str) -> None:
