@@ -288,9 +288,35 @@ class Policy:
         managed = omit_managed_fields and "managedFields" in text
         if not (relabel or strips or managed):
             return text
+        if not (strips or managed):
+            relabelled = _relabelled(text, view.level, target)
+            if relabelled is not None:
+                return relabelled
         event = _EVENT.decode(text)
         changed = _reduce(event, target, relabel, managed and view.request.verb != "patch", managed)
         return msgspec.json.encode(event).decode() if changed else text
+
+
+_LEVEL_KEY = '"level"'
+
+
+def _relabelled(text: str, arrived: str, target: Level) -> str | None:
+    """`text` with only its level's value replaced, its other bytes kept; None when that is not safe.
+
+    Safe when `"level"` occurs once in the text, as a key written `"level":"<arrived>"` with no
+    bracket opened before it: then it is the event's own key, not a nested one nor a duplicate,
+    and its value is the one the policy read. Anything else (spaces, escapes, a nested `level`, a
+    string that says "level") takes the full decode and encode.
+    """
+    at = text.find(_LEVEL_KEY)
+    if at < 0 or text.find(_LEVEL_KEY, at + 1) >= 0 or not text.startswith("{"):
+        return None
+    if "{" in text[1:at] or "[" in text[1:at]:
+        return None
+    value = f'{_LEVEL_KEY}:"{arrived}"'
+    if not text.startswith(value, at):
+        return None
+    return f'{text[:at]}{_LEVEL_KEY}:"{target.label}"{text[at + len(value) :]}'
 
 
 def _reduce(event: dict[str, Any], target: Level, relabel: bool, request_fields: bool, response_fields: bool) -> bool:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from forwarder.errors import ConfigError
 from forwarder.formats.logbatch import MessageRun
 from forwarder.model import Gap, LogEvent, RawEvent, Source
-from forwarder.process import EventList, apply
+from forwarder.process import EventList, apply, k8s_policy
 from forwarder.process.k8s_policy import LEVELS, K8sAuditPolicy, Policy
 from forwarder.process.k8s_policy_document import parse_policy
 from forwarder.settings import Settings as ForwarderSettings
@@ -445,3 +445,52 @@ def test_any_policy_on_any_event_only_reduces_and_never_raises(rules: list[dict[
     }
     arrived = LEVELS.get(before["level"]) if type(before.get("level")) is str else None
     assert arrived is None or LEVELS[after["level"]] <= arrived
+
+
+def test_relabelling_alone_changes_only_the_level_bytes() -> None:
+    text = event(level="Request", annotations={"authorization.k8s.io/decision": "allow"})
+    assert policy({"level": "Metadata"}).apply(text) == text.replace('"level":"Request"', '"level":"Metadata"')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"annotations":{"level":"Request"},"level":"Request","verb":"get","user":{"username":"alice"}}',
+        '{"user":{"username":"level"},"level":"Request","verb":"get"}',
+        '{"verb":"level","level":"Request","user":{"username":"alice"}}',
+        '{"level":"RequestResponse","verb":"get","level":"Request"}',
+        '{"level" : "Request","verb":"get","requestObject":{"level":"Request"}}',
+        '{"level":"Re\\u0071uest","verb":"get"}',
+    ],
+    ids=["nested-level-first", "username-says-level", "verb-says-level", "duplicate-key", "spaced-key", "escaped"],
+)
+def test_a_level_word_elsewhere_in_the_event_never_takes_the_relabel(text: str) -> None:
+    """The relabel splices the level's bytes only where they are plainly the event's own key."""
+    applied = policy({"level": "Metadata"}).apply(text)
+
+    assert applied is not None
+    expected = orjson.loads(text)
+    expected["level"] = "Metadata"
+    expected.pop("requestObject", None)
+    assert orjson.loads(applied) == expected
+    assert applied.count('"level":"Metadata"') == 1
+
+
+NESTED_LEVELS = st.sampled_from(["annotations", "requestObject", "user"]).map(lambda name: {name: {"level": "Request"}})
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=st.lists(RULES, min_size=1, max_size=3), text=audit_events(), nested=st.one_of(st.none(), NESTED_LEVELS))
+def test_the_level_splice_leaves_what_the_full_decode_leaves(
+    rules: list[dict[str, Any]], text: str, nested: dict[str, Any] | None
+) -> None:
+    if nested is not None:
+        text = orjson.dumps({**nested, **orjson.loads(text)}).decode()
+    compiled = policy(*rules)
+    spliced = compiled.apply(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(k8s_policy, "_relabelled", lambda *_: None)
+        decoded = compiled.apply(text)
+    assert (spliced is None, spliced is text) == (decoded is None, decoded is text)
+    if spliced is not None:
+        assert decoded is not None and orjson.loads(spliced) == orjson.loads(decoded)
