@@ -9,6 +9,7 @@ counting the quotes before it.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 
@@ -80,6 +81,42 @@ def context_free(pattern: re.Pattern[str]) -> bool:
     except (ImportError, AttributeError, re.error):
         return False
     return not _uses_context(parsed)
+
+
+_ZERO_WIDTH = {"AT", "ASSERT", "ASSERT_NOT"}
+"""Context that consumes nothing (anchors, word boundaries, lookarounds): a pattern without it matches
+wherever the pattern does, consuming the same characters, and more besides."""
+
+
+def context_free_finder(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """A context-free pattern that matches wherever `pattern` does: `pattern` itself when it is
+    context free, else `pattern` less its zero-width context (`\bAKIA[A-Z0-9]{16}\b` finds with
+    `AKIA[A-Z0-9]{16}`); None when it has other context or cannot be rebuilt."""
+    if context_free(pattern):
+        return pattern
+    try:
+        from re import _compiler, _parser  # type: ignore[attr-defined]  # those `re` itself uses
+
+        parsed = _parser.parse(pattern.pattern, pattern.flags)
+        _drop_zero_width(parsed)
+        if _uses_context(parsed):
+            return None
+        found: re.Pattern[str] = _compiler.compile(parsed, pattern.flags)
+    except (ImportError, AttributeError, TypeError, re.error):
+        return None
+    return found
+
+
+def _drop_zero_width(items: Any) -> None:
+    items.data[:] = [(op, argument) for op, argument in items.data if op.name not in _ZERO_WIDTH]
+    for _, argument in items.data:
+        for part in argument if isinstance(argument, tuple | list) else ():
+            if _is_subpattern(part):
+                _drop_zero_width(part)
+            elif isinstance(part, list):
+                for branch in part:
+                    if _is_subpattern(branch):
+                        _drop_zero_width(branch)
 
 
 def _uses_context(items: object) -> bool:

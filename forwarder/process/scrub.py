@@ -139,8 +139,9 @@ class _Rules:
 
     def __init__(self, chosen: tuple[Rule, ...]) -> None:
         self._chosen = chosen
-        self._sought = tuple(rule.sought for rule in chosen)
-        self._searchable = all(jsontext.context_free(pattern) for pattern in self._sought)
+        finders = tuple(jsontext.context_free_finder(rule.sought) for rule in chosen)
+        self._sought = tuple(finder for finder in finders if finder is not None)
+        self._searchable = len(self._sought) == len(chosen)
 
     def text(self, text: str) -> str | None:
         """`text` with every rule applied in order, or None when none changed it."""
@@ -167,11 +168,13 @@ class _Rules:
     def _values(self, document: str) -> list[tuple[int, int]] | None:
         """The spans of the string values a rule may change, None for none; all of them when unsure.
 
-        A value a rule changes holds a match of what the rule seeks (`Rule.sought`). When that
-        looks at nothing outside its match (`jsontext.context_free`), a match in a value is one in
-        the whole text too, so the whole text is searched once: without escapes, the values its
-        matches overlap are the only candidates; with escapes, a text with no match even once its
-        escapes are decoded has none to change. Other rules visit every value.
+        A value a rule changes holds a match of what the rule seeks (`Rule.sought`), and so of its
+        context-free finder (`jsontext.context_free_finder`: the pattern less its anchors, word
+        boundaries and lookarounds). A finder looks at nothing outside its match, so a match in a
+        value is one in the whole text too, and the whole text is searched once: without escapes,
+        the values its matches overlap are the only candidates; with escapes, a text with no match
+        even once its escapes are decoded has none to change. Rules with no finder (atomic groups,
+        possessive repeats) visit every value.
         """
         if self._searchable and "\\" not in document:
             spans = [found.span() for pattern in self._sought for found in pattern.finditer(document)]

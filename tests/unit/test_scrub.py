@@ -224,3 +224,22 @@ def test_a_rule_that_matches_everywhere_costs_one_pass_not_one_per_match() -> No
     )
     assert time.process_time() - started < 2  # one count of the quotes per match took 16 s
     assert orjson.loads(events[0].record or b"")["items"][:2] == ["-a-b-", "-a-b-"]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [r"\bAKIA[A-Z0-9]{16}\b", r"^arn:", r"(?<![\d.])10\.", r"\d+$", r"\bRole\b", r"(?=Role)R", r"e\B", r"^$"],
+)
+def test_a_rule_with_anchors_or_lookarounds_scrubs_each_value_as_the_rule_alone_would(rule: str) -> None:
+    """Its finder drops the zero-width parts to search the whole text once; the rule itself, with
+    them, still decides each value, so every value ends as `re.sub` on it alone leaves it."""
+    pattern = re.compile(rule)
+    assert jsontext.context_free_finder(pattern) is not None
+    records = [*cloudtrail_templates()[:60], {"eventVersion": "1.08", "eventID": "k", "key": "AKIAABCDEFGHIJKLMNOP"}]
+    documents = [b'{"Records":[' + orjson.dumps(record) + b"]}" for record in records]
+    documents.append(documents[-1].replace(b"AKIA", b"\\u0041KIA"))
+    scrub = scrubber(Tally(), DD_SCRUBBING_RULE=rule, DD_SCRUBBING_RULE_REPLACEMENT="[x]")
+    for document in documents:
+        (event,) = processed(scrub, list(split_object([document], ORIGIN)[1]))
+        expected = scrub_values(orjson.loads(document)["Records"][0], [(pattern, "[x]")])
+        assert orjson.loads(event.record or b"") == expected
