@@ -119,7 +119,8 @@ def expand_foreach(node: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
-    """A Fn::Equals or Fn::Contains operand: a literal, a parameter, a pseudo parameter, or Fn::Join of those."""
+    """A Fn::Equals or Fn::Contains operand: a literal, a parameter, a pseudo parameter, or Fn::Join,
+    Fn::Split or Fn::Select of those."""
     if isinstance(node, dict):
         if "Ref" in node:
             ref = node["Ref"]
@@ -128,6 +129,12 @@ def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
             sep, parts = node["Fn::Join"]
             parts = _scalar(parts, values)
             return sep.join(str(_scalar(p, values)) for p in parts)
+        if "Fn::Split" in node:
+            sep, text = node["Fn::Split"]
+            return str(_scalar(text, values)).split(sep)
+        if "Fn::Select" in node:
+            index, items = node["Fn::Select"]
+            return _scalar(items, values)[int(index)]
         raise ValueError(f"unsupported in a condition: {node}")
     if isinstance(node, list):
         return [_scalar(item, values) for item in node]
