@@ -193,11 +193,7 @@ class Stack:
 
     def rules_pass(self, template: Mapping[str, Any]) -> bool:
         """Whether CloudFormation's Rules section would accept these parameter values."""
-        return all(
-            evaluate_condition(assertion["Assert"], self.values, self.expanded.get("Conditions", {}))
-            for rule in template.get("Rules", {}).values()
-            for assertion in rule["Assertions"]
-        )
+        return rules_pass(template, self.values)
 
     def _resolve(self, node: Any) -> Any:
         if isinstance(node, list):
@@ -261,6 +257,19 @@ class Stack:
         if isinstance(value, str):
             return value
         return match.group(0)
+
+
+def rules_pass(template: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether the Rules accept these parameter values: each rule's assertions hold, or its RuleCondition does not.
+
+    Rules cannot name the template's Conditions, so they are evaluated with none.
+    """
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not evaluate_condition(rule["RuleCondition"], values, {}):
+            continue
+        if not all(evaluate_condition(assertion["Assert"], values, {}) for assertion in rule["Assertions"]):
+            return False
+    return True
 
 
 def policy_statements(stack: Stack) -> list[dict[str, Any]]:

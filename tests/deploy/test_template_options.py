@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from stack_model import PSEUDO, Stack, grants, load_template
+from stack_model import PSEUDO, Stack, grants, load_template, parameter_values, rules_pass
 
 ACCOUNT, REGION = PSEUDO["AWS::AccountId"], PSEUDO["AWS::Region"]
 KEY = {"DdApiKey": "0123456789abcdef0123456789abcdef"}
@@ -182,3 +182,86 @@ def test_the_cluster_key_pattern_is_passed_as_given(template):
     env = _env(Stack(template, {**KEY, "K8sClusterKeyPattern": pattern}))
     assert env["FORWARDER_K8S_CLUSTER_KEY_PATTERN"] == pattern
     assert _env(Stack(template, KEY))["FORWARDER_K8S_CLUSTER_KEY_PATTERN"] == ""
+
+
+# --- reserved concurrency covers the queues' event sources (issue 15) --------------------------------
+
+QUEUE = f"arn:aws:sqs:{REGION}:210987654321:org-trail-notifications"
+LAKE_QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:AmazonSecurityLake-0f1e2d3c-Main-Queue"
+TOPIC = f"arn:aws:sns:{REGION}:210987654321:org-trail"
+QUEUE_SHAPES = [
+    {
+        "UseQueue": use_queue,
+        "S3Delivery": delivery,
+        "S3BucketNames": buckets,
+        "CloudTrailTopicArn": topic,
+        "EnableContinuation": continuation,
+        "ExistingQueueArn": existing,
+        "SecurityLakeQueueArn": lake,
+    }
+    for use_queue in ("true", "false")
+    for delivery in ("EventBridge", "S3Notification", "None")
+    for buckets in ("", BUCKETS[0])
+    for topic in ("", TOPIC)
+    for continuation in ("true", "false")
+    for existing in ("", QUEUE)
+    for lake in ("", LAKE_QUEUE)
+]
+
+
+def _queues_the_rule_counts(shape: dict[str, str]) -> int:
+    """The stack's queue whenever UseQueue and S3Delivery is not None or a topic is given, and the others."""
+    main = shape["UseQueue"] == "true" and (shape["S3Delivery"] != "None" or bool(shape["CloudTrailTopicArn"]))
+    others = (
+        shape["EnableContinuation"] == "true",
+        bool(shape["ExistingQueueArn"]),
+        bool(shape["SecurityLakeQueueArn"]),
+    )
+    return int(main) + sum(others)
+
+
+def test_the_rule_counts_every_queue_event_source_the_stack_makes(template):
+    """Never fewer than the stack's event source mappings; more only for an EventBridge rule with no bucket."""
+    for shape in QUEUE_SHAPES:
+        stack = Stack(template, {**KEY, **shape})
+        mappings = stack.of_type("AWS::Lambda::EventSourceMapping")
+        assert all(m["Properties"]["ScalingConfig"] == {"MaximumConcurrency": "10"} for m in mappings.values())
+        counted = _queues_the_rule_counts(shape)
+        no_rule_target = shape["S3Delivery"] == "EventBridge" and not shape["S3BucketNames"]
+        over = shape["UseQueue"] == "true" and no_rule_target and not shape["CloudTrailTopicArn"]
+        assert counted == len(mappings) + int(over), shape
+
+
+def test_reserved_concurrency_below_the_queues_maxima_is_refused(template):
+    """Exhaustively over both ladders: accepted exactly when -1, 0, or at least queues x maximum."""
+    reserved_ladder = template["Parameters"]["ReservedConcurrency"]["AllowedValues"]
+    maximum_ladder = template["Parameters"]["QueueMaximumConcurrency"]["AllowedValues"]
+    wrong = []
+    for shape in QUEUE_SHAPES:
+        queues = _queues_the_rule_counts(shape)
+        for maximum in maximum_ladder:
+            for reserved in reserved_ladder:
+                overrides = {**KEY, **shape, "QueueMaximumConcurrency": maximum, "ReservedConcurrency": reserved}
+                safe = int(reserved) in (-1, 0) or int(reserved) >= queues * int(maximum)
+                if rules_pass(template, parameter_values(template, overrides)) != safe:
+                    wrong.append((shape, maximum, reserved))
+    assert not wrong, f"{len(wrong)} wrong, first: {wrong[:3]}"
+
+
+def test_a_default_stack_with_reserved_concurrency_of_one_queue_s_worth_is_refused(template):
+    """The stack's queue and the continuation queue, 10 each: 10 reserved would throttle them."""
+    base = {**KEY, "S3BucketNames": BUCKETS[0]}
+    assert not Stack(template, {**base, "ReservedConcurrency": "10"}).rules_pass(template)
+    assert Stack(template, {**base, "ReservedConcurrency": "20"}).rules_pass(template)
+    assert Stack(template, {**base, "ReservedConcurrency": "0"}).rules_pass(template)
+    assert not Stack(template, {**base, "ReservedConcurrency": "40", "QueueMaximumConcurrency": "50"}).rules_pass(
+        template
+    )
+
+
+def test_the_ladders_hold_every_multiple_the_rule_compares(template):
+    """Each k x m (k queues, m a maximum) is itself a reserved value, so the safe minimum can be chosen."""
+    reserved = {int(v) for v in template["Parameters"]["ReservedConcurrency"]["AllowedValues"]}
+    maxima = [int(v) for v in template["Parameters"]["QueueMaximumConcurrency"]["AllowedValues"]]
+    assert {k * m for k in range(1, 5) for m in maxima} <= reserved
+    assert (min(maxima), max(maxima)) == (2, 1000), "Lambda's bounds for an SQS event source's MaximumConcurrency"
