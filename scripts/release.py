@@ -143,6 +143,8 @@ def unroll_foreach(template: dict[str, Any]) -> dict[str, Any]:
             item, slot = padded_item(parameter, index), str(index + 1)
             for key, resource in _in_slot(fragment, identifier, item, slot).items():
                 own = resource.get("Condition")
+                if not own:
+                    raise ReleaseError(f"{name}: {key} has no Condition to drop the empty item an empty list yields")
                 condition = f"{own}{slot}"
                 conditions[condition] = {"Fn::And": [{"Condition": own}, {"Fn::Not": [{"Fn::Equals": [item, ""]}]}]}
                 resources[key] = {**resource, "Condition": condition}

@@ -34,15 +34,15 @@ OFFLINE_MARKERS = (
 )
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("package_script", ROOT / "scripts" / "package.py")
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-package = _load_script()
+package = _load_script("package")
 
 
 def _host_arch() -> str:
@@ -171,15 +171,7 @@ def test_the_parquet_layer_holds_the_parquet_extra_where_the_template_looks():
 # --- the release: prebuilt zips and a Serverless Application Repository template -----------------
 
 
-def _load_release_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("release_script", ROOT / "scripts" / "release.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-release = _load_release_script()
+release = _load_script("release")
 REPOSITORY = "https://github.com/example/security-log-forwarder"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 SAR_CASES = {
