@@ -7,7 +7,7 @@ VERSION_OF = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 PYTHON_VERSION := $(shell $(PYTHON) $(VERSION_OF) 2>/dev/null)
 STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 
-.PHONY: install lint test unit integration demo bench package layer deploy clean
+.PHONY: install lint test unit integration demo bench package layer release deploy clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON_VERSION)" || { echo "$(PYTHON) not found or does not run; set PYTHON=python3.x"; exit 1; }
@@ -55,6 +55,15 @@ package: $(STAMP) layer
 # EnableParquet adds it to the function.
 layer: $(STAMP)
 	@for arch in $(ARCHS); do $(PY) scripts/package.py --arch $$arch --layer parquet || exit 1; done
+
+# A release for users who will not build (docs/deploy.md, "Deploying without building"): into dist/,
+# forwarder-<version>-<arch>.zip and parquet-layer-<version>-<arch>.zip for both architectures,
+# template-sar.yaml (no Fn::ForEach, SAR metadata) and forwarder-<version>.sha256.
+# make release REPOSITORY_URL=https://github.com/<owner>/<repo> SAR_AUTHOR=<publisher>
+REPOSITORY_URL ?=
+SAR_AUTHOR ?=
+release: $(STAMP)
+	$(PY) scripts/release.py $(if $(REPOSITORY_URL),--repository-url $(REPOSITORY_URL)) --author "$(SAR_AUTHOR)"
 
 # Interactive first deployment; later ones reuse samconfig.toml. Never run by the tests.
 # The variable turns on SAM CLI's own Fn::ForEach handling (off by default; older CLIs ignore it).

@@ -119,7 +119,8 @@ def expand_foreach(node: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
-    """A Fn::Equals or Fn::Contains operand: a literal, a parameter, a pseudo parameter, or Fn::Join of those."""
+    """A Fn::Equals or Fn::Contains operand: a literal, a parameter, a pseudo parameter, or Fn::Join,
+    Fn::Split or Fn::Select of those."""
     if isinstance(node, dict):
         if "Ref" in node:
             ref = node["Ref"]
@@ -128,6 +129,12 @@ def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
             sep, parts = node["Fn::Join"]
             parts = _scalar(parts, values)
             return sep.join(str(_scalar(p, values)) for p in parts)
+        if "Fn::Split" in node:
+            sep, text = node["Fn::Split"]
+            return str(_scalar(text, values)).split(sep)
+        if "Fn::Select" in node:
+            index, items = node["Fn::Select"]
+            return _scalar(items, values)[int(index)]
         raise ValueError(f"unsupported in a condition: {node}")
     if isinstance(node, list):
         return [_scalar(item, values) for item in node]
@@ -186,11 +193,7 @@ class Stack:
 
     def rules_pass(self, template: Mapping[str, Any]) -> bool:
         """Whether CloudFormation's Rules section would accept these parameter values."""
-        return all(
-            evaluate_condition(assertion["Assert"], self.values, self.expanded.get("Conditions", {}))
-            for rule in template.get("Rules", {}).values()
-            for assertion in rule["Assertions"]
-        )
+        return rules_pass(template, self.values)
 
     def _resolve(self, node: Any) -> Any:
         if isinstance(node, list):
@@ -254,6 +257,19 @@ class Stack:
         if isinstance(value, str):
             return value
         return match.group(0)
+
+
+def rules_pass(template: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether the Rules accept these parameter values: each rule's assertions hold, or its RuleCondition does not.
+
+    Rules cannot name the template's Conditions, so they are evaluated with none.
+    """
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not evaluate_condition(rule["RuleCondition"], values, {}):
+            continue
+        if not all(evaluate_condition(assertion["Assert"], values, {}) for assertion in rule["Assertions"]):
+            return False
+    return True
 
 
 def policy_statements(stack: Stack) -> list[dict[str, Any]]:

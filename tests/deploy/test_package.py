@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
 import platform
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,8 +15,11 @@ import tomllib
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+import stack_model
+from cfnlint.api import lint
 
 ROOT = Path(__file__).resolve().parents[2]
 # Signs that pip could not reach the package index at all, as opposed to a real resolution error.
@@ -27,15 +34,15 @@ OFFLINE_MARKERS = (
 )
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("package_script", ROOT / "scripts" / "package.py")
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-package = _load_script()
+package = _load_script("package")
 
 
 def _host_arch() -> str:
@@ -159,3 +166,167 @@ def test_the_parquet_layer_holds_the_parquet_extra_where_the_template_looks():
     assert "dist/parquet-layer-${Architecture}.zip" in (ROOT / "template.yaml").read_text()
     with pytest.raises(package.PackageError, match="no layer extra 'dev'"):
         package.extra_requirements("dev")
+
+
+# --- the release: prebuilt zips and a Serverless Application Repository template -----------------
+
+
+release = _load_script("release")
+REPOSITORY = "https://github.com/example/security-log-forwarder"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+SAR_CASES = {
+    "defaults": {},
+    "buckets-and-groups": {
+        "S3BucketNames": "org-trail-logs,eks-audit.archive",
+        "LogGroupNames": "/aws/eks/prod/cluster,/aws/eks/staging/cluster",
+        "LogGroupEksAuditOnly": "true",
+        "DdFetchS3Tags": "true",
+        "DdFetchLogGroupTags": "true",
+    },
+    "notifications-to-the-function": {
+        "S3BucketNames": ",".join(f"trail-{i}" for i in range(10)),
+        "S3Delivery": "S3Notification",
+        "UseQueue": "false",
+        "LogGroupNames": ",".join(f"/aws/eks/c{i}/cluster" for i in range(10)),
+    },
+    "eks-only": {"S3Delivery": "None", "LogGroupNames": "/aws/eks/prod/cluster", "K8sAuditPolicySsmName": "/p"},
+}
+KEY = {"DdApiKey": "0123456789abcdef0123456789abcdef"}
+
+
+@pytest.fixture(scope="module")
+def full_template() -> dict[str, Any]:
+    return stack_model.load_template()
+
+
+@pytest.fixture(scope="module")
+def sar(full_template: dict[str, Any]) -> dict[str, Any]:
+    meta = release.sar_metadata(release.project(), "Apache-2.0", REPOSITORY, "example")
+    return json.loads(json.dumps(release.sar_template(release.load_template(), meta, VERSION, "arm64")))
+
+
+def test_the_sar_template_has_no_language_extensions_and_lints(sar, tmp_path):
+    assert not release.has_foreach(sar)
+    assert sar["Transform"] == "AWS::Serverless-2016-10-31"
+    path = tmp_path / release.SAR_TEMPLATE
+    release.write_sar_template(sar, path)
+    assert "Fn::ForEach" not in path.read_text() and "LanguageExtensions" not in path.read_text()
+    assert [str(m) for m in lint(path.read_text()) if m.rule.id.startswith("E")] == []
+
+
+def test_the_sar_metadata(sar):
+    meta = sar["Metadata"]["AWS::ServerlessRepo::Application"]
+    assert set(meta) == {
+        *("Name", "Description", "Author", "SpdxLicenseId", "LicenseUrl", "ReadmeUrl", "Labels"),
+        *("HomePageUrl", "SemanticVersion", "SourceCodeUrl"),
+    }
+    assert (meta["SemanticVersion"], meta["SpdxLicenseId"]) == (VERSION, "Apache-2.0")
+    assert (meta["LicenseUrl"], meta["ReadmeUrl"]) == ("LICENSE", "README.md")
+    assert meta["HomePageUrl"] == meta["SourceCodeUrl"] == REPOSITORY
+    assert len(meta["Description"]) <= 256 and len(meta["Labels"]) <= 10
+    assert all(re.fullmatch(r"[a-zA-Z0-9+\-_:/@]{1,127}", label) for label in meta["Labels"])
+
+
+def test_the_licence_is_read_from_license_and_must_agree_with_pyproject():
+    text = (ROOT / "LICENSE").read_text()
+    assert release.spdx_license(text, "Apache-2.0") == "Apache-2.0"
+    with pytest.raises(release.ReleaseError, match="declares 'MIT'"):
+        release.spdx_license(text, "MIT")
+
+
+def test_the_sar_template_deploys_its_own_architecture_s_release_zips(sar):
+    function = sar["Resources"]["ForwarderFunction"]["Properties"]
+    assert function["CodeUri"] == f"forwarder-{VERSION}-arm64.zip"
+    assert sar["Resources"]["ParquetLayer"]["Properties"]["ContentUri"] == f"parquet-layer-{VERSION}-arm64.zip"
+    assert sar["Parameters"]["Architecture"]["AllowedValues"] == ["arm64"]
+
+
+@pytest.mark.parametrize("case", sorted(SAR_CASES))
+def test_the_sar_template_makes_the_same_stack_up_to_names(full_template, sar, case):
+    """Up to ten buckets and log groups: the same grants, rules, wiring and variables, resources named by slot."""
+    overrides = {**KEY, **SAR_CASES[case]}
+    full, unrolled = stack_model.Stack(full_template, overrides), stack_model.Stack(sar, overrides)
+    assert stack_model.grants(unrolled) == stack_model.grants(full)
+    assert unrolled.rules_pass(sar) == full.rules_pass(full_template) is True
+
+    def kinds(stack: stack_model.Stack) -> list[str]:
+        return sorted(body["Type"] for body in stack.resources.values())
+
+    assert kinds(unrolled) == kinds(full)
+
+    def wiring(stack: stack_model.Stack) -> list[str]:
+        kinds = ("AWS::Logs::SubscriptionFilter", "AWS::Lambda::Permission")
+        return sorted(
+            json.dumps({k: v for k, v in body["Properties"].items() if k != "PolicyName"}, sort_keys=True)
+            for body in stack.resources.values()
+            if body["Type"] in kinds
+        )
+
+    assert wiring(unrolled) == wiring(full)
+    environment = stack_model.Stack(sar, overrides).resources["ForwarderFunction"]["Properties"]["Environment"]
+    assert environment == full.resources["ForwarderFunction"]["Properties"]["Environment"]
+    assert {r for r in unrolled.resources if "OverLimit" in r or "MoreThan" in r} == set()
+
+
+@pytest.mark.parametrize("parameter", ["S3BucketNames", "LogGroupNames"])
+def test_a_longer_list_fails_the_sar_deployment_rather_than_leave_items_out(sar, parameter):
+    items = [f"/aws/eks/c{i}/cluster" if parameter == "LogGroupNames" else f"trail-{i}" for i in range(11)]
+    at_limit = stack_model.Stack(sar, {**KEY, parameter: ",".join(items[:10])})
+    over = stack_model.Stack(sar, {**KEY, parameter: ",".join(items)})
+    guard = f"{parameter}ListsMoreThan{release.MAX_ITEMS}UseTheFullTemplate"
+    assert guard not in at_limit.resources
+    assert over.resources[guard]["Type"] == "AWS::CloudFormation::WaitCondition"
+    assert over.resources[guard]["Properties"]["Timeout"] == "1", "nothing signals it: it fails at once"
+
+
+def test_the_sar_template_passes_the_sam_transform(sar):
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    template = json.loads(json.dumps(sar))
+    template["Resources"]["ForwarderFunction"]["Properties"]["CodeUri"] = "s3://artifacts/forwarder.zip"
+    template["Resources"]["ParquetLayer"]["Properties"]["ContentUri"] = "s3://artifacts/parquet-layer.zip"
+    values = stack_model.parameter_values(sar, {**KEY, **SAR_CASES["buckets-and-groups"]})
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    output = transform(template, stack_model.cfn_parameter_strings(values), NoManagedPolicies())
+    assert output["Resources"]["ForwarderFunction"]["Type"] == "AWS::Lambda::Function"
+    assert [str(m) for m in lint(json.dumps(output)) if m.rule.id.startswith("E")] == []
+
+
+def test_release_writes_both_architectures_the_template_and_their_checksums(tmp_path):
+    """The builds themselves are package.py's (tested above); here they write stand-in zips."""
+
+    def build(output: Path, arch: str) -> Path:
+        output.write_bytes(f"function {arch}".encode())
+        return output
+
+    def build_layer(extra: str, output: Path, arch: str) -> Path:
+        output.write_bytes(f"{extra} layer {arch}".encode())
+        return output
+
+    paths = release.release(tmp_path, REPOSITORY, "example", build=build, build_layer=build_layer)
+    names = [p.name for p in paths]
+    for arch in ("arm64", "x86_64"):
+        assert f"forwarder-{VERSION}-{arch}.zip" in names and f"parquet-layer-{VERSION}-{arch}.zip" in names
+    assert {"template-sar.yaml", "LICENSE", "README.md", f"forwarder-{VERSION}.sha256"} <= set(names)
+    sums = dict(line.split("  ")[::-1] for line in (tmp_path / f"forwarder-{VERSION}.sha256").read_text().splitlines())
+    assert set(sums) == set(names) - {f"forwarder-{VERSION}.sha256"}
+    for name, digest in sums.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
+    written = (tmp_path / "template-sar.yaml").read_text()
+    assert f"CodeUri: forwarder-{VERSION}-arm64.zip" in written
+    with pytest.raises(release.ReleaseError, match="repository-url"):
+        release.release(tmp_path, "", "example", build=build, build_layer=build_layer)
+
+
+def test_make_release_runs_the_release_script():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^release: .*\n(\t.*\n)*\t.*scripts/release\.py", makefile, re.M)
+
+
+def test_the_sar_template_says_what_it_is(sar):
+    assert sar["Description"].startswith(f"security-log-forwarder {VERSION} (arm64)")
+    assert "make package" not in sar["Description"]
