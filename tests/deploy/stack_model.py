@@ -119,7 +119,7 @@ def expand_foreach(node: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _scalar(node: Any, values: Mapping[str, Any]) -> Any:
-    """A Fn::Equals or Fn::Contains operand: a literal, a parameter, a pseudo parameter, or Fn::Join,
+    """A Fn::Equals operand: a literal, a parameter, a pseudo parameter, or Fn::Join,
     Fn::Split or Fn::Select of those."""
     if isinstance(node, dict):
         if "Ref" in node:
@@ -154,9 +154,6 @@ def evaluate_condition(
     if fn == "Fn::Equals":
         left, right = (_scalar(a, values) for a in args)
         return left == right
-    if fn == "Fn::Contains":  # Rules only
-        collection, value = (_scalar(a, values) for a in args)
-        return value in collection
     if fn == "Fn::Not":
         return not evaluate_condition(args[0], values, conditions, seen)
     if fn == "Fn::And":
@@ -262,14 +259,50 @@ class Stack:
 def rules_pass(template: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     """Whether the Rules accept these parameter values: each rule's assertions hold, or its RuleCondition does not.
 
-    Rules cannot name the template's Conditions, so they are evaluated with none.
+    Rules cannot name the template's Conditions, and CloudFormation takes only rule functions and Ref in
+    them (its "Rule functions" reference, "Supported functions"): anything else raises here.
     """
     for rule in template.get("Rules", {}).values():
-        if "RuleCondition" in rule and not evaluate_condition(rule["RuleCondition"], values, {}):
+        if "RuleCondition" in rule and not evaluate_rule(rule["RuleCondition"], values):
             continue
-        if not all(evaluate_condition(assertion["Assert"], values, {}) for assertion in rule["Assertions"]):
+        if not all(evaluate_rule(assertion["Assert"], values) for assertion in rule["Assertions"]):
             return False
     return True
+
+
+def evaluate_rule(expr: Any, values: Mapping[str, Any]) -> bool:
+    """A rule's condition or assertion, with CloudFormation's rule functions only."""
+    (fn, args), *rest = expr.items()
+    if rest:
+        raise ValueError(f"one function per rule node: {expr}")
+    if fn == "Fn::Not":
+        return not evaluate_rule(args[0], values)
+    if fn in ("Fn::And", "Fn::Or"):
+        if not 2 <= len(args) <= 10:
+            raise ValueError(f"{fn} takes 2 to 10 conditions: {expr}")
+        results = [evaluate_rule(arg, values) for arg in args]
+        return all(results) if fn == "Fn::And" else any(results)
+    left, right = (_rule_operand(arg, values) for arg in args)
+    if fn == "Fn::Equals":
+        return left == right
+    if fn == "Fn::Contains":
+        return right in left
+    if fn == "Fn::EachMemberEquals":
+        return all(member == right for member in left)
+    if fn == "Fn::EachMemberIn":
+        return all(member in right for member in left)
+    raise ValueError(f"not a rule function CloudFormation takes: {fn}")
+
+
+def _rule_operand(node: Any, values: Mapping[str, Any]) -> Any:
+    """A literal, a list of literals, or a Ref: a rule function takes nothing else."""
+    if isinstance(node, dict):
+        if set(node) != {"Ref"}:
+            raise ValueError(f"only Ref and rule functions in Rules, got {node}")
+        return PSEUDO[node["Ref"]] if node["Ref"] in PSEUDO else values[node["Ref"]]
+    if isinstance(node, list):
+        return [_rule_operand(item, values) for item in node]
+    return str(node)
 
 
 def policy_statements(stack: Stack) -> list[dict[str, Any]]:
