@@ -12,6 +12,9 @@ Every command reads settings from the environment exactly as the Lambda does (DD
 DD_API_KEY or its secret...), and S3 through boto3's default chain, so AWS_ENDPOINT_URL points it
 at a local S3 such as moto. What an operator gets wrong (a setting, a missing file, a store that is
 not there, a refused key) ends in one line on stderr and exit status 1, not a traceback.
+
+This module parses the arguments and runs the commands that check or serve; `run_command` forwards
+one object, `handler_commands` runs the handler (`invoke`, `replay`, `redrive`).
 """
 
 from __future__ import annotations
@@ -21,24 +24,17 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import orjson
-
 if TYPE_CHECKING:
-    from forwarder.model import Deadline, Entry, S3Object
-    from forwarder.outputs.batch import Batch
     from forwarder.settings import Settings
 
 VALIDATE_PATH = "/api/v1/validate"
 """Datadog's API key validation endpoint, on the site's API host (api.<DD_SITE>)."""
-ASYNC_FAILURE_ATTRIBUTE = "ErrorCode"
-"""A message attribute Lambda puts on the dead-letter message of a failed asynchronous invocation,
-whose body is then the invocation's event; a message redriven from a queue has none."""
 
 
 @dataclass
@@ -58,6 +54,38 @@ class LocalContext:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from forwarder.errors import ForwarderError
+
+    try:
+        return _command(args)
+    except (ForwarderError, CommandError) as exc:
+        print(f"forwarder {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the command; each command's module is imported only when it runs."""
+    if args.command == "intake":
+        return _intake(args)
+    if args.command == "check":
+        return _check(args.validate_url)
+    if args.command == "run":
+        from forwarder.run_command import forward_one
+
+        return forward_one(args.target, args.as_object, args.dry_run)
+    if args.command == "backfill":
+        return _backfill(args)
+    from forwarder import handler_commands
+
+    if args.command == "replay":
+        return handler_commands.replay(args.timeout)
+    if args.command == "redrive":
+        return handler_commands.redrive(args.queue_url, args.max_messages, args.timeout)
+    return handler_commands.invoke(args.event, args.timeout)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forwarder", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -100,130 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     backfill.add_argument("--state", help="checkpoint file (default .forwarder-backfill-<hash>.json)")
     backfill.add_argument("--progress-every", type=float, default=10.0, help="seconds between lines off a TTY")
 
-    args = parser.parse_args(argv)
-    from forwarder.errors import ForwarderError
-
-    try:
-        if args.command == "intake":
-            return _intake(args)
-        if args.command == "check":
-            return _check(args.validate_url)
-        if args.command == "run":
-            return _forward_one(args.target, args.as_object, args.dry_run)
-        if args.command == "replay":
-            _check_store()
-            return _run({"retry": True}, args.timeout)
-        if args.command == "redrive":
-            return _redrive(args.queue_url, args.max_messages, args.timeout)
-        if args.command == "backfill":
-            return _backfill(args)
-        return _run(_event(args.event), args.timeout)
-    except (ForwarderError, CommandError) as exc:
-        print(f"forwarder {args.command}: {exc}", file=sys.stderr)
-        return 1
+    return parser
 
 
 class CommandError(Exception):
     """What the operator asked for cannot be done; the message says why, in one line."""
-
-
-def _event(path: str) -> dict[str, object]:
-    try:
-        event = orjson.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise CommandError(f"cannot read the event file {path}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise CommandError(f"the event file {path} is not JSON: {exc}") from None
-    if not isinstance(event, dict):
-        raise CommandError(f"the event file {path} holds a JSON {type(event).__name__}, not an event object")
-    return event
-
-
-def _check_store() -> None:
-    """A replay needs a store that exists: say so plainly rather than fail the invocation inside."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from forwarder import runtime
-    from forwarder.settings import load_settings
-
-    settings = load_settings()
-    if not settings.store_failed_events:  # the settings refuse the flag without a bucket
-        raise CommandError("no failure store: set DD_STORE_FAILED_EVENTS=true and DD_S3_BUCKET_NAME")
-    try:
-        runtime.client("s3").head_bucket(Bucket=settings.store_bucket)
-    except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        reason = {404: "does not exist", 403: "is not readable with these credentials"}.get(status, str(exc))
-        raise CommandError(f"the failure store bucket {settings.store_bucket} {reason}") from None
-    except BotoCoreError as exc:
-        raise CommandError(f"cannot reach the failure store bucket {settings.store_bucket}: {exc}") from None
-
-
-def _redrive(queue_url: str, limit: int, timeout: float) -> int:
-    """Forward each message through the handler as it first arrived; delete it once nothing failed.
-
-    A dead-letter queue mixes two kinds: messages the queues gave up on (S3, EventBridge or SNS
-    notifications, continuations), which are handled as the SQS message they were, and failed
-    asynchronous invocations (direct S3 or EventBridge deliveries, CloudWatch Logs payloads), whose
-    body is the invocation's event. A message that fails again stays, invisible for the timeout.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from forwarder import runtime
-    from forwarder.settings import load_settings
-
-    settings = load_settings()
-    sqs = runtime.client("sqs")
-    done = failed = 0
-    while done + failed < limit:
-        try:
-            answer = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=min(10, limit - done - failed),
-                MessageAttributeNames=["All"],
-                AttributeNames=["All"],
-                VisibilityTimeout=int(timeout) + 60,
-                WaitTimeSeconds=1,
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise CommandError(f"cannot receive from {queue_url}: {exc}") from None
-        messages = answer.get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            if _forward_message(message, settings, timeout):
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-                done += 1
-            else:
-                failed += 1
-    print(f"forwarder redrive: {done} messages forwarded and deleted, {failed} left in {queue_url}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _forward_message(message: dict[str, Any], settings: Settings, timeout: float) -> bool:
-    from forwarder.errors import ForwarderError
-    from forwarder.handler import handle
-
-    message_id = message.get("MessageId", "?")
-    body = message.get("Body", "")
-    if ASYNC_FAILURE_ATTRIBUTE in message.get("MessageAttributes", {}):
-        try:
-            event = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            print(f"forwarder redrive: message {message_id} is not a JSON event; left in the queue", file=sys.stderr)
-            return False
-    else:
-        record = {"messageId": message_id, "body": body, "eventSource": "aws:sqs", "awsRegion": settings.region}
-        event = {"Records": [{**record, "attributes": message.get("Attributes", {}), "messageAttributes": {}}]}
-    try:
-        result = handle(event, LocalContext(timeout_seconds=timeout), settings)
-    except ForwarderError as exc:
-        print(f"forwarder redrive: message {message_id} failed again: {exc}", file=sys.stderr)
-        return False
-    if result.get("batchItemFailures"):
-        print(f"forwarder redrive: message {message_id} failed again; see the log lines above", file=sys.stderr)
-        return False
-    return True
 
 
 def _check(validate_url: str | None) -> int:
@@ -263,122 +172,6 @@ def key_validation_url(settings: Settings) -> str:
     return f"{parts.scheme}://{parts.netloc}{VALIDATE_PATH}"
 
 
-def _forward_one(target: str, as_object: str | None, dry_run: bool) -> int:
-    """Read one object through the Lambda's readers, source rules and encoder, then send or print it.
-
-    It runs the stages a work item goes through, not the handler: there is no event to parse, and no
-    idempotency, continuation or failure store, which only matter to retried notifications.
-    """
-    from forwarder import formats, runtime, sources
-    from forwarder.errors import InputError
-    from forwarder.model import Deadline, Invoker, Source
-    from forwarder.outputs.datadog import DatadogEncoder
-    from forwarder.read import codecs
-    from forwarder.settings import load_settings
-
-    settings = load_settings()
-    obj, chunks = _open(target, as_object, settings)
-    context = LocalContext()
-    invoker = Invoker.from_arn(context.invoked_function_arn, settings.region)
-    output = None if dry_run else runtime.OUTPUT.get(settings)
-    stream = codecs.decompress(chunks, obj.origin)
-    form, stream = formats.sniffed(stream)
-    decided = sources.for_object(obj, settings, form)
-    if not isinstance(decided, Source):
-        reason = decided.reason.value if decided is not None else "no source rule"
-        print(f"forwarder run: {obj.origin} skipped ({reason}): nothing to forward", file=sys.stderr)
-        return 0
-    encoder = output.encoder(decided, obj, invoker) if output else DatadogEncoder(decided, obj, invoker, settings)
-    blocks = formats.read_object(stream, obj.origin, form, DatadogEncoder.watched)
-    entries = (entry for block in blocks for entry in encoder.entries(block))
-    counts = Counts()
-    try:
-        if output is None:
-            _print_entries(entries, sys.stdout.buffer, counts)
-        else:
-            deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin_seconds)
-            _send(entries, output.send, deadline, settings, counts)
-    except InputError as exc:  # the events before the bad spot were printed or sent, and counted
-        print(f"forwarder run: {exc}", file=sys.stderr)
-        counts.unreadable = True
-    verdict = "printed" if dry_run else f"{counts.delivered} delivered, {counts.failed} failed"
-    print(f"forwarder run: {obj.origin} as {decided.name}: {counts.read} events, {verdict}", file=sys.stderr)
-    return 1 if counts.failed or counts.unreadable else 0
-
-
-@dataclass
-class Counts:
-    """What `run` did with the object's events; kept up to date, so an unreadable tail loses no count."""
-
-    read: int = 0
-    delivered: int = 0
-    failed: int = 0
-    unreadable: bool = False
-
-
-def _open(target: str, as_object: str | None, settings: Settings) -> tuple[S3Object, Iterator[bytes]]:
-    """The object to label the events with, and its bytes as the Lambda would read them."""
-    from forwarder import runtime
-    from forwarder.model import S3Object
-    from forwarder.read import s3
-
-    if target.startswith("s3://"):
-        obj = _s3_object(target)
-        return obj, s3.open_object(runtime.client("s3"), obj, settings.read_chunk_bytes)
-    path = Path(target)
-    if not path.is_file():
-        raise CommandError(f"no such file: {target}")
-    obj = _s3_object(as_object) if as_object else S3Object(bucket="local", key=path.as_posix())
-    return obj, _file_chunks(path, settings.read_chunk_bytes)
-
-
-def _s3_object(uri: str) -> S3Object:
-    from forwarder.model import S3Object
-
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket or not key:
-        raise CommandError(f"not an s3://bucket/key address: {uri}")
-    return S3Object(bucket=bucket, key=key)
-
-
-def _file_chunks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            yield chunk
-
-
-def _print_entries(entries: Iterator[Entry], out: BinaryIO, counts: Counts) -> None:
-    """One entry per line: a record's own bytes may span lines (a pretty-printed trail file), so each
-    entry is re-serialised compactly; the intake gets them byte for byte as read."""
-    try:
-        for entry in entries:
-            out.write(orjson.dumps(orjson.loads(entry.body)) + b"\n")
-            counts.read += 1
-    finally:
-        out.flush()
-
-
-def _send(
-    entries: Iterator[Entry],
-    send: Callable[[Batch, Deadline], None],
-    deadline: Deadline,
-    settings: Settings,
-    counts: Counts,
-) -> None:
-    """Batch and send as the Lambda does, retries and deadline included."""
-    from forwarder.outputs.batch import batches
-    from forwarder.outputs.deliver import deliver
-
-    packed = batches(entries, settings.batch_max_entries, settings.batch_max_bytes)
-    for batch, error in deliver(send, packed, deadline, settings.max_workers):
-        counts.read += len(batch.entries)
-        if error is None:
-            counts.delivered += len(batch.entries)
-        else:
-            counts.failed += len(batch.entries)
-            print(f"forwarder run: {len(batch.entries)} events not delivered: {error}", file=sys.stderr)
-
-
 def _backfill(args: argparse.Namespace) -> int:
     """Forward a prefix (forwarder/backfill.py); 1 when any object failed, naming each."""
     from forwarder.backfill import Backfill, Window, parse_day, split_prefix
@@ -413,19 +206,7 @@ def _intake(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(event: dict[str, object], timeout: float) -> int:
-    from forwarder.errors import ForwarderError
-    from forwarder.handler import handle
-    from forwarder.settings import load_settings
+if __name__ == "__main__":  # `python -m forwarder.cli`: the command modules import `forwarder.cli`, so run
+    from forwarder.cli import main as imported_main  # its `main`, whose CommandError is the one they raise
 
-    try:
-        result = handle(event, LocalContext(timeout_seconds=timeout), load_settings())
-    except ForwarderError as exc:
-        print(f"forwarder: {exc}", file=sys.stderr)
-        return 1
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(imported_main())

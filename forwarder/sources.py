@@ -18,25 +18,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 from forwarder.formats import Format
 from forwarder.formats.inline import ENVELOPE_TIME, Shape, TimePath
 from forwarder.model import EventBridgeEvent, LogBatch, S3Object, Skip, SkipReason, Source
+from forwarder.regex import Regex
 from forwarder.settings import Settings
 from forwarder.times import AUDIT_TIME_FIELDS, TIME_FIELDS, TimeFormat
 
 CLOUDTRAIL = "cloudtrail"
 
-_EKS_GROUP = re.compile(r"^/aws/eks/(?P<cluster>[^/]+)/cluster$")
+
+_EKS_GROUP = Regex(r"^/aws/eks/(?P<cluster>[^/]+)/cluster$")
 _EKS_TAGS = ("kube_cluster_name:{cluster}",)
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(msgspec.Struct, frozen=True):
     """What is known of a container when its source is chosen. `content` is None until sniffed."""
 
     bucket: str = ""
@@ -61,15 +62,14 @@ class Seen:
         return self.bucket or self.log_group
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(msgspec.Struct, frozen=True):
     """One row: every matcher given must hold. Regex matchers' named groups fill the `tags` templates."""
 
     name: str
-    key: re.Pattern[str] | None = None
+    key: Regex | None = None
     content: Format | None = None
-    group: re.Pattern[str] | None = None
-    stream: re.Pattern[str] | None = None
+    group: Regex | None = None
+    stream: Regex | None = None
     skip: SkipReason | None = None
     tags: tuple[str, ...] = ()
     time_fields: tuple[str, ...] = TIME_FIELDS
@@ -95,13 +95,13 @@ class Rule:
         return captured
 
 
-def _prefix(text: str) -> re.Pattern[str]:
-    return re.compile("^" + re.escape(text))
+def _prefix(text: str) -> Regex:
+    return Regex("^" + re.escape(text))
 
 
-def _within(*words: str) -> re.Pattern[str]:
+def _within(*words: str) -> Regex:
     """Any of `words` anywhere, in any case: the Datadog Forwarder's test on a lower-cased key or group."""
-    return re.compile("|".join(re.escape(word) for word in words), re.IGNORECASE)
+    return Regex("|".join(re.escape(word) for word in words), re.IGNORECASE)
 
 
 def _cloudtrail_record(message: str) -> bool:
@@ -127,15 +127,15 @@ _RDS_GROUP = r"^/aws/rds/(?:instance|cluster)/[^/]+/(?P<logname>[^/]+)"
 
 AWS_S3_RULES = (
     Rule("waf", key=_within("aws-waf-logs", "waflogs"), time_fields=_WAF_TIMES),
-    Rule("guardduty", key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/GuardDuty/"), time_fields=_FINDING_TIMES),
+    Rule("guardduty", key=Regex(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/GuardDuty/"), time_fields=_FINDING_TIMES),
     Rule("cloudfront", key=_within("cloudfront"), line_format=TimeFormat.CLOUDFRONT),
-    Rule("cloudfront", key=re.compile(r"(?:^|/)E[A-Z0-9]{5,}\.\d{4}-\d\d-\d\d-\d\d\.[0-9a-f]+(?:\.gz)?$"),
+    Rule("cloudfront", key=Regex(r"(?:^|/)E[A-Z0-9]{5,}\.\d{4}-\d\d-\d\d-\d\d\.[0-9a-f]+(?:\.gz)?$"),
          line_format=TimeFormat.CLOUDFRONT),
     Rule("elb", key=_within("elasticloadbalancing"), line_format=TimeFormat.ELB),
     Rule("network-firewall", key=_within("network-firewall"), time_fields=_FIREWALL_TIMES),
     Rule("route53", key=_within("vpcdnsquerylogs"), time_fields=_RESOLVER_TIMES),
     Rule("vpc", key=_within("vpcflowlogs"), line_format=TimeFormat.VPC_FLOW),
-    Rule("s3", key=re.compile(r"(?:^|/)\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9A-F]{16}$"),
+    Rule("s3", key=Regex(r"(?:^|/)\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9A-F]{16}$"),
          line_format=TimeFormat.S3_ACCESS),
 )  # fmt: skip
 """S3 objects by key (the Datadog Forwarder's keywords, in its order), but GuardDuty exports, which it
@@ -143,13 +143,13 @@ labelled `s3`, and S3 server access logs, recognised by their key's time and 16-
 
 AWS_LOG_GROUP_RULES = (
     Rule("lambda", group=_prefix("/aws/lambda/")),
-    Rule("apigateway", group=re.compile(r"^(?:api-gateway|/aws/api-gateway|/aws/http-api|/aws/apigateway)", re.I)),
-    *(Rule(engine, group=re.compile(rf"(?i)(?=.*{engine})" + _RDS_GROUP), tags=("logname:{logname}",))
+    Rule("apigateway", group=Regex(r"^(?:api-gateway|/aws/api-gateway|/aws/http-api|/aws/apigateway)", re.I)),
+    *(Rule(engine, group=Regex(rf"(?i)(?=.*{engine})" + _RDS_GROUP), tags=("logname:{logname}",))
       for engine in ("mariadb", "mysql", "postgresql")),
-    Rule("rds", group=re.compile(_RDS_GROUP, re.I), tags=("logname:{logname}",)),
+    Rule("rds", group=Regex(_RDS_GROUP, re.I), tags=("logname:{logname}",)),
     Rule("stepfunction", stream=_prefix("states/"), time_fields=_STATES_TIMES),
     Rule("stepfunction", group=_prefix("/aws/vendedlogs/states"), time_fields=_STATES_TIMES),
-    Rule(CLOUDTRAIL, stream=re.compile(r"^\d{12}_CloudTrail_[a-z0-9-]+")),
+    Rule(CLOUDTRAIL, stream=Regex(r"^\d{12}_CloudTrail_[a-z0-9-]+")),
     Rule(CLOUDTRAIL, group=_prefix("aws-cloudtrail-logs-")),
     Rule("network-firewall", group=_within("network-firewall"), time_fields=_FIREWALL_TIMES),
     Rule("route53", group=_within("route53"), time_fields=_RESOLVER_TIMES),
@@ -174,9 +174,10 @@ SECURITY_LAKE_SOURCES = {
 _SECURITY_LAKE_TAGS = ("aws_account:{account}", "region:{region}")
 
 
-def _security_lake_key(name: str) -> re.Pattern[str]:
-    return re.compile(
-        rf"(?:^|/)aws/{name}/(?:\d+\.\d+/)?region=(?P<region>[a-z0-9-]+)/accountId=(?P<account>[A-Za-z0-9_-]+)/"
+def _security_lake_key(name: str) -> Regex:
+    return Regex(
+        rf"(?:^|/)aws/{name}/(?:\d+\.\d+/)?region=(?P<region>[a-z0-9-]+)/accountId=(?P<account>[A-Za-z0-9_-]+)/",
+        needle=f"aws/{name}/",
     )
 
 
@@ -187,11 +188,12 @@ SECURITY_LAKE_RULES = tuple(
 
 S3_RULES = (
     *SECURITY_LAKE_RULES,
-    Rule("cloudtrail_digest", key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail-Digest/"),
+    Rule("cloudtrail_digest",
+         key=Regex(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail-Digest/", needle="/CloudTrail-Digest/"),
          skip=SkipReason.CLOUDTRAIL_DIGEST),
     Rule("cloudtrail_digest", content=Format.DIGEST, skip=SkipReason.CLOUDTRAIL_DIGEST),
     Rule(CLOUDTRAIL, content=Format.CLOUDTRAIL),
-    Rule(CLOUDTRAIL, key=re.compile(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail(?:-Insight)?/")),
+    Rule(CLOUDTRAIL, key=Regex(r"(?:^|/)AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail(?:-Insight)?/")),
     Rule("kubernetes.audit", content=Format.K8S_AUDIT, time_fields=AUDIT_TIME_FIELDS, cluster_from_key=True),
     *AWS_S3_RULES,
     Rule("s3"),
@@ -265,19 +267,18 @@ def _service(settings: Settings) -> str:
 # EventBridge events that are not S3 notifications: one event is one container, so a rule may
 # compute the source's tags from the event itself (a GuardDuty finding's severity, type, cluster).
 
-_CLOUDTRAIL_DETAIL = re.compile(r"AWS .+ via CloudTrail")
+_CLOUDTRAIL_DETAIL = Regex(r"AWS .+ via CloudTrail")
 """CloudTrail's detail-types: API calls, console sign-ins, service events, Insights; `detail` is the record."""
 _SEVERITY_BANDS = ((9.0, "Critical"), (7.0, "High"), (4.0, "Medium"), (float("-inf"), "Low"))
 """GuardDuty's bands (user guide): Low 1.0-3.9, Medium 4.0-6.9, High 7.0-8.9, Critical 9.0-10.0."""
-_NOT_IN_TAG = re.compile(r"[^A-Za-z0-9_./:-]")
+_NOT_IN_TAG = Regex(r"[^A-Za-z0-9_./:-]")
 """What Datadog turns into `_` in a tag anyway; a comma in an event's value must never split a tag."""
 _MAX_TAG_VALUE = 200
 FINDING_TIMES: tuple[TimePath, ...] = (("detail", "updatedAt"), ("detail", "createdAt"), ("time",))
 """A finding's own time: when it last changed (GuardDuty re-sends it as it aggregates), else when it was created."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventRule:
+class EventRule(msgspec.Struct, frozen=True):
     """One row of `EVENTBRIDGE_RULES`; every matcher given must match the whole field.
 
     `name` None names the source after the event's `source` field (`event_source_name`). `tags`
@@ -286,8 +287,8 @@ class EventRule:
     """
 
     name: str | None = None
-    source: re.Pattern[str] | None = None
-    detail_type: re.Pattern[str] | None = None
+    source: Regex | None = None
+    detail_type: Regex | None = None
     shape: Shape = Shape.EVENT
     times: tuple[TimePath, ...] = ENVELOPE_TIME
     tags: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
@@ -299,8 +300,7 @@ class EventRule:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class EventSource:
+class EventSource(msgspec.Struct, frozen=True):
     """An EventBridge event's source, and how its reader takes it (`formats.inline.read_event`)."""
 
     source: Source
@@ -340,7 +340,7 @@ def _finding_tags(event: dict[str, Any]) -> tuple[str, ...]:
 
 EVENTBRIDGE_RULES = (
     EventRule(CLOUDTRAIL, detail_type=_CLOUDTRAIL_DETAIL, shape=Shape.RECORD),
-    EventRule("guardduty", source=re.compile(r"aws\.guardduty"), detail_type=re.compile(r"GuardDuty Finding"),
+    EventRule("guardduty", source=Regex(r"aws\.guardduty"), detail_type=Regex(r"GuardDuty Finding"),
               times=FINDING_TIMES, tags=_finding_tags),
     EventRule(),
 )  # fmt: skip

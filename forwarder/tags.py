@@ -20,9 +20,10 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -143,7 +144,7 @@ def tagged(source: Source, container: Container, settings: Settings, invoker: In
     if error is not None:
         tally.tag_fetch_errors += 1
         logger.warning("resource tags not fetched", extra={"resource": resource, "reason": _reason(error)})
-    return replace(source, tags=source.tags + tags) if tags else source
+    return msgspec.structs.replace(source, tags=source.tags + tags) if tags else source
 
 
 def _reason(error: Exception) -> str:

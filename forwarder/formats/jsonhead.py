@@ -34,15 +34,20 @@ class Head(msgspec.Struct, gc=False):
     `recipientAccountId`, `awsRegion` and `userIdentity` label a CloudTrail record with the account,
     region and host that own it. They are typed: a record where one has another type is decoded the
     slow way (`HeadReader._parsed_head`), where the value counts as absent.
+
+    The fields are in the order CloudTrail writes them. msgspec finds a record's key among a struct's
+    fields by trying them in order from the one after the last found, so in this order each of a
+    record's five fields is found at the first try (in another, about seven tries each; a try is
+    about 15 instructions, and most of a record's keys are no field and try every one).
     """
 
-    eventID: Any = None
-    eventTime: Any = None
-    stageTimestamp: Any = None
-    requestReceivedTimestamp: Any = None
-    recipientAccountId: str | None = None
-    awsRegion: str | None = None
     userIdentity: Identity | None = None
+    eventTime: Any = None
+    awsRegion: str | None = None
+    eventID: Any = None
+    recipientAccountId: str | None = None
+    requestReceivedTimestamp: Any = None
+    stageTimestamp: Any = None
 
     def flagged(self) -> bool:
         """Whether the record has a top-level field by one of the watched names."""

@@ -20,9 +20,7 @@ import re
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TypeVar
 
-import msgspec
 import orjson
-import simdjson
 
 from forwarder.errors import InputError
 from forwarder.formats.jsonhead import Head, HeadReader, InvalidRecord
@@ -36,7 +34,7 @@ from forwarder.formats.outline import (
     member_name,
     value_end,
 )
-from forwarder.formats.run import RUN_FIRST_KEY, RecordRun
+from forwarder.formats.run import RUN_LITERAL, RecordRun, RunCutter
 from forwarder.model import RawEvent
 
 _WS = b" \t\r\n"
@@ -51,10 +49,8 @@ _MAX_PROPOSALS = 4
 """Failed end proposals tolerated per record before the exact tokenizer takes over."""
 _PROPOSAL_REACH = 1 << 20
 """How far past a record's start a proposal is looked for before the exact tokenizer takes over."""
-RUN_LITERAL = b"}," + RUN_FIRST_KEY
-RUN_SEPARATOR = b"}],[" + RUN_FIRST_KEY
 RUN_MAX_BYTES = 512 * 1024
-"""The longest span `RecordCutter._run` checks at once (its simdjson parser is sized for it)."""
+"""The longest span a run covers (`run.RunCutter`)."""
 _RUNS_REFUSED_TOLERATED = 8
 """Runs whose cuts could not be proved before a file is cut one record at a time: a file that keeps
 defeating the proof pays for each attempt."""
@@ -86,8 +82,7 @@ class RecordCutter:
         self.chunks = iter(chunks)
         self.heads = heads
         self.read_head = heads.read
-        self._run_validator = simdjson.Parser(max_capacity=RUN_MAX_BYTES + 2)
-        self._decode_run_heads = msgspec.json.Decoder(list[tuple[heads.run_head]]).decode  # type: ignore[name-defined]
+        self.runs = RunCutter(heads, RUN_MAX_BYTES)
         self.origin = origin
         self.max_event_bytes = max_event_bytes
         self.data = b""
@@ -96,7 +91,6 @@ class RecordCutter:
         self.separator = _ANY_SEPARATOR
         self.literal: bytes | None = None
         self.records_before = records_before
-        self.runs_refused = 0
         self.literal_absent = False
 
     def blocks(self) -> Iterator[RawEvent | RecordRun]:
@@ -120,7 +114,7 @@ class RecordCutter:
         """Records whose proposed end is right at the first try: the hot loop.
 
         Minified files (CloudTrail's own) are cut with `bytes.find` on the literal `},{"eventVersion"`,
-        a run of them at a time where `_run` can prove the cuts (nearly always), else one search and
+        a run of them at a time where `RunCutter.cut` can prove the cuts (nearly always), else one search and
         one check per record; a proposal that is not one valid object hands over to `_careful`, which
         never guesses. A slice that is one valid object is exactly one record whatever proposed it: an
         object has one end.
@@ -129,11 +123,11 @@ class RecordCutter:
             while True:
                 runs = (
                     self.literal == RUN_LITERAL
-                    and self.runs_refused < _RUNS_REFUSED_TOLERATED
+                    and self.runs.refused < _RUNS_REFUSED_TOLERATED
                     and self.max_event_bytes >= RUN_MAX_BYTES  # so no record of a run can be over it
                 )
                 if runs:
-                    run = self._run(start, index)
+                    run = self.runs.cut(self.data, start, index, self.base)
                     if run is not None:
                         yield run
                         index += len(run)
@@ -195,41 +189,6 @@ class RecordCutter:
             start = at + 2
             if end >= stop:
                 return index, start, True
-
-    def _run(self, start: int, index: int) -> RecordRun | None:
-        """The records from `start` up to the last literal within `RUN_MAX_BYTES`, cut and checked at once.
-
-        simdjson validates the span as the JSON array `[span]` in one call, as `read_head` does each
-        record. Then each cut `},{"eventVersion"` becomes `}],[{"eventVersion"`, and msgspec decodes
-        the whole `[[...]]`, one array per proposed record, as a list of 1-tuples of `RunHead` in one
-        more call. The cuts are exactly the records when there is one tuple per cut plus one: the
-        added brackets cancel out, and inside the valid `[span]` no byte of it is at the top level,
-        so only cuts between records can separate top-level tuples; a boundary between records that
-        is not a cut leaves two records in one tuple, which a 1-tuple refuses. None when any of it
-        fails (a nested object that starts with the key, a span past the end of the array, a reserved
-        name, a number or a depth simdjson refuses...): those records go one by one.
-        """
-        data = self.data
-        if not data.startswith(RUN_FIRST_KEY, start):
-            return None
-        at = data.rfind(RUN_LITERAL, start + 1, start + RUN_MAX_BYTES)
-        if at < 0:
-            return None
-        end = at + 1
-        array = b"".join((b"[", memoryview(data)[start:end], b"]"))
-        members = array.split(RUN_LITERAL)  # the first and last keep a bracket and their key until trimmed
-        members[0] = b"[" + members[0]
-        members[-1] += b"]"
-        try:
-            checked = self._run_validator.parse(array)
-            del checked  # the parser refuses another document while a result of it is alive
-            tuples = self._decode_run_heads(RUN_SEPARATOR.join(members))
-        except (ValueError, RuntimeError, RecursionError, msgspec.DecodeError):
-            tuples = []
-        if len(tuples) != len(members):
-            self.runs_refused += 1
-            return None
-        return RecordRun.from_cut(index, members, [head for (head,) in tuples], self.base + end, self.heads.record_head)
 
     def _careful(self, start: int, index: int) -> tuple[bytes, Head, int]:
         """The record at `start` (a "{"), reading more as needed: `(record, head, end)`.

@@ -11,9 +11,9 @@ start. docs/reliability.md explains the choice per format.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
+import msgspec
 import orjson
 
 from forwarder.errors import HandOffError
@@ -61,7 +61,8 @@ def message_body(obj: S3Object, resume_at: int, checkpoint: Checkpoint | None = 
     fields: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "resume_at": resume_at}
     fields.update((name, value) for name, value in (("version_id", obj.version_id), ("etag", obj.etag)) if value)
     if checkpoint is not None:
-        fields["checkpoint"] = {name: value for name, value in asdict(checkpoint).items() if value not in (None, "")}
+        given = msgspec.structs.asdict(checkpoint).items()
+        fields["checkpoint"] = {name: value for name, value in given if value not in (None, "")}
     return orjson.dumps({MESSAGE_KEY: fields}).decode()
 
 

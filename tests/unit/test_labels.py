@@ -152,6 +152,36 @@ def test_a_run_of_records_from_many_accounts_gives_what_they_give_one_by_one() -
     assert where(run_entries[5].body)[2] == "i-0123456789abcdef0"
 
 
+ESCAPED_INSTANCE_ARN = (
+    b'"arn:aws:sts::111122223333:assumed-role\\/WebRole\\/\\u0069-0123456789abcdef0"'  # \/ and \u0069 ("i")
+)
+
+
+def test_only_the_identitys_own_arn_names_a_host_however_it_is_spelled() -> None:
+    """Decoys elsewhere in a record name no host, and an instance session's ARN spelled with escapes
+    does, in a run and one by one: what names the host is the decoded `userIdentity.arn` alone."""
+    decoy = record(
+        eventID="decoy",
+        userIdentity={"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice"},
+        requestParameters={"roleArn": INSTANCE_ARN, "note": ":assumed-role/ and /i-0123456789abcdef0"},
+        responseElements={"userIdentity": {"arn": INSTANCE_ARN}},
+    )
+    escaped = orjson.dumps(record(eventID="escaped", userIdentity={"type": "AssumedRole", "arn": "X"})).replace(
+        b'"X"', ESCAPED_INSTANCE_ARN
+    )
+    assert orjson.loads(escaped)["userIdentity"]["arn"] == INSTANCE_ARN
+    plain = [orjson.dumps(record(eventID=f"e{n}")) for n in range(10)]
+    document = b'{"Records":[' + b",".join([*plain, orjson.dumps(decoy), escaped, *plain]) + b"]}"
+    blocks = list(split_object([document], TRAIL.origin)[1])
+    assert any(isinstance(block, RecordRun) for block in blocks)
+    encoder = DatadogEncoder(CLOUDTRAIL, TRAIL, INVOKER, SETTINGS)
+    hosts = {orjson.loads(entry.body)["eventID"]: where(entry.body)[2] for b in blocks for entry in encoder.entries(b)}
+    assert (hosts["decoy"], hosts["escaped"], hosts["e0"]) == ("archive", "i-0123456789abcdef0", "archive")
+    one_by_one = DatadogEncoder(CLOUDTRAIL, TRAIL, INVOKER, SETTINGS)
+    assert where(one_by_one.entry(RawEvent.structured(0, escaped, read_head(escaped))).body)[2] == "i-0123456789abcdef0"
+    assert where(one_by_one.entry(record_event(decoy)).body)[2] == "archive"
+
+
 def test_records_of_the_containers_own_account_share_its_lead() -> None:
     encoder = DatadogEncoder(CLOUDTRAIL, TRAIL, INVOKER, SETTINGS)
     same = record(

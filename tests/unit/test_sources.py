@@ -158,3 +158,24 @@ def test_a_cloudtrail_record_names_its_log_group_whatever_it_is_called() -> None
     app = sources.for_log_batch(LogBatch("1", "/aws/lambda/app", "s", (), (LogEvent("1", 1, lookalike),)), DEFAULT)
     assert isinstance(trail, Source) and isinstance(app, Source)
     assert (trail.name, app.name) == ("cloudtrail", "lambda")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "aws/CLOUD_TRAIL_MGMT/2.0/region=us-east-1/accountId=111122223333/eventDay=20241204/x.parquet",
+        "lake/aws/EKS_AUDIT/region=eu-west-1/accountId=111122223333/x.parquet",  # the preview: no version
+        "aws/CLOUD_TRAIL/1.0/region=us-east-1/accountId=111122223333/x.parquet",
+        "aws/CLOUD_TRAIL_MGMT/region=us-east-1/accountId=x/x.parquet",
+        "AWSLogs/o-abc123def4/111111111111/CloudTrail-Digest/us-east-1/x.json.gz",
+        "AWSLogs/111111111111/CloudTrail/us-east-1/2024/12/04/x.json.gz",
+        "aws/cloud_trail_mgmt/2.0/region=us-east-1/accountId=111122223333/x.parquet",  # case-sensitive, as the regex
+    ],
+)
+def test_a_rules_needle_never_refuses_a_key_its_regex_matches(key: str) -> None:
+    """The substring test before a lazily compiled regex only skips keys the regex would refuse."""
+    with_needle = [rule.key for rule in sources.S3_RULES if rule.key is not None and rule.key.needle]
+    assert len(with_needle) == len(sources.SECURITY_LAKE_SOURCES) + 1
+    for regex in with_needle:
+        assert bool(regex.search(key)) == bool(re.search(regex.pattern, key))
+        assert regex.needle in regex.pattern
