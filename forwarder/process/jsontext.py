@@ -33,14 +33,18 @@ def values_at(document: str, spans: list[tuple[int, int]]) -> list[tuple[int, in
     """The spans of the string values (quotes included) whose content overlaps one of `spans`
     (an empty span: touches it), in order; `document` has no backslash.
 
-    Each span costs a count of the quotes before it: past `POINTED_SPANS_MAX` spans, every value
-    is returned instead, so that no text costs more than a few passes over it.
+    The spans are taken in order and the quotes counted from one to the next, a pass over the text
+    in all; past `POINTED_SPANS_MAX` spans every value is returned instead, so that no text costs
+    more than a few passes over it.
     """
     if len(spans) > POINTED_SPANS_MAX:
         return all_values(document)
     found: set[tuple[int, int]] = set()
-    for start, end in spans:
-        inside = document.count('"', 0, start) % 2
+    counted = quotes = 0
+    for start, end in sorted(spans):
+        quotes += document.count('"', counted, start)
+        counted = start
+        inside = quotes % 2
         opening = document.rfind('"', 0, start) if inside else document.find('"', start)
         while opening != -1 and opening + 1 < max(end, start + 1):
             closing = document.find('"', opening + 1)
@@ -51,6 +55,22 @@ def values_at(document: str, spans: list[tuple[int, int]]) -> list[tuple[int, in
                 found.add((opening, closing + 1))
             opening = document.find('"', closing + 1)
     return sorted(found)
+
+
+def values_escaped_or_at(document: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`values_at` for a document with escapes: the values whose content overlaps one of `spans`,
+    and every value holding an escape (its decoded text may match where its raw text does not).
+
+    The quotes are counted in the document with each escape masked to as many `_`, so an escaped
+    quote is never taken for a string's end; the escapes' own spans point at the values holding them.
+    """
+    escapes = [found.span() for found in _ESCAPE.finditer(document)]
+    masked = _ESCAPE.sub(_masked, document)
+    return values_at(masked, [*spans, *escapes])
+
+
+def _masked(escape: re.Match[str]) -> str:
+    return "_" * len(escape.group())
 
 
 def unescaped(document: str) -> str:

@@ -171,19 +171,21 @@ class _Rules:
         A value a rule changes holds a match of what the rule seeks (`Rule.sought`), and so of its
         context-free finder (`jsontext.context_free_finder`: the pattern less its anchors, word
         boundaries and lookarounds). A finder looks at nothing outside its match, so a match in a
-        value is one in the whole text too, and the whole text is searched once: without escapes,
-        the values its matches overlap are the only candidates; with escapes, a text with no match
-        even once its escapes are decoded has none to change. Rules with no finder (atomic groups,
-        possessive repeats) visit every value.
+        value is one in the whole text too, and the whole text is searched once: the values its
+        matches overlap are candidates, and with escapes so are the values holding one (a text
+        with no match even once its escapes are decoded has none to change). Rules with no finder
+        (atomic groups, possessive repeats) visit every value.
         """
-        if self._searchable and "\\" not in document:
-            spans = [found.span() for pattern in self._sought for found in pattern.finditer(document)]
+        if not self._searchable:
+            return jsontext.all_values(document)
+        spans = [found.span() for pattern in self._sought for found in pattern.finditer(document)]
+        if "\\" not in document:
             return jsontext.values_at(document, spans) if spans else None
-        if self._searchable and not jsontext.has_escaped_surrogate(document):
-            texts = (document, jsontext.unescaped(document))
-            if not any(pattern.search(text) for pattern in self._sought for text in texts):
+        if not spans and not jsontext.has_escaped_surrogate(document):
+            unescaped = jsontext.unescaped(document)
+            if not any(pattern.search(unescaped) for pattern in self._sought):
                 return None
-        return jsontext.all_values(document)
+        return jsontext.values_escaped_or_at(document, spans)
 
     def _scrubbed(self, document: str, values: list[tuple[int, int]]) -> str | None:
         """Each value scrubbed and written again as a JSON string, in place."""

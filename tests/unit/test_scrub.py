@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.inputs import cloudtrail_templates
 from forwarder.errors import ConfigError
@@ -243,3 +246,59 @@ def test_a_rule_with_anchors_or_lookarounds_scrubs_each_value_as_the_rule_alone_
         (event,) = processed(scrub, list(split_object([document], ORIGIN)[1]))
         expected = scrub_values(orjson.loads(document)["Records"][0], [(pattern, "[x]")])
         assert orjson.loads(event.record or b"") == expected
+
+
+ESCAPED_TRAPS = {
+    "a": 'say "10.0.0.1" here',
+    "b": "10.0.0.2",
+    "c": "\\u0031\\u0030.0.0.3",
+    "d": 'quiet " 10.0.0.4 "',
+    "e": 'a"b',
+    "quiet": ["nothing", "here", 'only "quotes"'],
+    'key "10.0.0.5"': "kept",
+}
+
+
+def test_escaped_quotes_never_shift_which_values_a_match_points_at() -> None:
+    """In a document with escapes, the values tried are those a match overlaps and those holding an
+    escape (their decoded text may match where the raw does not): escaped quotes must not make a
+    match point at the wrong value, and a key is never scrubbed."""
+    document = orjson.dumps(ESCAPED_TRAPS).decode().replace("\\\\u", "\\u")
+    record = orjson.loads(document)
+    (event,) = processed(scrubber(Tally(), REDACT_IP="true"), trail_blocks([{"eventVersion": "1.08", **record}]))
+
+    expected = scrub_values({"eventVersion": "1.08", **record}, [(IP, "xxx.xxx.xxx.xxx")])
+    assert orjson.loads(event.record or b"") == expected
+    assert expected["c"] == "xxx.xxx.xxx.xxx" and expected['key "10.0.0.5"'] == "kept"
+
+
+def test_in_an_escaped_document_only_values_with_a_match_or_an_escape_are_tried() -> None:
+    values = {f"v{index}": f"value {index}" for index in range(40)}
+    document = orjson.dumps({**values, "ip": "10.0.0.1", "said": 'a "quote"'}).decode()
+    spans = [found.span() for found in IP.finditer(document)]
+
+    tried = [document[start:end] for start, end in jsontext.values_escaped_or_at(document, spans)]
+
+    assert tried == ['"10.0.0.1"', '"a \\"quote\\""']
+
+
+SCRUB_TEXT = st.text(alphabet=st.sampled_from(list('0123456789.@ab"\\/ é\u2028\U0001f600')), max_size=24)
+SCRUB_VALUES = st.recursive(
+    st.one_of(SCRUB_TEXT, st.integers(), st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(SCRUB_TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.dictionaries(SCRUB_TEXT, SCRUB_VALUES, max_size=6), ascii_only=st.booleans())
+def test_any_record_is_scrubbed_as_each_value_alone_would_be(fields: dict[str, Any], ascii_only: bool) -> None:
+    """Whatever the escapes (quotes, backslashes, \\u spellings of any character), every value ends as
+    the rules leave it alone, and nothing else changes."""
+    record = {"eventVersion": "1.08", "eventID": "e", **fields}
+    text = json.dumps(record, ensure_ascii=ascii_only, separators=(",", ":")).encode()
+    blocks = list(split_object([b'{"Records":[' + text + b"]}"], ORIGIN)[1])
+    (event,) = processed(scrubber(Tally(), REDACT_IP="true", REDACT_EMAIL="true", DD_SCRUBBING_RULE=r"\bab\b"), blocks)
+
+    rules = [(IP, "xxx.xxx.xxx.xxx"), (EMAIL, "xxxxx@xxxxx.com"), (re.compile(r"\bab\b"), "")]
+    assert orjson.loads(event.record or b"") == scrub_values(orjson.loads(text), rules)
