@@ -8,7 +8,8 @@ writes into dist/:
 - template-sar.yaml: template.yaml for one architecture (--sar-arch, default arm64) as the AWS
   Serverless Application Repository and plain CloudFormation accept it: the SAR metadata, no
   AWS::LanguageExtensions transform, and each Fn::ForEach unrolled into a fixed number of slots
-  (MAX_ITEMS) picked with Fn::Select, beside a guard that fails the deployment when a list is longer;
+  (MAX_ITEMS) picked with Fn::Select, beside a guard that fails the deployment when a list is longer,
+  and only resource types SAR's list has (AWS::IAM::Policy for each AWS::IAM::RolePolicy);
 - LICENSE and README.md, which the metadata names (`sam package` uploads them with the zips);
 - forwarder-<version>.sha256: the SHA-256 of each file above, in `sha256sum --check` format.
 
@@ -154,25 +155,43 @@ def unroll_foreach(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def _length_guard(parameter: str, conditions: dict[str, Any]) -> dict[str, Any]:
-    """A wait condition that times out, so the stack fails (and rolls back) when `parameter` lists
-    more than MAX_ITEMS: its logical ID is the message CloudFormation shows."""
+    """A log group whose name CloudWatch Logs refuses (spaces and a colon), so the stack fails, and rolls
+    back, when `parameter` lists more than MAX_ITEMS: its logical ID and its name say what is wrong.
+
+    SAR's list of supported resource types has AWS::Logs::LogGroup, not AWS::CloudFormation::WaitCondition.
+    """
     condition = f"{parameter}OverLimit"
     conditions[condition] = {"Fn::Not": [{"Fn::Equals": [padded_item(parameter, MAX_ITEMS), ""]}]}
-    handle = f"{parameter}OverLimitHandle"
     return {
-        handle: {"Type": "AWS::CloudFormation::WaitConditionHandle", "Condition": condition},
         f"{parameter}ListsMoreThan{MAX_ITEMS}UseTheFullTemplate": {
-            "Type": "AWS::CloudFormation::WaitCondition",
+            "Type": "AWS::Logs::LogGroup",
             "Condition": condition,
-            "Properties": {"Handle": {"Ref": handle}, "Timeout": "1", "Count": 1},
+            # The name breaks LogGroupName's pattern on purpose: that is how this resource fails.
+            "Metadata": {"cfn-lint": {"config": {"ignore_checks": ["E1155", "E3031"]}}},
+            "Properties": {"LogGroupName": f"{parameter} has more than {MAX_ITEMS} names: deploy the full template"},
         },
     }
+
+
+def role_policies_as_policies(resources: dict[str, Any]) -> dict[str, Any]:
+    """Each AWS::IAM::RolePolicy as the AWS::IAM::Policy that grants the same to the same role: SAR's list of
+    supported resource types has AWS::IAM::Policy, not AWS::IAM::RolePolicy."""
+    out: dict[str, Any] = {}
+    for name, resource in resources.items():
+        if resource.get("Type") != "AWS::IAM::RolePolicy":
+            out[name] = resource
+            continue
+        properties = {key: value for key, value in resource["Properties"].items() if key != "RoleName"}
+        properties["Roles"] = [resource["Properties"]["RoleName"]]
+        out[name] = {**resource, "Type": "AWS::IAM::Policy", "Properties": properties}
+    return out
 
 
 def sar_template(template: dict[str, Any], metadata: dict[str, Any], version: str, arch: str) -> dict[str, Any]:
     """template.yaml as SAR accepts it, for one architecture's release zips."""
     function_zip, layer_zip = artifact_names(version, arch)
     out = unroll_foreach(template)
+    out["Resources"] = role_policies_as_policies(out["Resources"])
     transforms = [t for t in out["Transform"] if t != "AWS::LanguageExtensions"]
     out["Transform"] = transforms[0] if len(transforms) == 1 else transforms
     out["Metadata"] = {"AWS::ServerlessRepo::Application": metadata, **out.get("Metadata", {})}

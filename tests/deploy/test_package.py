@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import stack_model
 from cfnlint.api import lint
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 ROOT = Path(__file__).resolve().parents[2]
 # Signs that pip could not reach the package index at all, as opposed to a real resolution error.
@@ -192,6 +194,21 @@ SAR_CASES = {
     "eks-only": {"S3Delivery": "None", "LogGroupNames": "/aws/eks/prod/cluster", "K8sAuditPolicySsmName": "/p"},
 }
 KEY = {"DdApiKey": "0123456789abcdef0123456789abcdef"}
+# The entries of AWS's "List of Supported AWS Resources" for SAR that the SAR template uses, before and after
+# the SAM transform: awsdocs/aws-serverlessrepo-developer-guide, doc_source/list-supported-resources.md at
+# commit 5e8664b (2021-02-08, the last copy published there). SAR refuses a template with a type not listed.
+SAR_LISTED_TYPES = frozenset(
+    {
+        *("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS::DynamoDB::Table", "AWS::Events::Rule"),
+        *("AWS::IAM::Policy", "AWS::IAM::Role", "AWS::Logs::LogGroup", "AWS::Logs::SubscriptionFilter"),
+        *("AWS::Lambda::EventSourceMapping", "AWS::Lambda::Function", "AWS::Lambda::LayerVersion"),
+        *("AWS::Lambda::Permission", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SNS::Subscription"),
+        *("AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::Serverless::Function", "AWS::Serverless::LayerVersion"),
+    }
+)
+# Not in that 2021 list, so not confirmed: the secret created when DdApiKey is given (docs/deploy.md says to
+# check SAR's current list, or to pass DdApiKeySecretArn, which creates none).
+SAR_UNCONFIRMED_TYPES = frozenset({"AWS::SecretsManager::Secret"})
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +258,32 @@ def test_the_sar_template_deploys_its_own_architecture_s_release_zips(sar):
     assert sar["Parameters"]["Architecture"]["AllowedValues"] == ["arm64"]
 
 
+def _as_role_policies(stack: stack_model.Stack) -> stack_model.Stack:
+    """The SAR stack with each AWS::IAM::Policy as the AWS::IAM::RolePolicy template.yaml writes, so that
+    stack_model.grants, which refuses AWS::IAM::Policy, counts its statements: only a policy attached to the
+    function's role alone, and nothing else, converts."""
+    converted = copy.copy(stack)
+    converted.resources = dict(stack.resources)
+    for name, body in stack.of_type("AWS::IAM::Policy").items():
+        properties = dict(body["Properties"])
+        assert properties.pop("Roles") == [{"Ref": "ForwarderRole"}], name
+        assert set(properties) == {"PolicyName", "PolicyDocument"}, f"{name}: attached to users or groups too"
+        converted.resources[name] = {
+            **body,
+            "Type": "AWS::IAM::RolePolicy",
+            "Properties": {"RoleName": {"Ref": "ForwarderRole"}, **properties},
+        }
+    return converted
+
+
 @pytest.mark.parametrize("case", sorted(SAR_CASES))
 def test_the_sar_template_makes_the_same_stack_up_to_names(full_template, sar, case):
-    """Up to ten buckets and log groups: the same grants, rules, wiring and variables, resources named by slot."""
+    """Up to ten buckets and log groups: the same grants, rules, wiring and variables, resources named by slot,
+    each of template.yaml's role policies an AWS::IAM::Policy on the same role."""
     overrides = {**KEY, **SAR_CASES[case]}
-    full, unrolled = stack_model.Stack(full_template, overrides), stack_model.Stack(sar, overrides)
+    full, sar_stack = stack_model.Stack(full_template, overrides), stack_model.Stack(sar, overrides)
+    assert not sar_stack.of_type("AWS::IAM::RolePolicy")
+    unrolled = _as_role_policies(sar_stack)
     assert stack_model.grants(unrolled) == stack_model.grants(full)
     assert unrolled.rules_pass(sar) == full.rules_pass(full_template) is True
 
@@ -275,11 +313,38 @@ def test_a_longer_list_fails_the_sar_deployment_rather_than_leave_items_out(sar,
     over = stack_model.Stack(sar, {**KEY, parameter: ",".join(items)})
     guard = f"{parameter}ListsMoreThan{release.MAX_ITEMS}UseTheFullTemplate"
     assert guard not in at_limit.resources
-    assert over.resources[guard]["Type"] == "AWS::CloudFormation::WaitCondition"
-    assert over.resources[guard]["Properties"]["Timeout"] == "1", "nothing signals it: it fails at once"
+    assert over.resources[guard]["Type"] == "AWS::Logs::LogGroup"
+    name = over.resources[guard]["Properties"]["LogGroupName"]
+    assert name == f"{parameter} has more than {release.MAX_ITEMS} names: deploy the full template"
+    # CloudFormation checks the name against the resource's schema (cfn-lint carries the same), and
+    # CloudWatch Logs against its own pattern: the guard cannot be created, so the stack rolls back.
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Logs::LogGroup").schema
+    assert not re.match(schema["properties"]["LogGroupName"]["pattern"], name)
+    assert not re.fullmatch(r"[.\-_/#A-Za-z0-9]+", name)
+    assert [r for r in over.resources if "OverLimit" in r] == []
 
 
-def test_the_sar_template_passes_the_sam_transform(sar):
+@pytest.mark.parametrize("case", sorted(SAR_CASES))
+def test_the_sar_template_uses_only_resource_types_sar_lists(sar, case):
+    """SAR checks every resource of the template it is given; the SAM transform's output must pass too, for
+    whoever deploys the same template with CloudFormation's own SAM transform."""
+    assert {body["Type"] for body in sar["Resources"].values()} <= SAR_LISTED_TYPES | SAR_UNCONFIRMED_TYPES
+    transformed = _sam_transformed(sar, {**KEY, **SAR_CASES[case]})
+    assert {body["Type"] for body in transformed["Resources"].values()} <= SAR_LISTED_TYPES | SAR_UNCONFIRMED_TYPES
+
+
+def test_an_existing_secret_keeps_the_sar_stack_to_the_listed_types(sar):
+    """The one type SAR's 2021 list lacks is the secret the stack makes of DdApiKey; DdApiKeySecretArn makes none."""
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:datadog-api-key-AbCdEf"
+    for case in SAR_CASES.values():
+        given_key = stack_model.Stack(sar, {**KEY, **case})
+        given_arn = stack_model.Stack(sar, {"DdApiKeySecretArn": arn, **case})
+        assert given_key.of_type("AWS::SecretsManager::Secret")
+        assert {body["Type"] for body in given_arn.resources.values()} <= SAR_LISTED_TYPES
+
+
+def _sam_transformed(sar: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """The SAR template as the SAM transform turns it into plain CloudFormation, the zips at stand-in S3 URIs."""
     from samtranslator.translator.transform import transform
 
     class NoManagedPolicies:
@@ -289,9 +354,13 @@ def test_the_sar_template_passes_the_sam_transform(sar):
     template = json.loads(json.dumps(sar))
     template["Resources"]["ForwarderFunction"]["Properties"]["CodeUri"] = "s3://artifacts/forwarder.zip"
     template["Resources"]["ParquetLayer"]["Properties"]["ContentUri"] = "s3://artifacts/parquet-layer.zip"
-    values = stack_model.parameter_values(sar, {**KEY, **SAR_CASES["buckets-and-groups"]})
+    values = stack_model.parameter_values(sar, overrides)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    output = transform(template, stack_model.cfn_parameter_strings(values), NoManagedPolicies())
+    return dict(transform(template, stack_model.cfn_parameter_strings(values), NoManagedPolicies()))
+
+
+def test_the_sar_template_passes_the_sam_transform(sar):
+    output = _sam_transformed(sar, {**KEY, **SAR_CASES["buckets-and-groups"]})
     assert output["Resources"]["ForwarderFunction"]["Type"] == "AWS::Lambda::Function"
     assert [str(m) for m in lint(json.dumps(output)) if m.rule.id.startswith("E")] == []
 
