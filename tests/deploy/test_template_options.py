@@ -81,6 +81,17 @@ def test_log_group_tag_grant_is_the_arn_the_forwarder_asks_about(template):
     assert ("logs:ListTagsForResource", log_group_arn(batch, invoker)) in added
 
 
+def test_every_inline_policy_name_is_one_iam_takes(template):
+    """IAM's PolicyName is `[\\w+=,.@-]{1,128}`: a name built from a log group ("/aws/eks/...")
+    must lose its slashes, or the stack fails to create with DdFetchLogGroupTags on."""
+    values = {"LogGroupNames": ",".join(GROUPS), "S3BucketNames": ",".join(BUCKETS), "DdFetchLogGroupTags": "true"}
+    stack = Stack(template, {**KEY, **values, "DdFetchS3Tags": "true"})
+    names = [body["Properties"]["PolicyName"] for body in stack.of_type("AWS::IAM::RolePolicy").values()]
+    assert len(names) == len(GROUPS) + len(BUCKETS)
+    assert all(re.fullmatch(r"[\w+=,.@-]{1,128}", name) for name in names), names
+    assert len(set(names)) == len(names)
+
+
 # --- the Kubernetes audit policy (FORWARDER_K8S_AUDIT_POLICY) --------------------------------------
 
 INLINE_POLICY = '{"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}'
