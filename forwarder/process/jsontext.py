@@ -64,13 +64,13 @@ def values_escaped_or_at(document: str, spans: list[tuple[int, int]]) -> list[tu
     The quotes are counted in the document with each escape masked to as many `_`, so an escaped
     quote is never taken for a string's end; the escapes' own spans point at the values holding them.
     """
-    escapes = [found.span() for found in _ESCAPE.finditer(document)]
-    masked = _ESCAPE.sub(_masked, document)
-    return values_at(masked, [*spans, *escapes])
+    escapes: list[tuple[int, int]] = []
 
+    def masked(escape: re.Match[str]) -> str:
+        escapes.append(escape.span())
+        return "_" * len(escape.group())
 
-def _masked(escape: re.Match[str]) -> str:
-    return "_" * len(escape.group())
+    return values_at(_ESCAPE.sub(masked, document), [*spans, *escapes])
 
 
 def unescaped(document: str) -> str:
